@@ -1,0 +1,37 @@
+# gameproto: `make run` starts a server on the embedded store, `make test` runs the suite.
+# Both create .venv and install what they need; nothing else has to be on the machine
+# but a Python 3.11+ (and, for `make test` under CI=true, the right to apt-get install).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+ARGS ?=
+TESTS ?= tests
+
+.PHONY: run test venv test-deps clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	# PEP 660 editable installs hide twisted/plugins from twistd: use the compat mode.
+	$(VPY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(VPY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(VENV)/bin/twistd --pidfile= -n gameproto $(ARGS)
+
+# What the tests need beyond Python packages (servers, interpreters, npm packages).
+test-deps: venv
+	bash .ci/test-deps
+
+test: test-deps
+	set -o pipefail; \
+	$(VPY) -m twisted.trial $(TESTS) 2>&1 | tee .trial-output.log; \
+	$(VPY) -m tests.summary .trial-output.log
+
+clean:
+	rm -rf $(VENV) _trial_temp* .trial-output.log twisted/plugins/dropin.cache *.egg-info

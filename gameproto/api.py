@@ -1,0 +1,123 @@
+"""
+The account part of the REST API (DESIGN.md §2 and §4): sign-up, tokens, users,
+and the health check.  Game-specific routes live with their games.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.web.iweb import IRequest
+
+import gameproto
+from gameproto.auth import AccountError, Accounts, InvalidCredentials, token_from_authorization
+from gameproto.rest import (
+    ApiError,
+    JSONRouter,
+    Response,
+    page,
+    query_param,
+    read_json,
+    timestamp,
+    unauthenticated,
+)
+from gameproto.store import USER_ORDERINGS, User
+
+# Where a user is right now: (ongoing match id, role) or (None, None).  The match
+# service provides the real one.
+Whereabouts = Callable[[str], tuple[int | None, str | None]]
+
+
+def nowhere(username: str) -> tuple[int | None, str | None]:
+    return None, None
+
+
+class AccountsAPI:
+    def __init__(self, accounts: Accounts, whereabouts: Whereabouts = nowhere) -> None:
+        self.accounts = accounts
+        self.whereabouts = whereabouts
+
+    def install(self, router: JSONRouter) -> None:
+        router.add("POST", "/api/users/sign_up", self.sign_up)
+        router.add("GET", "/api/users", self.list_users)
+        router.add("GET", "/api/users/{username}", self.get_user)
+        router.add("POST", "/api/token", self.obtain_token)
+        router.add("DELETE", "/api/token", self.revoke_token)
+        router.add("GET", "/healthz", self.health)
+
+    def user_json(self, user: User) -> dict[str, Any]:
+        match, role = self.whereabouts(user.username)
+        return {
+            "username": user.username,
+            "date_joined": timestamp(user.date_joined),
+            "elo": user.elo,
+            "ongoing_match": match,
+            "role": role,
+        }
+
+    async def require_user(self, request: IRequest) -> User:
+        """The user of C{Authorization: Token <key>} (REST never reads the cookie)."""
+        header = request.getHeader("authorization")
+        if header is None:
+            raise unauthenticated()
+        user = await self.accounts.user_for_token(token_from_authorization(header))
+        if user is None:
+            raise unauthenticated("invalid token")
+        return user
+
+    # -- routes ----------------------------------------------------------------
+
+    async def sign_up(self, request: IRequest) -> Response:
+        body = read_json(request)
+        try:
+            user = await self.accounts.sign_up(body.get("username"), body.get("password"))
+        except AccountError as e:
+            raise ApiError(400, e.message, field=e.field) from None
+        return Response(201, self.user_json(user))
+
+    async def obtain_token(self, request: IRequest) -> Response:
+        body = read_json(request)
+        for field in ("username", "password"):
+            if not isinstance(body.get(field), str):
+                raise ApiError(400, "this field is required and must be a string", field=field)
+        try:
+            key = await self.accounts.log_in(body["username"], body["password"])
+        except InvalidCredentials:
+            raise ApiError(400, "unable to log in with provided credentials") from None
+        return Response(200, {"token": key})
+
+    async def revoke_token(self, request: IRequest) -> Response:
+        await self.require_user(request)
+        key = token_from_authorization(request.getHeader("authorization"))
+        assert key is not None  # require_user accepted it
+        await self.accounts.revoke(key)
+        return Response(204)
+
+    async def list_users(self, request: IRequest) -> Response:
+        await self.require_user(request)
+        ordering = query_param(request, "ordering") or "-elo"
+        if ordering not in USER_ORDERINGS:
+            raise ApiError(
+                400, f"ordering must be one of {', '.join(USER_ORDERINGS)}", field="ordering"
+            )
+        limit, offset = page(request)
+        users = await self.accounts.store.list_users(ordering, limit, offset)
+        return Response(200, [self.user_json(user) for user in users])
+
+    async def get_user(self, request: IRequest, username: str) -> Response:
+        await self.require_user(request)
+        user = await self.accounts.store.get_user(username)
+        if user is None:
+            raise ApiError(404, "no such user")
+        return Response(200, self.user_json(user))
+
+    async def health(self, request: IRequest) -> Response:
+        return Response(
+            200,
+            {
+                "status": "ok",
+                "version": gameproto.__version__,
+                "store": self.accounts.store.description,
+            },
+        )
+

@@ -1,0 +1,152 @@
+"""
+One gameproto server: the store, the accounts, every protocol and the REST API on
+one Site, behind one listening endpoint, as a C{twisted.application} service.
+
+Start-up opens the store before listening; shutdown runs in order: stop
+accepting, close every WebSocket with 4012, then flush and close the store.
+(C{MultiService} would stop its children all at once, closing the store under
+connections that are still saying goodbye.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+import gameproto
+from gameproto import wire, web
+from gameproto.api import AccountsAPI
+from gameproto.auth import Accounts
+from gameproto.rest import JSONRouter
+from gameproto.store import IStore, store_from_string
+
+
+@attrs.frozen
+class ServerConfig:
+    """Everything C{twistd gameproto} options decide; see gameproto.tap for the flags."""
+
+    port: str = "tcp:8000:interface=127.0.0.1"
+    store: str = "sqlite:gameproto.sqlite3"
+    allowed_origins: tuple[str, ...] = ()
+    token_ttl: float | None = None
+    max_message_size: int = 64 * wire.KiB
+    connections_per_address: int = 1000
+    messages_per_second: float = 200.0
+    message_burst: int = 400
+    open_handshake_timeout: float = 5.0
+    auto_ping_interval: float = 30.0
+    auto_ping_timeout: float = 10.0
+
+    @property
+    def server_limits(self) -> wire.ServerLimits:
+        return wire.ServerLimits(
+            open_handshake_timeout=self.open_handshake_timeout,
+            auto_ping_interval=self.auto_ping_interval,
+            auto_ping_timeout=self.auto_ping_timeout,
+            connections_per_address=self.connections_per_address,
+        )
+
+    @property
+    def game_limits(self) -> wire.EndpointLimits:
+        """Limits of the JSON game endpoints (match, arena)."""
+        return wire.EndpointLimits(
+            max_message_size=self.max_message_size,
+            messages_per_second=self.messages_per_second,
+            burst=self.message_burst,
+        )
+
+
+class GameprotoServer(MultiService):
+    """
+    The server.  Its parts are attributes so that an embedding application (or a
+    test) can reach them: C{store}, C{accounts}, C{context}, C{router}, C{root},
+    C{site}.  Children added with C{addService} start after the store is open.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        reactor: Any,
+        store: IStore | None = None,
+        run_in_thread: Callable[..., Deferred[Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        if run_in_thread is None:
+            pool = reactor.getThreadPool()
+            run_in_thread = lambda f, *args: deferToThreadPool(reactor, pool, f, *args)
+        self.config = config
+        self.reactor = reactor
+        self.store = store if store is not None else store_from_string(reactor, config.store)
+        self.accounts = Accounts(
+            self.store,
+            reactor,
+            run_in_thread,
+            token_ttl=config.token_ttl,
+        )
+        self.connections = wire.Connections(config.server_limits, reactor)
+        self.context = wire.WireContext(
+            clock=reactor,
+            connections=self.connections,
+            origins=wire.OriginPolicy.from_list(list(config.allowed_origins)),
+            authenticate=self.accounts.authenticate_handshake,
+            server_limits=config.server_limits,
+        )
+        self.router = JSONRouter()
+        self.accounts_api = AccountsAPI(self.accounts)
+        self.accounts_api.install(self.router)
+        self.root = web.Tree()
+        web.mount(self.root, "/api", self.router)
+        web.mount(self.root, "/healthz", self.router)
+        self.site: Site = web.make_site(self.root, reactor)
+        self.port: IListeningPort | None = None
+        self._started: Deferred[None] | None = None
+
+    def startService(self) -> None:
+        self.running = 1  # MultiService.startService would start the children now
+        self._started = ensureDeferred(self._start())
+        self._started.addErrback(self._failedToStart)
+
+    async def _start(self) -> None:
+        await self.store.start()
+        for child in self:
+            child.startService()
+        endpoint = endpoints.serverFromString(self.reactor, self.config.port)
+        self.port = await endpoint.listen(self.site)
+        address = self.port.getHost()
+        self._log.info(
+            "gameproto {version} listening on {host}:{port} (store: {store})",
+            version=gameproto.__version__,
+            host=getattr(address, "host", address),
+            port=getattr(address, "port", ""),
+            store=self.store.description,
+        )
+
+    def _failedToStart(self, failure: Any) -> None:
+        self._log.failure("gameproto could not start", failure)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        self.running = 0
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        if self._started is not None:
+            await self._started  # never close a store that is still opening
+        if self.port is not None:
+            await self.port.stopListening()
+        await self.connections.close_all()
+        for child in reversed(list(self)):
+            await maybeDeferred(child.stopService)
+        await self.store.close()
+        self._log.info("gameproto stopped")

@@ -1,0 +1,189 @@
+"""
+C{twistd gameproto}: the command-line options and L{makeService}.
+
+Every option is a flag with a C{GAMEPROTO_*} environment fallback (C{--token-ttl}
+↔ C{GAMEPROTO_TOKEN_TTL}); a flag beats the environment, which beats the default.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from gameproto import logs
+from gameproto.server import GameprotoServer, ServerConfig
+
+_DEFAULTS = ServerConfig()
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def coerce(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number") from None
+        if number <= 0:
+            raise ValueError(f"{value!r} must be greater than 0")
+        return number
+
+    coerce.coerceDoc = "Must be greater than 0."  # type: ignore[attr-defined]
+    return coerce
+
+
+def _log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
+
+
+class Options(usage.Options):
+    synopsis = "[gameproto options]"
+    longdesc = (
+        "Serve the gameproto protocols (match, chat, arena, processor) and the REST API "
+        "on one port. Each option can also be set with the environment variable "
+        "GAMEPROTO_<OPTION> (upper case, dashes as underscores)."
+    )
+
+    optParameters: list[list[Any]] = [
+        ["port", "p", _DEFAULTS.port, "Listening endpoint (a Twisted strports description)."],
+        [
+            "store",
+            None,
+            _DEFAULTS.store,
+            "Where data lives: sqlite:PATH (embedded) or memory: (lost on exit).",
+        ],
+        [
+            "redis",
+            None,
+            None,
+            "Redis URL redis://HOST:PORT/DB for several nodes [default: none]. Not available yet.",
+        ],
+        [
+            "token-ttl",
+            None,
+            None,
+            "Seconds an API token stays valid [default: none, tokens never expire]",
+            _positive(float),
+        ],
+        [
+            "max-message-size",
+            None,
+            _DEFAULTS.max_message_size,
+            "Largest WebSocket message in bytes on the match and arena endpoints.",
+            _positive(int),
+        ],
+        [
+            "connections-per-address",
+            None,
+            _DEFAULTS.connections_per_address,
+            "Open WebSocket connections allowed from one client address.",
+            _positive(int),
+        ],
+        [
+            "rate-limit",
+            None,
+            _DEFAULTS.messages_per_second,
+            "Messages per second one WebSocket client may send (token bucket rate).",
+            _positive(float),
+        ],
+        [
+            "rate-burst",
+            None,
+            _DEFAULTS.message_burst,
+            "Token bucket size: messages one client may send in a burst.",
+            _positive(int),
+        ],
+        [
+            "handshake-timeout",
+            None,
+            _DEFAULTS.open_handshake_timeout,
+            "Seconds a client has to complete the WebSocket opening handshake.",
+            _positive(float),
+        ],
+        [
+            "auto-ping-interval",
+            None,
+            _DEFAULTS.auto_ping_interval,
+            "Seconds between WebSocket pings from the server.",
+            _positive(float),
+        ],
+        [
+            "auto-ping-timeout",
+            None,
+            _DEFAULTS.auto_ping_timeout,
+            "Seconds to wait for a pong before the connection is dropped.",
+            _positive(float),
+        ],
+        ["log-format", None, "text", "Log output: text or json (one object per line).", _log_format],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["allowed-origins"] = []
+        env = os.environ
+        for name, _, _, _, *coerce in self.optParameters:
+            value = env.get(self.environment_name(name))
+            if value is not None and value != "":
+                try:
+                    self[name] = coerce[0](value) if coerce else value
+                except ValueError as e:
+                    raise usage.UsageError(f"{self.environment_name(name)}: {e}") from None
+        origins = env.get("GAMEPROTO_ALLOWED_ORIGIN", "")
+        self["allowed-origins"] = [o.strip() for o in origins.split(",") if o.strip()]
+
+    @staticmethod
+    def environment_name(option: str) -> str:
+        return "GAMEPROTO_" + option.upper().replace("-", "_")
+
+    def opt_allowed_origin(self, origin: str) -> None:
+        """
+        Allow WebSocket handshakes from a web page at this origin (scheme://host[:port]);
+        repeatable; * allows any origin and disables cookie authentication
+        [default: same origin only; env GAMEPROTO_ALLOWED_ORIGIN, comma-separated].
+        """
+        origin = origin.strip()
+        if origin not in ("*", "null") and "://" not in origin:
+            raise usage.UsageError(f"--allowed-origin {origin!r}: expected scheme://host[:port]")
+        self["allowed-origins"].append(origin)
+
+    def postOptions(self) -> None:
+        if self["redis"]:
+            raise usage.UsageError(
+                "--redis: the Redis store and bus are not available yet; run one node "
+                "with --store sqlite:PATH"
+            )
+        if self["log-format"] == "json" and self.parent is not None:
+            # twistd builds its log observer from its own --logger option after
+            # parsing: point it at gameproto's JSON-lines observer unless the user
+            # chose a logger of their own.
+            if self.parent.get("logger") is None:
+                self.parent["logger"] = "gameproto.logs.json_observer"
+
+    def config(self) -> ServerConfig:
+        return ServerConfig(
+            port=self["port"],
+            store=self["store"],
+            allowed_origins=tuple(self["allowed-origins"]),
+            token_ttl=self["token-ttl"],
+            max_message_size=self["max-message-size"],
+            connections_per_address=self["connections-per-address"],
+            messages_per_second=self["rate-limit"],
+            message_burst=self["rate-burst"],
+            open_handshake_timeout=self["handshake-timeout"],
+            auto_ping_interval=self["auto-ping-interval"],
+            auto_ping_timeout=self["auto-ping-timeout"],
+        )
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    try:
+        return GameprotoServer(options.config(), reactor)
+    except ValueError as e:  # a bad --store description
+        raise usage.UsageError(str(e)) from None

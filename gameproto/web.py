@@ -1,0 +1,57 @@
+"""
+The one C{Site} of a gameproto server: every protocol mounted by path next to the
+REST API and the health check.
+
+Embedding: another Twisted application builds its own resource tree and calls
+L{mount} with the resources it wants (see docs/embedding.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Site
+
+from gameproto import wire
+
+
+class JSONNotFound(Resource):
+    """A JSON 404 for every path nothing is mounted at."""
+
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader("Content-Type", "application/json")
+        return wire.encode({"error": "not found"})
+
+
+class Tree(Resource):
+    """A resource tree node whose unknown children answer a JSON 404."""
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return JSONNotFound()
+
+
+def mount(root: Resource, path: str, resource: IResource) -> None:
+    """
+    Put C{resource} at C{path} (C{/ws/game}), creating the nodes in between.  A leaf
+    resource sees the whole remaining path, so C{/ws/game/{id}/} is served by the
+    resource mounted at C{/ws/game}.
+    """
+    segments = [s.encode("utf-8") for s in path.strip("/").split("/")]
+    node = root
+    for segment in segments[:-1]:
+        child = node.children.get(segment)
+        if child is None:
+            child = Tree()
+            node.putChild(segment, child)
+        node = child
+    node.putChild(segments[-1], resource)
+
+
+def make_site(root: Resource, reactor: Any) -> Site:
+    site = Site(root, reactor=reactor)
+    site.displayTracebacks = False
+    return site

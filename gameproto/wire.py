@@ -1,0 +1,518 @@
+"""
+Plumbing shared by every gameproto WebSocket protocol.
+
+- the JSON codec (orjson) and its two failure modes;
+- the close-code table of DESIGN.md §2;
+- per-endpoint limits and the Autobahn factory options, set in one place;
+- the origin policy, the per-address connection cap and the registry of open
+  connections used for a graceful shutdown;
+- L{JSONProtocol}, the base class that turns every malformed frame into one call
+  the concrete protocol answers with its own documented error.
+
+A concrete protocol (match, arena, processor) is a thin adapter: it implements
+the hooks at the bottom of L{JSONProtocol} and delegates to its state machine.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from typing import Any, Callable, ClassVar
+from urllib.parse import urlsplit
+
+import attrs
+import orjson
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+
+# ---------------------------------------------------------------------------
+# JSON codec
+
+
+class InvalidJSON(ValueError):
+    """A frame that is not UTF-8 JSON (or holds a lone surrogate, an infinite number...)."""
+
+
+class UnencodableValue(ValueError):
+    """A value orjson cannot encode: a lone surrogate, an integer past 64 bits."""
+
+
+def decode(payload: bytes | str) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise InvalidJSON(str(e)) from None
+
+
+def encode(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError as e:
+        # orjson raises a TypeError subclass (JSONEncodeError) for every refusal.
+        raise UnencodableValue(str(e)) from None
+
+
+# ---------------------------------------------------------------------------
+# Close codes
+
+
+class CloseCode(enum.IntEnum):
+    """
+    Every close code gameproto uses.  Autobahn refuses 1001/1008/1011 from the
+    application, hence the 4xxx range for everything but a normal end.
+    """
+
+    NORMAL = 1000
+    INVALID_UTF8 = 1007  # sent by Autobahn itself (RFC 6455), never by gameproto code
+    TOO_BIG = 1009  # sent by Autobahn itself when a message exceeds the endpoint's limit
+    BAD_REQUEST = 4000
+    UNAUTHENTICATED = 4001
+    FORBIDDEN = 4003
+    NOT_FOUND = 4004
+    RATE_LIMITED = 4008
+    REPLACED = 4009
+    INTERNAL_ERROR = 4011
+    SHUTTING_DOWN = 4012
+    BUSY = 4029
+
+
+# ---------------------------------------------------------------------------
+# Limits
+
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@attrs.frozen
+class EndpointLimits:
+    """
+    What one client may send on one endpoint.  C{messages_per_second=None} exempts
+    the endpoint from rate limiting (the processor is paced by its own engine calls).
+    """
+
+    max_message_size: int
+    messages_per_second: float | None = 200.0
+    burst: int = 400
+
+
+@attrs.frozen
+class ServerLimits:
+    """Limits that apply to every WebSocket endpoint of one server."""
+
+    open_handshake_timeout: float = 5.0
+    auto_ping_interval: float = 30.0
+    auto_ping_timeout: float = 10.0
+    close_handshake_timeout: float = 1.0
+    connections_per_address: int = 1000
+    # A client over its rate for this long without pause is disconnected (4008).
+    rate_limit_grace: float = 5.0
+    # How long a graceful shutdown waits for clients to acknowledge the close.
+    shutdown_grace: float = 2.0
+
+
+class Malformed(enum.Enum):
+    """Why a frame could not become a JSON object for the protocol."""
+
+    BINARY = "binary frames are not accepted"
+    INVALID_JSON = "invalid JSON"
+    NOT_AN_OBJECT = "a frame must be one JSON object"
+
+
+# ---------------------------------------------------------------------------
+# Origins
+
+
+def _origin_key(scheme: str, host: str, port: int | None) -> tuple[str, int]:
+    secure = scheme in ("https", "wss")
+    return host.lower(), port if port is not None else (443 if secure else 80)
+
+
+@attrs.frozen
+class OriginPolicy:
+    """
+    Same-origin by default: a browser page may open a socket only if its Origin names
+    the host it connects to.  Clients that send no Origin (bots, native clients) are
+    always allowed.  C{allowed} adds origins (C{scheme://host[:port]}, or C{null});
+    C{"*"} allows every origin and, since any page could then ride on a visitor's
+    cookie, disables cookie authentication.
+    """
+
+    allowed: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_list(cls, origins: list[str]) -> "OriginPolicy":
+        return cls(frozenset(normalise_origin(o) for o in origins))
+
+    @property
+    def allow_all(self) -> bool:
+        return "*" in self.allowed
+
+    @property
+    def cookies_allowed(self) -> bool:
+        return not self.allow_all
+
+    def allows(self, origin: str | None, host_header: str | None) -> bool:
+        if not origin:
+            return True
+        if self.allow_all:
+            return True
+        normalised = normalise_origin(origin)
+        if normalised in self.allowed:
+            return True
+        if normalised == "null" or not host_header:
+            return False
+        try:
+            o = urlsplit(normalised)
+            h = urlsplit("//" + host_header.strip())
+            return _origin_key(o.scheme, o.hostname or "", o.port) == _origin_key(
+                o.scheme, h.hostname or "", h.port
+            )
+        except ValueError:  # a port that is not a number, a broken IPv6 literal
+            return False
+
+
+def normalise_origin(origin: str) -> str:
+    """C{HTTP://Example.org:80/} and C{http://example.org:80} both give C{http://example.org:80}."""
+    origin = origin.strip()
+    if origin in ("*", "null"):
+        return origin
+    return origin.rstrip("/").lower()
+
+
+# ---------------------------------------------------------------------------
+# Rate limiting
+
+
+@attrs.define
+class TokenBucket:
+    """C{rate} tokens per second up to C{burst}; a message costs one token."""
+
+    rate: float
+    burst: int
+    clock: IReactorTime
+    _tokens: float = attrs.field(init=False)
+    _updated: float = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._tokens = float(self.burst)
+        self._updated = self.clock.seconds()
+
+    def take(self) -> bool:
+        now = self.clock.seconds()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Open connections
+
+
+class Connections:
+    """
+    Every open gameproto WebSocket of one server, whatever its endpoint: enforces the
+    per-address cap and closes them all on shutdown.
+    """
+
+    _log = Logger()
+
+    def __init__(self, limits: ServerLimits, clock: IReactorTime) -> None:
+        self.limits = limits
+        self.clock = clock
+        self._open: set[JSONProtocol] = set()
+        self._per_address: Counter[str] = Counter()
+        self._closed_waiters: dict[JSONProtocol, Deferred[None]] = {}
+        self.shutting_down = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def admit(self, proto: "JSONProtocol", address: str) -> bool:
+        """Count C{proto} against C{address}; C{False} if that address is at its cap."""
+        if self.shutting_down:
+            return False
+        if self._per_address[address] >= self.limits.connections_per_address:
+            return False
+        self._per_address[address] += 1
+        self._open.add(proto)
+        return True
+
+    def release(self, proto: "JSONProtocol", address: str) -> None:
+        if proto in self._open:
+            self._open.discard(proto)
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
+        waiter = self._closed_waiters.pop(proto, None)
+        if waiter is not None:
+            waiter.callback(None)
+
+    def close_all(self) -> Deferred[None]:
+        """
+        Tell every open connection the server is going away and wait until each has
+        closed, or until the shutdown grace period ends.
+        """
+        self.shutting_down = True
+        waits = []
+        for proto in list(self._open):
+            waiter: Deferred[None] = Deferred()
+            self._closed_waiters[proto] = waiter
+            waits.append(waiter)
+            try:
+                proto.serverShuttingDown()
+            except Exception:
+                self._log.failure("Closing {proto!r} for shutdown", proto=proto)
+                proto.dropConnection(abort=True)
+        if not waits:
+            return succeed(None)
+        self._log.info("Closing {count} WebSocket connection(s)", count=len(waits))
+        done: Deferred[Any] = DeferredList(waits)
+        done.addTimeout(self.limits.shutdown_grace, self.clock)
+        done.addErrback(lambda _: None)  # stragglers are dropped with the listening port
+        return done.addCallback(lambda _: None)
+
+
+# ---------------------------------------------------------------------------
+# Factory
+
+
+@attrs.define
+class WireContext:
+    """
+    What every WebSocket protocol of one server shares.  C{authenticate} maps the
+    opening handshake to a user (or C{None}); it is L{gameproto.auth.Accounts} in the
+    server and a stub in unit tests.
+    """
+
+    clock: IReactorTime
+    connections: Connections
+    origins: OriginPolicy
+    authenticate: Callable[[ConnectionRequest, bool], Deferred[Any]]
+    server_limits: ServerLimits = ServerLimits()
+
+
+def make_factory(
+    protocol: type["JSONProtocol"],
+    limits: EndpointLimits,
+    context: WireContext,
+    **attributes: Any,
+) -> WebSocketServerFactory:
+    """
+    The one place where Autobahn factory options are set.  Extra keyword arguments
+    become factory attributes the protocol reads (a match registry, an arena...).
+    """
+    factory = WebSocketServerFactory()
+    factory.protocol = protocol
+    factory.server = "gameproto"
+    factory.context = context
+    factory.endpoint_limits = limits
+    for name, value in attributes.items():
+        setattr(factory, name, value)
+    server = context.server_limits
+    factory.setProtocolOptions(
+        # webStatus=True renders a status page with an open redirect (?redirect=).
+        webStatus=False,
+        maxFramePayloadSize=limits.max_message_size,
+        maxMessagePayloadSize=limits.max_message_size,
+        # A clean 1009 with a reason instead of a dropped TCP connection.
+        failByDrop=False,
+        openHandshakeTimeout=server.open_handshake_timeout,
+        closeHandshakeTimeout=server.close_handshake_timeout,
+        autoPingInterval=server.auto_ping_interval,
+        autoPingTimeout=server.auto_ping_timeout,
+        # Origins are checked by OriginPolicy in onConnect: Autobahn only matches patterns.
+        allowedOrigins=["*"],
+        # setProtocolOptions resets allowNullOrigin to False unless it is passed.
+        allowNullOrigin=True,
+        perMessageCompressionAccept=lambda offers: None,
+    )
+    return factory
+
+
+# ---------------------------------------------------------------------------
+# The base protocol
+
+
+def peer_address(peer: str) -> str:
+    """C{tcp4:127.0.0.1:5555} → C{127.0.0.1}; C{tcp6:::1:5555} → C{::1}."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("tcp4", "tcp6"):
+        return rest.rpartition(":")[0]
+    return peer
+
+
+class JSONProtocol(WebSocketServerProtocol):
+    """
+    A WebSocket protocol of JSON-object text frames.
+
+    The base class does the handshake work common to every endpoint (origin check,
+    per-address cap, authentication), rate limiting, decoding, and turns every bad
+    frame into L{malformedFrame}.  Subclasses implement the hooks below.  No
+    exception from a hook reaches Autobahn: it is logged and the connection alone is
+    closed with 4011.
+    """
+
+    _log = Logger()
+    endpoint: ClassVar[str] = "websocket"
+
+    user: Any = None
+    _admitted = False
+    _address = ""
+
+    # -- hooks for subclasses ------------------------------------------------
+
+    def connectionOpened(self) -> None:
+        """The handshake is done; C{self.user} is the authenticated user or C{None}."""
+
+    def objectReceived(self, message: dict[str, Any]) -> None:
+        """A well-formed frame: one JSON object."""
+        raise NotImplementedError
+
+    def malformedFrame(self, problem: Malformed) -> None:
+        """A frame that is not one JSON object: answer with the protocol's error."""
+        raise NotImplementedError
+
+    def rateLimited(self) -> None:
+        """
+        Called at most once a second while the client exceeds its rate; the message
+        was dropped.  The default sends nothing.
+        """
+
+    def connectionClosed(self, code: int | None) -> None:
+        """The connection is gone, cleanly or not."""
+
+    def serverShuttingDown(self) -> None:
+        """The server is stopping: the default closes with 4012."""
+        self.closeWith(CloseCode.SHUTTING_DOWN, "server shutting down")
+
+    def textReceived(self, payload: bytes) -> None:
+        """A text frame (valid UTF-8): decoded as one JSON object by default."""
+        try:
+            message = decode(payload)
+        except InvalidJSON:
+            self.malformedFrame(Malformed.INVALID_JSON)
+            return
+        if not isinstance(message, dict):
+            self.malformedFrame(Malformed.NOT_AN_OBJECT)
+            return
+        self.objectReceived(message)
+
+    def binaryReceived(self, payload: bytes) -> None:
+        self.malformedFrame(Malformed.BINARY)
+
+    # -- sending ---------------------------------------------------------------
+
+    def sendObject(self, message: Any) -> bool:
+        """
+        Send C{message} as one text frame; C{False} (logged) if it cannot be encoded,
+        which only happens when a client's own value is echoed back.
+        """
+        try:
+            payload = encode(message)
+        except UnencodableValue as e:
+            self._log.warn(
+                "{endpoint}: dropped an unencodable reply ({why})",
+                endpoint=self.endpoint,
+                why=str(e),
+            )
+            return False
+        self.sendMessage(payload, isBinary=False)
+        return True
+
+    def closeWith(self, code: CloseCode, reason: str) -> None:
+        self.sendClose(code=int(code), reason=reason)
+
+    @property
+    def context(self) -> WireContext:
+        return self.factory.context
+
+    # -- Autobahn callbacks -------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> Deferred[None]:
+        context = self.context
+        if not context.origins.allows(request.origin, request.headers.get("host")):
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        self._address = peer_address(request.peer)
+        self._admitted = context.connections.admit(self, self._address)
+        limits: EndpointLimits = self.factory.endpoint_limits
+        if limits.messages_per_second is not None:
+            self._bucket: TokenBucket | None = TokenBucket(
+                limits.messages_per_second, limits.burst, context.clock
+            )
+        else:
+            self._bucket = None
+        self._over_limit_since: float | None = None
+        self._last_rate_error = float("-inf")
+
+        def authenticated(user: Any) -> None:
+            self.user = user
+
+        def failed(f: Failure) -> None:
+            # A store outage must not become an HTTP 500 with a traceback; the
+            # connection is accepted unauthenticated and the protocol refuses it.
+            self._log.failure("{endpoint}: authenticating a handshake", f, endpoint=self.endpoint)
+
+        d = maybeDeferred(context.authenticate, request, context.origins.cookies_allowed)
+        return d.addCallbacks(authenticated, failed)
+
+    def onOpen(self) -> None:
+        if not self._admitted:
+            self.closeWith(CloseCode.BUSY, "too many connections")
+            return
+        self._guarded(self.connectionOpened)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if not self._admitted or not self._withinRate():
+            return
+        if isBinary:
+            self._guarded(self.binaryReceived, payload)
+        else:
+            self._guarded(self.textReceived, payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._admitted:
+            self.context.connections.release(self, self._address)
+            self._admitted = False
+            self._guarded(self.connectionClosed, code)
+
+    # -- internals --------------------------------------------------------------
+
+    def _withinRate(self) -> bool:
+        if self._bucket is None or self._bucket.take():
+            self._over_limit_since = None
+            return True
+        now = self.context.clock.seconds()
+        if self._over_limit_since is None:
+            self._over_limit_since = now
+        if now - self._over_limit_since >= self.context.server_limits.rate_limit_grace:
+            self._log.info(
+                "{endpoint}: closing {peer} over its rate limit",
+                endpoint=self.endpoint,
+                peer=self.peer,
+            )
+            self.closeWith(CloseCode.RATE_LIMITED, "rate limit exceeded")
+        elif now - self._last_rate_error >= 1.0:
+            self._last_rate_error = now
+            self._guarded(self.rateLimited)
+        return False
+
+    def _guarded(self, hook: Callable[..., Any], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            self._log.failure(
+                "{endpoint}: unexpected error in {hook}",
+                endpoint=self.endpoint,
+                hook=hook.__name__,
+            )
+            if self.state == self.STATE_OPEN:
+                self.closeWith(CloseCode.INTERNAL_ERROR, "internal error")

@@ -1,0 +1,1 @@
+"""The gameproto test suite: ``python -m twisted.trial tests`` (or ``make test``)."""
