@@ -1,0 +1,70 @@
+"""The store contract (tests/store_contract.py) run against memory: and sqlite:."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from gameproto.store import store_from_string
+from gameproto.store.memory import MemoryStore
+from gameproto.store.sqlite import SQLiteStore
+from tests.store_contract import JOINED, StoreContract, user
+
+
+class MemoryStoreTests(StoreContract, TestCase):
+    def make_store(self) -> MemoryStore:
+        return MemoryStore()
+
+
+class SQLiteStoreTests(StoreContract, TestCase):
+    def make_store(self) -> SQLiteStore:
+        self.path = self.mktemp()
+        return SQLiteStore(reactor, self.path)
+
+    def test_survives_reopening(self) -> Deferred[None]:
+        """Users and tokens written before close() are there after reopening the file."""
+        from gameproto.store import TokenRecord
+
+        async def check() -> None:
+            await self.store.create_user(user("persistent", elo=1016))
+            await self.store.add_token(TokenRecord("f" * 64, "persistent", JOINED))
+            await self.store.close()
+            self.store = SQLiteStore(reactor, self.path)
+            await self.store.start()
+            self.assertEqual((await self.store.get_user("persistent")).elo, 1016)
+            token, owner = await self.store.get_token("f" * 64)
+            self.assertEqual(token.created, JOINED)
+            self.assertEqual(owner.date_joined, JOINED)
+
+        return ensureDeferred(check())
+
+    def test_date_joined_keeps_microseconds(self) -> Deferred[None]:
+        """Timestamps keep microseconds and time zone across the database."""
+
+        async def check() -> None:
+            joined = JOINED + timedelta(microseconds=7)
+            await self.store.create_user(user("precise", joined=joined))
+            self.assertEqual((await self.store.get_user("precise")).date_joined, joined)
+
+        return ensureDeferred(check())
+
+
+class StoreFromStringTests(SynchronousTestCase):
+    def test_memory(self) -> None:
+        """memory: builds a MemoryStore."""
+        self.assertIsInstance(store_from_string(None, "memory:"), MemoryStore)
+
+    def test_sqlite(self) -> None:
+        """sqlite:PATH builds an SQLiteStore on that path."""
+        store = store_from_string(None, "sqlite:/tmp/x.sqlite3")
+        self.assertIsInstance(store, SQLiteStore)
+        self.assertEqual(store.description, "sqlite:/tmp/x.sqlite3")
+
+    def test_bad_descriptions(self) -> None:
+        """An empty sqlite path, a Redis URL (not yet) and an unknown scheme are refused."""
+        for description in ["sqlite:", "redis://127.0.0.1:6379/0", "postgres://x", ""]:
+            with self.assertRaises(ValueError, msg=description):
+                store_from_string(None, description)
