@@ -1,0 +1,1 @@
+"""Pong matches between a host and a challenger (specs/match.md)."""
