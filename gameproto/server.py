@@ -82,8 +82,11 @@ class GameprotoServer(MultiService):
     ) -> None:
         super().__init__()
         if run_in_thread is None:
-            pool = reactor.getThreadPool()
-            run_in_thread = lambda f, *args: deferToThreadPool(reactor, pool, f, *args)
+            # The reactor's thread pool, looked up per call: it exists only once the
+            # reactor runs (and never on a MemoryReactor).
+            def run_in_thread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+                return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+
         self.config = config
         self.reactor = reactor
         self.store = store if store is not None else store_from_string(reactor, config.store)

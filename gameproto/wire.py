@@ -451,6 +451,7 @@ class JSONProtocol(WebSocketServerProtocol):
         else:
             self._bucket = None
         self._over_limit_since: float | None = None
+        self._last_drop = float("-inf")
         self._last_rate_error = float("-inf")
 
         def authenticated(user: Any) -> None:
@@ -488,18 +489,22 @@ class JSONProtocol(WebSocketServerProtocol):
 
     def _withinRate(self) -> bool:
         if self._bucket is None or self._bucket.take():
-            self._over_limit_since = None
             return True
+        # An episode of excess lasts while messages keep being dropped less than a
+        # second apart: a client sending at three times its rate is over the limit
+        # for good, even though a third of its messages still get through.
         now = self.context.clock.seconds()
-        if self._over_limit_since is None:
+        if self._over_limit_since is None or now - self._last_drop > 1.0:
             self._over_limit_since = now
+        self._last_drop = now
         if now - self._over_limit_since >= self.context.server_limits.rate_limit_grace:
-            self._log.info(
-                "{endpoint}: closing {peer} over its rate limit",
-                endpoint=self.endpoint,
-                peer=self.peer,
-            )
-            self.closeWith(CloseCode.RATE_LIMITED, "rate limit exceeded")
+            if self.state == self.STATE_OPEN:
+                self._log.info(
+                    "{endpoint}: closing {peer} over its rate limit",
+                    endpoint=self.endpoint,
+                    peer=self.peer,
+                )
+                self.closeWith(CloseCode.RATE_LIMITED, "rate limit exceeded")
         elif now - self._last_rate_error >= 1.0:
             self._last_rate_error = now
             self._guarded(self.rateLimited)

@@ -1,0 +1,129 @@
+"""twistd gameproto: options, environment fallback, the plugin."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.scripts.twistd import ServerOptions
+from twisted.trial.unittest import SynchronousTestCase
+
+from gameproto import tap
+from gameproto.server import GameprotoServer, ServerConfig
+
+
+class OptionsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        for name in list(os.environ):
+            if name.startswith("GAMEPROTO_"):
+                self.patch(os, "environ", {k: v for k, v in os.environ.items()
+                                           if not k.startswith("GAMEPROTO_")})
+                break
+
+    def parse(self, *argv: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self) -> None:
+        """With no flags and no environment the config is ServerConfig's defaults."""
+        self.assertEqual(self.parse().config(), ServerConfig())
+        self.assertEqual(ServerConfig().port, "tcp:8000:interface=127.0.0.1")
+        self.assertEqual(ServerConfig().store, "sqlite:gameproto.sqlite3")
+
+    def test_flags(self) -> None:
+        """Every flag reaches the config, coerced to its type."""
+        config = self.parse(
+            "--port", "tcp:0", "--store", "memory:", "--token-ttl", "3600",
+            "--max-message-size", "1000", "--connections-per-address", "7",
+            "--rate-limit", "50", "--rate-burst", "60", "--handshake-timeout", "2",
+            "--auto-ping-interval", "20", "--auto-ping-timeout", "5",
+            "--allowed-origin", "https://a.example", "--allowed-origin", "*",
+        ).config()
+        self.assertEqual(
+            config,
+            ServerConfig(
+                port="tcp:0", store="memory:", token_ttl=3600.0, max_message_size=1000,
+                connections_per_address=7, messages_per_second=50.0, message_burst=60,
+                open_handshake_timeout=2.0, auto_ping_interval=20.0, auto_ping_timeout=5.0,
+                allowed_origins=("https://a.example", "*"),
+            ),
+        )
+
+    def test_environment_fallback(self) -> None:
+        """GAMEPROTO_* variables set options; a flag beats the environment."""
+        self.patch(os, "environ", {
+            "GAMEPROTO_PORT": "tcp:9999", "GAMEPROTO_TOKEN_TTL": "60",
+            "GAMEPROTO_ALLOWED_ORIGIN": "https://a.example, https://b.example",
+            "GAMEPROTO_STORE": "memory:",
+        })
+        config = self.parse("--store", "sqlite:x.db").config()
+        self.assertEqual(config.port, "tcp:9999")
+        self.assertEqual(config.token_ttl, 60.0)
+        self.assertEqual(config.store, "sqlite:x.db")
+        self.assertEqual(config.allowed_origins, ("https://a.example", "https://b.example"))
+
+    def test_bad_environment(self) -> None:
+        """A malformed GAMEPROTO_* value is a usage error naming the variable."""
+        self.patch(os, "environ", {"GAMEPROTO_RATE_LIMIT": "fast"})
+        with self.assertRaises(usage.UsageError) as e:
+            tap.Options()
+        self.assertIn("GAMEPROTO_RATE_LIMIT", str(e.exception))
+
+    def test_bad_values(self) -> None:
+        """Non-positive numbers, unknown log formats and bare origins are usage errors."""
+        for argv in [["--rate-limit", "0"], ["--max-message-size", "x"],
+                     ["--log-format", "xml"], ["--allowed-origin", "example.org"],
+                     ["--redis", "redis://127.0.0.1:6379/0"]]:
+            with self.assertRaises(usage.UsageError, msg=argv):
+                self.parse(*argv)
+
+    def test_bad_store(self) -> None:
+        """An unknown --store is a usage error from makeService, not a traceback."""
+        with self.assertRaises(usage.UsageError):
+            tap.makeService(self.parse("--store", "mongo://x"))
+
+    def test_make_service(self) -> None:
+        """makeService builds a GameprotoServer on the given reactor."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        reactor = MemoryReactorClock()
+        service = tap.makeService(self.parse("--store", "memory:"), reactor=reactor)
+        self.assertIsInstance(service, GameprotoServer)
+        self.assertIs(service.reactor, reactor)
+
+    def test_json_logs_through_twistd(self) -> None:
+        """--log-format json points twistd's --logger at gameproto's observer."""
+        config = ServerOptions()
+        config.parseOptions(["gameproto", "--log-format", "json"])
+        self.assertEqual(config["logger"].__name__, "json_observer")
+
+    def test_json_logs_respect_explicit_logger(self) -> None:
+        """A --logger given to twistd is kept."""
+        config = ServerOptions()
+        config.parseOptions(["--logger", "twisted.logger.textFileLogObserver",
+                             "gameproto", "--log-format", "json"])
+        self.assertEqual(config["logger"].__name__, "textFileLogObserver")
+
+
+class PluginTests(SynchronousTestCase):
+    def test_plugin_found(self) -> None:
+        """twistd finds the gameproto service maker with its options."""
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("gameproto", makers)
+        self.assertIs(makers["gameproto"].options, tap.Options)
+
+    def test_plugin_installs_no_reactor(self) -> None:
+        """Importing the plugin module installs no reactor and imports no autobahn or txredisapi."""
+        code = (
+            "import sys, twisted.plugins.gameproto_plugin as p; "
+            "bad = [m for m in ('twisted.internet.reactor', 'autobahn', 'txredisapi') "
+            "if m in sys.modules]; print(bad)"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60)
+        self.assertEqual(out.stdout.strip(), "[]", out.stderr)
