@@ -8,12 +8,13 @@ Every option is a flag with a C{GAMEPROTO_*} environment fallback (C{--token-ttl
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any, Callable
 
 from twisted.application.service import IService
 from twisted.python import usage
 
-from gameproto import logs
+from gameproto.store import check_store_description
 from gameproto.server import GameprotoServer, ServerConfig
 
 _DEFAULTS = ServerConfig()
@@ -150,6 +151,10 @@ class Options(usage.Options):
         self["allowed-origins"].append(origin)
 
     def postOptions(self) -> None:
+        try:
+            check_store_description(self["store"])
+        except ValueError as e:
+            raise usage.UsageError(f"--store: {e}") from None
         if self["redis"]:
             raise usage.UsageError(
                 "--redis: the Redis store and bus are not available yet; run one node "
@@ -183,7 +188,26 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    try:
-        return GameprotoServer(options.config(), reactor)
-    except ValueError as e:  # a bad --store description
-        raise usage.UsageError(str(e)) from None
+        reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
+    return GameprotoServer(options.config(), reactor)
+
+
+def _stop_cleanly_on_sigterm(reactor: Any) -> None:
+    """
+    SIGTERM is how operators ask for a graceful stop, so its end is a success:
+    exit status 0.  Twisted's own handler makes the process re-raise SIGTERM on
+    itself after the reactor stops, which reports "killed by SIGTERM" to systemd,
+    shells and supervisors.  Replaced once the reactor has installed its handlers.
+    """
+
+    def stop_once() -> None:
+        if not stopping:
+            stopping.append(True)
+            reactor.stop()
+
+    def stop(signum: int, frame: Any) -> None:
+        reactor.callFromThread(stop_once)
+
+    stopping: list[bool] = []
+
+    signal.signal(signal.SIGTERM, stop)

@@ -83,9 +83,11 @@ class OptionsTests(SynchronousTestCase):
                 self.parse(*argv)
 
     def test_bad_store(self) -> None:
-        """An unknown --store is a usage error from makeService, not a traceback."""
-        with self.assertRaises(usage.UsageError):
-            tap.makeService(self.parse("--store", "mongo://x"))
+        """An unknown or incomplete --store is a usage error naming the option."""
+        for store in ["mongo://x", "sqlite:", "redis://127.0.0.1:6379/0"]:
+            with self.assertRaises(usage.UsageError) as e:
+                self.parse("--store", store)
+            self.assertIn("--store", str(e.exception))
 
     def test_make_service(self) -> None:
         """makeService builds a GameprotoServer on the given reactor."""

@@ -87,24 +87,31 @@ class IStore(Interface):
         """Revoke one token; C{True} if it existed."""
 
 
-def store_from_string(reactor: Any, description: str) -> Any:
-    """
-    Build the store a C{--store} value names: C{memory:}, C{sqlite:PATH} or
-    C{redis://HOST:PORT/DB}.  Raises C{ValueError} with a message for anything else.
-    """
+def check_store_description(description: str) -> None:
+    """Raise C{ValueError} with a message unless C{description} names a store."""
     if description == "memory:":
-        from gameproto.store.memory import MemoryStore
-
-        return MemoryStore()
+        return
     if description.startswith("sqlite:"):
-        path = description[len("sqlite:") :]
-        if not path:
+        if not description[len("sqlite:") :]:
             raise ValueError("sqlite: needs a path, e.g. sqlite:gameproto.sqlite3")
-        from gameproto.store.sqlite import SQLiteStore
-
-        return SQLiteStore(reactor, path)
+        return
     if description.startswith("redis://"):
         raise ValueError("the Redis store is not available yet (scale-out)")
     raise ValueError(
         f"unknown store {description!r}: expected memory:, sqlite:PATH or redis://HOST:PORT/DB"
     )
+
+
+def store_from_string(reactor: Any, description: str) -> Any:
+    """
+    Build the store a C{--store} value names: C{memory:}, C{sqlite:PATH} or
+    C{redis://HOST:PORT/DB}.  Raises C{ValueError} with a message for anything else.
+    """
+    check_store_description(description)
+    if description == "memory:":
+        from gameproto.store.memory import MemoryStore
+
+        return MemoryStore()
+    from gameproto.store.sqlite import SQLiteStore
+
+    return SQLiteStore(reactor, description[len("sqlite:") :])

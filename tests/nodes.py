@@ -1,0 +1,135 @@
+"""
+Real server processes for end-to-end tests: C{twistd --pidfile= -n gameproto ...}
+started with the test's reactor, its port read from its own log line, stopped with
+SIGTERM.  Also a small HTTP JSON client for talking to them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, readBody
+from twisted.web.http_headers import Headers
+
+from gameproto import wire
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+_LISTENING = re.compile(rb"listening on (\S+):(\d+)")
+START_TIMEOUT = 30.0
+
+
+class _NodeProtocol(ProcessProtocol):
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+
+    def outReceived(self, data: bytes) -> None:
+        self.node.output += data
+        if not self.node.listening.called:
+            match = _LISTENING.search(self.node.output)
+            if match:
+                self.node.port = int(match.group(2))
+                self.node.listening.callback(self.node.port)
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Failure) -> None:
+        code = reason.value.exitCode if reason.check(ProcessDone, ProcessTerminated) else None
+        self.node.exit_code = code
+        self.node.exit_signal = getattr(reason.value, "signal", None)
+        if not self.node.listening.called:
+            self.node.listening.errback(
+                RuntimeError(f"gameproto exited before listening:\n{self.node.text()}")
+            )
+        self.node.ended.callback(code)
+
+
+class Node:
+    """One C{twistd -n gameproto} process."""
+
+    def __init__(self, *options: str, twistd_options: tuple[str, ...] = (),
+                 cwd: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.options = options
+        self.twistd_options = twistd_options
+        self.cwd = cwd
+        self.env = env
+        self.output = b""
+        self.port: int | None = None
+        self.exit_code: int | None = None
+        self.exit_signal: int | None = None
+        self.listening: Deferred[int] = Deferred()
+        self.ended: Deferred[int | None] = Deferred()
+        self.process: Any = None
+
+    def text(self) -> str:
+        return self.output.decode("utf-8", "replace")
+
+    def start(self) -> Deferred[int]:
+        """Spawn the process; fires with its port once it listens."""
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        argv = [TWISTD, "--pidfile=", "-n", *self.twistd_options, "gameproto",
+                "--port", "tcp:0:interface=127.0.0.1", *self.options]
+        self.process = reactor.spawnProcess(
+            _NodeProtocol(self), TWISTD, argv, env=env, path=self.cwd
+        )
+        self.listening.addTimeout(START_TIMEOUT, reactor)
+        return self.listening
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def signal(self, name: str) -> None:
+        if self.exit_code is None and self.exit_signal is None:
+            self.process.signalProcess(name)
+
+    def stop(self) -> Deferred[int | None]:
+        """SIGTERM, then the exit code once the process is gone."""
+        if self.ended.called:
+            return Deferred.fromCoroutine(_value(self.exit_code))
+        self.signal("TERM")
+        return self.ended
+
+    def kill(self) -> Deferred[int | None]:
+        if not self.ended.called:
+            self.signal("KILL")
+        return self.ended
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+async def http_json(method: str, url: str, body: Any = None,
+                    token: str | None = None) -> tuple[int, Any]:
+    """One request with a JSON body; (status, decoded JSON body or None)."""
+    from twisted.web.client import FileBodyProducer
+    from io import BytesIO
+
+    headers = Headers({b"Content-Type": [b"application/json"]})
+    if token is not None:
+        headers.addRawHeader(b"Authorization", f"Token {token}".encode())
+    producer = None if body is None else FileBodyProducer(BytesIO(wire.encode(body)))
+    response = await Agent(reactor).request(method.encode(), url.encode(), headers, producer)
+    raw = await readBody(response)
+    return response.code, (wire.decode(raw) if raw else None)
+
+
+def stop_on_cleanup(testcase: Any, node: Node) -> Node:
+    """Make sure the node is gone when the test ends, whatever happened."""
+    testcase.addCleanup(node.kill)
+    return node
+
+
+__all__ = ["Node", "http_json", "stop_on_cleanup", "signal", "ensureDeferred"]

@@ -1,0 +1,194 @@
+"""
+End to end: real C{twistd -n gameproto} processes and real clients over TCP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.resource import WebSocketResource
+from twisted.internet import endpoints, reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import TestCase
+
+from gameproto import web, wire
+from gameproto.server import GameprotoServer, ServerConfig
+from tests.nodes import Node, http_json, stop_on_cleanup
+from tests.test_wire import Echo
+
+
+class RestartTests(TestCase):
+    timeout = 120
+
+    def test_data_survives_sigterm_and_restart(self) -> Deferred[None]:
+        """
+        Sign up and get a token on a node with a temporary sqlite store, stop it with
+        SIGTERM (exit status 0), start another on the same file: the password and the
+        token still work.
+        """
+        store = "sqlite:" + self.mktemp() + ".sqlite3"
+
+        async def scenario() -> None:
+            node = stop_on_cleanup(self, Node("--store", store))
+            await node.start()
+            status, health = await http_json("GET", node.url("/healthz"))
+            self.assertEqual((status, health["status"], health["store"]), (200, "ok", store))
+            status, _ = await http_json("POST", node.url("/api/users/sign_up/"),
+                                        {"username": "ann", "password": "password1"})
+            self.assertEqual(status, 201)
+            status, body = await http_json("POST", node.url("/api/token/"),
+                                           {"username": "ann", "password": "password1"})
+            self.assertEqual(status, 200)
+            old_token = body["token"]
+            self.assertEqual(await node.stop(), 0, node.text())
+            self.assertIn("gameproto stopped", node.text())
+
+            again = stop_on_cleanup(self, Node("--store", store))
+            await again.start()
+            status, body = await http_json("POST", again.url("/api/token/"),
+                                           {"username": "ann", "password": "password1"})
+            self.assertEqual(status, 200, body)
+            status, user = await http_json("GET", again.url("/api/users/ann/"), token=old_token)
+            self.assertEqual((status, user["username"], user["elo"]), (200, "ann", 1000))
+            self.assertEqual(await again.stop(), 0, again.text())
+
+        return ensureDeferred(scenario())
+
+    def test_asyncio_reactor(self) -> Deferred[None]:
+        """twistd --reactor=asyncio runs gameproto (the plugin installs no reactor)."""
+
+        async def scenario() -> None:
+            node = stop_on_cleanup(
+                self, Node("--store", "memory:", twistd_options=("--reactor=asyncio",))
+            )
+            await node.start()
+            status, _ = await http_json("GET", node.url("/healthz"))
+            self.assertEqual(status, 200)
+            self.assertIn("AsyncioSelectorReactor", node.text())
+            self.assertEqual(await node.stop(), 0, node.text())
+
+        return ensureDeferred(scenario())
+
+    def test_json_logs(self) -> Deferred[None]:
+        """--log-format json writes one JSON object per line."""
+
+        async def scenario() -> None:
+            node = stop_on_cleanup(self, Node("--store", "memory:", "--log-format", "json"))
+            await node.start()
+            await node.stop()
+            lines = [line for line in node.text().splitlines() if line.strip()]
+            records = [wire.decode(line) for line in lines]
+            self.assertTrue(any("listening on" in r["text"] for r in records))
+            self.assertTrue(all({"time", "level", "namespace", "text"} <= set(r) for r in records))
+
+        return ensureDeferred(scenario())
+
+    def test_bad_option_exits_non_zero(self) -> Deferred[None]:
+        """An unknown store is reported as a usage error, without a traceback."""
+
+        async def scenario() -> None:
+            node = Node("--store", "mongo://nowhere")
+            node.start().addErrback(lambda _: None)
+            code = await node.ended
+            self.assertNotEqual(code, 0)
+            self.assertIn("unknown store", node.text())
+            self.assertNotIn("Traceback", node.text())
+
+        return ensureDeferred(scenario())
+
+
+class Client(WebSocketClientProtocol):
+    """Collects what a real Autobahn client receives."""
+
+    def onOpen(self) -> None:
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.messages.append(wire.decode(payload))
+        waiting, self.factory.next_message = self.factory.next_message, Deferred()
+        waiting.callback(self.factory.messages[-1])
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if not self.factory.closed.called:
+            self.factory.closed.callback((code, reason))
+
+
+async def connect(url: str) -> Any:
+    factory = WebSocketClientFactory(url)
+    factory.protocol = Client
+    factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
+    factory.opened, factory.closed, factory.next_message = Deferred(), Deferred(), Deferred()
+    factory.messages = []
+    port = int(url.split(":")[2].split("/")[0])
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    await endpoint.connect(factory)
+    proto = await factory.opened
+    return proto
+
+
+class WebSocketOverTCPTests(TestCase):
+    """A server in this process, listening on a real port, with a test endpoint mounted."""
+
+    timeout = 60
+
+    def setUp(self) -> Deferred[None]:
+        self.server = GameprotoServer(ServerConfig(port="tcp:0:interface=127.0.0.1",
+                                                   store="memory:"), reactor)
+        factory = wire.make_factory(Echo, wire.EndpointLimits(max_message_size=1024 * 1024),
+                                    self.server.context)
+        web.mount(self.server.root, "/ws/echo", WebSocketResource(factory))
+        self.server.startService()
+        self.addCleanup(lambda: self.server.running and self.server.stopService())
+        return self.server._started
+
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port.getHost().port}/ws/echo"
+
+    def test_two_mebibytes_closes_1009(self) -> Deferred[None]:
+        """A 2 MiB message gets close 1009 with a reason; another client is still served."""
+
+        async def scenario() -> None:
+            bystander = await connect(self.url())
+            self.assertEqual(await bystander.factory.next_message, {"hello": None})
+            big = await connect(self.url())
+            await big.factory.next_message  # hello
+            big.sendMessage(b'{"x": "' + b"a" * (2 * 1024 * 1024) + b'"}')
+            code, reason = await big.factory.closed
+            self.assertEqual(code, 1009)
+            self.assertIn("exceeds payload limit", reason)
+            waiting = bystander.factory.next_message
+            bystander.sendMessage(b'{"still": "served"}')
+            self.assertEqual(await waiting, {"still": "served"})
+            bystander.sendClose()
+            await bystander.factory.closed
+
+        return ensureDeferred(scenario())
+
+    def test_shutdown_closes_open_websockets_4012(self) -> Deferred[None]:
+        """Stopping the server closes an open WebSocket with 4012 and a reason."""
+
+        async def scenario() -> None:
+            client = await connect(self.url())
+            await self.server.stopService()
+            code, reason = await client.factory.closed
+            self.assertEqual((code, reason), (4012, "server shutting down"))
+
+        return ensureDeferred(scenario())
+
+    def test_plain_get_does_not_redirect(self) -> Deferred[None]:
+        """GET /ws/echo?redirect=https://example.org answers without a redirect."""
+        from twisted.web.client import Agent, PartialDownloadError, readBody
+
+        async def scenario() -> None:
+            url = self.url().replace("ws://", "http://") + "?redirect=https://example.org"
+            response = await Agent(reactor).request(b"GET", url.encode())
+            try:
+                body = await readBody(response)
+            except PartialDownloadError as e:  # the 426 body has no length
+                body = e.response
+            self.assertNotIn(response.code, (301, 302, 303, 307, 308))
+            self.assertFalse(response.headers.hasHeader(b"location"))
+            self.assertNotIn(b"example.org", body)
+
+        return ensureDeferred(scenario())
