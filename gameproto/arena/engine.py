@@ -1,0 +1,669 @@
+"""
+The arena shooter of specs/arena.md, with the rules of DESIGN.md §4 "arena".
+
+Pure and deterministic: no I/O, no reactor, no clock.  The only randomness is the injected
+L{random.Random}, used for random spawns, so a seed replays a game exactly.
+
+How a protocol adapter drives an L{ArenaEngine}:
+
+  - a player connection's frame: C{engine.submit(client, parse_command(decoded))}, answering an
+    L{InvalidCommand} with C{invalid_command_error(e.reason)};
+  - the controller's frame: C{engine.control(parse_command(decoded))};
+  - a closed player connection: C{engine.leave(client)};
+  - every C{config.tick_ms}: C{engine.tick()}.
+
+C{client} is any hashable key for a connection (the protocol instance itself will do).  Every
+call returns the messages to send, in order, as L{Outgoing} C{(recipient, message)} pairs whose
+recipient is a client key or L{CONTROLLER}; a message going to many recipients is one shared
+dict, so it can be encoded once.  Messages to L{CONTROLLER} while no controller is connected are
+simply dropped by the adapter.
+
+Geometry: x grows to the right and y with the sine of the heading; headings are absolute
+degrees, 0 being +x and 90 being +y.
+
+Decisions DESIGN.md leaves open:
+
+  - a player command is judged when its tick applies it; only a second command in one tick and
+    a player's C{StartGameCommand} are refused at once;
+  - a player's position is rounded to 5 decimals after each move, so what its ack says is what
+    the engine checks; players collide within 2 * C{player_radius} (the design's 10);
+  - random spawns are integral, max(C{spawn_margin}, C{player_radius}) from the walls, facing 0,
+    and more than 2 * C{player_radius} from every player; after 1000 draws the registration is
+    refused ("no free spot");
+  - a parked player holds its spawn point into the next round, where the point is skipped;
+    parked players count against C{max_players} separately, as the next round's players;
+  - life stops at 0; a fatal hit sends C{PlayerHitByShotNotification} then
+    C{PlayerDestroyedNotification}; later shots reaching a player destroyed in the same tick
+    are spent without effect;
+  - a leave ends the game at once (from L{ArenaEngine.leave}); a destruction at step 6, so a
+    late joiner admitted in the same tick keeps the game going; a game started with fewer
+    than two players ends only when one of them is destroyed or leaves;
+  - C{GameOverNotification} also goes to destroyed and parked players; a destroyed player's
+    commands, C{ConfigurePlayerCommand} included, are refused until then;
+  - two radar crossings that truncate to the same point are reported once, like a tangent; a
+    player exactly on the scanner is inside any long range cone.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+import random
+from collections.abc import Hashable
+from typing import Any, Final, NamedTuple, TypeAlias, assert_never
+
+import attrs
+
+from gameproto.arena.commands import (
+    Command,
+    ConfigurePlayerCommand,
+    InvalidCommand,
+    MovePlayerCommand,
+    parse_command,
+    PlayerCommand,
+    PlayerShootCommand,
+    RadarType,
+    RegisterPlayerCommand,
+    Rotate,
+    StartGameCommand,
+)
+from gameproto.arena.config import ArenaConfig
+
+__all__ = [
+    "CONTROLLER",
+    "ArenaEngine",
+    "InvalidCommand",
+    "Message",
+    "Outgoing",
+    "invalid_command_error",
+    "parse_command",
+    "scan_walls",
+]
+
+Message: TypeAlias = dict[str, Any]
+
+# Coordinates on the wire are rounded to this many decimals (DESIGN.md: 11.73205).
+_DECIMALS = 5
+
+# A random spawn that keeps landing on other players gives up after this many draws: the arena
+# is full in practice, whatever max_players allows.
+_SPAWN_ATTEMPTS = 1000
+
+
+class Controller(enum.Enum):
+    """The type of L{CONTROLLER}; an enum so that type checkers know it is a single value."""
+
+    CONTROLLER = "controller"
+
+
+CONTROLLER: Final = Controller.CONTROLLER
+"""The recipient of messages for whichever connection controls the arena."""
+
+
+class Outgoing(NamedTuple):
+    """A message to send, and to whom: a client key or L{CONTROLLER}."""
+
+    recipient: Hashable
+    message: Message
+
+
+# ---------------------------------------------------------------------------
+# Messages: every server message carries "data", {} when empty.
+
+
+def _message(type_: str, **data: Any) -> Message:
+    return {"type": type_, "data": data}
+
+
+def invalid_command_error(reason: str) -> Message:
+    """
+    @return: the C{InvalidCommandError} saying C{reason}, for the engine's refusals and for the
+        protocol's own (a frame that is not JSON, an L{InvalidCommand}).
+    """
+    return _message("InvalidCommandError", reason=reason)
+
+
+def _rounded(value: float) -> float:
+    # Adding 0.0 turns -0.0 into 0.0, which nobody wants to read on the wire.
+    return round(float(value), _DECIMALS) + 0.0
+
+
+def _coordinates(pose: Pose) -> dict[str, float]:
+    return {"x": _rounded(pose.x), "y": _rounded(pose.y)}
+
+
+def _refusal(recipient: Hashable, reason: str) -> list[Outgoing]:
+    return [Outgoing(recipient, invalid_command_error(reason))]
+
+
+# ---------------------------------------------------------------------------
+# Game state
+
+
+@attrs.frozen
+class Pose:
+    """Where something is and which way it faces."""
+
+    x: float
+    y: float
+    rotation: float
+
+    def advanced(self, distance: float) -> Pose:
+        """@return: this pose moved C{distance} along its heading (negative: backwards)."""
+        heading = math.radians(self.rotation)
+        return attrs.evolve(
+            self,
+            x=self.x + distance * math.cos(heading),
+            y=self.y + distance * math.sin(heading),
+        )
+
+    def distance_to(self, other: Pose) -> float:
+        return math.hypot(other.x - self.x, other.y - self.y)
+
+
+class PlayerState(enum.Enum):
+    IN_ARENA = "in arena"
+    """Playing (or about to, before the start): in the snapshots and in everyone's radar."""
+
+    PARKED = "parked"
+    """Registered during a started game that late registrants cannot join: plays next round."""
+
+    DESTROYED = "destroyed"
+    """Out of life: gone from the arena, still registered until the round ends."""
+
+
+@attrs.define
+class Player:
+    id: str
+    client: Hashable
+    pose: Pose
+    life: int
+    tokens: int
+    state: PlayerState
+    spawn_index: int | None
+    """The index of the spawn point this player holds, if it spawned on one."""
+    radar: RadarType = RadarType.CIRCULAR_SCAN
+
+
+@attrs.define
+class Shot:
+    id: str
+    pose: Pose
+
+
+def _shot_snapshot(shot: Shot) -> Message:
+    return {"id": shot.id, "coordinates": _coordinates(shot.pose), "rotation": shot.pose.rotation}
+
+
+class _Rejected(Exception):
+    """A player command that is well-formed but not legal now; answered with its reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------------
+# Radar geometry
+
+
+def _crossings(centre: float, distance_to_line: float, radius: float, limit: int) -> list[int]:
+    """
+    Where a circle crosses a wall line, as coordinates along that line: truncated toward zero,
+    clamped to the wall's extent C{[0, limit]}, the larger first, and one point for a tangent
+    (or for two crossings that truncate to the same point).
+    """
+    half_chord = math.sqrt(radius**2 - distance_to_line**2)
+    points: list[int] = []
+    for along in (centre + half_chord, centre - half_chord):
+        point = min(max(int(along), 0), limit)
+        if point not in points:
+            points.append(point)
+    return points
+
+
+def scan_walls(x: float, y: float, radius: float, width: int, height: int) -> list[Any]:
+    """
+    The walls a circular scan of C{radius} around C{(x, y)} sees: for each wall line it
+    crosses, in the order x = width, y = 0, x = 0, y = height, the list of its crossing points
+    C{[x, y]}.  A player at (380, 380) in 800x400 with radius 40 sees
+    C{[[[414, 400], [345, 400]]]}.
+    """
+    walls: list[Any] = []
+    for vertical, line in ((True, width), (False, 0), (True, 0), (False, height)):
+        distance = abs((x if vertical else y) - line)
+        if distance > radius:
+            continue
+        if vertical:
+            walls.append([[line, along] for along in _crossings(y, distance, radius, height)])
+        else:
+            walls.append([[along, line] for along in _crossings(x, distance, radius, width)])
+    return walls
+
+
+def _angle_between(heading: float, bearing: float) -> float:
+    """@return: the unsigned difference of two headings in degrees, 0 to 180."""
+    return abs((bearing - heading + 180) % 360 - 180)
+
+
+# ---------------------------------------------------------------------------
+# The engine
+
+
+class ArenaEngine:
+    """
+    One arena: its players, shots and rounds.  See the module docstring for how to drive it.
+
+    @ivar config: the arena's rules.
+    """
+
+    def __init__(self, config: ArenaConfig, rng: random.Random) -> None:
+        self.config = config
+        self._rng = rng
+        self._started = False
+        # Keyed by client; insertion order is registration order, which decides who a shot
+        # hits when it reaches two players at once.
+        self._players: dict[Hashable, Player] = {}
+        self._shots: list[Shot] = []
+        # One command per client per tick; insertion order is arrival order.
+        self._queue: dict[Hashable, PlayerCommand] = {}
+        self._player_ids = itertools.count(1)
+        self._shot_ids = itertools.count(1)
+        self._spawn_cursor = 0
+
+    # -- inputs --------------------------------------------------------------
+
+    def submit(self, client: Hashable, command: Command) -> list[Outgoing]:
+        """
+        Queue a player connection's command for the next tick, which sends its reply.
+
+        @return: an immediate C{InvalidCommandError} if C{client} already has a command queued
+            for this tick, or if the command is the controller's; otherwise nothing.
+        """
+        if isinstance(command, StartGameCommand):
+            return _refusal(client, "only the controller can start the game")
+        if client in self._queue:
+            return _refusal(client, "only one command per player per tick")
+        self._queue[client] = command
+        return []
+
+    def control(self, command: Command) -> list[Outgoing]:
+        """
+        Apply the controller's command at once.
+
+        @return: C{StartGameAck} to the controller and C{StartGameOrder} to every player in the
+            arena; or an C{InvalidCommandError} to the controller.
+        """
+        if not isinstance(command, StartGameCommand):
+            return _refusal(CONTROLLER, "the controller can only send StartGameCommand")
+        if self._started:
+            return _refusal(CONTROLLER, "the game has already started")
+        self._started = True
+        order = _message("StartGameOrder")
+        return [Outgoing(CONTROLLER, _message("StartGameAck"))] + [
+            Outgoing(player.client, order) for player in self._in_arena()
+        ]
+
+    def leave(self, client: Hashable) -> list[Outgoing]:
+        """
+        Forget a closed connection: its queued command and its player.
+
+        @return: C{GameOverNotification}s if this leaves a started game with at most one player.
+        """
+        self._queue.pop(client, None)
+        player = self._players.pop(client, None)
+        if player is None or not self._started or player.state is not PlayerState.IN_ARENA:
+            return []
+        return self._end_round_if_decided()
+
+    def tick(self) -> list[Outgoing]:
+        """
+        Advance the arena by one tick, in the order of DESIGN.md; steps 1 to 4 only run while
+        a game is started.
+
+        @return: every notification, reply and the controller's snapshot of this tick.
+        """
+        out: list[Outgoing] = []
+        someone_destroyed = False
+        if self._started:
+            hits = self._move_shots()  # 1
+            hit_messages, someone_destroyed = self._apply_hits(hits)  # 2
+            out += hit_messages
+            self._regenerate_tokens()  # 3
+            out += self._scan_radars()  # 4
+        out += self._apply_queued_commands()  # 5
+        if someone_destroyed:
+            out += self._end_round_if_decided()  # 6
+        snapshot = _message("GameSnapshotNotification", arena_snapshot=self.snapshot())
+        out.append(Outgoing(CONTROLLER, snapshot))  # 7
+        return out
+
+    # -- views ---------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether a round is being played."""
+        return self._started
+
+    def player_ids(self) -> list[str]:
+        """@return: the ids of the players in the arena, in registration order."""
+        return [player.id for player in self._in_arena()]
+
+    def snapshot(self) -> Message:
+        """@return: the C{arena_snapshot} of C{GameSnapshotNotification}, as the arena is now."""
+        return {
+            "players_snapshots": [self._player_snapshot(player) for player in self._in_arena()],
+            "shots_snapshots": [_shot_snapshot(shot) for shot in self._shots],
+        }
+
+    def _player_snapshot(self, player: Player) -> Message:
+        return {
+            "id": player.id,
+            "coordinates": _coordinates(player.pose),
+            "rotation": player.pose.rotation,
+            "life": player.life,
+            "tokens": player.tokens,
+            "radar": {"type": player.radar.value, "radius": self._radar_radius(player.radar)},
+        }
+
+    # -- who is where --------------------------------------------------------
+
+    def _in_arena(self) -> list[Player]:
+        return [p for p in self._players.values() if p.state is PlayerState.IN_ARENA]
+
+    def _count(self, state: PlayerState) -> int:
+        return sum(player.state is state for player in self._players.values())
+
+    def _occupants(self) -> list[Player]:
+        """Players whose spot is taken: in the arena, or parked on the spot they will play."""
+        return [p for p in self._players.values() if p.state is not PlayerState.DESTROYED]
+
+    # -- steps 1 to 4 --------------------------------------------------------
+
+    def _move_shots(self) -> list[Player]:
+        """
+        Step 1: move every shot and drop those that reach a wall or a player.
+
+        @return: the player each hitting shot reached, in shot order (with repeats).
+        """
+        width, height = self.config.width, self.config.height
+        reach = self.config.player_radius + self.config.shot_radius
+        targets = self._in_arena()
+        hits: list[Player] = []
+        flying: list[Shot] = []
+        for shot in self._shots:
+            shot.pose = shot.pose.advanced(self.config.shot_speed)
+            x, y = shot.pose.x, shot.pose.y
+            if x <= 0 or y <= 0 or x >= width or y >= height:
+                continue
+            # The shooter is a target like any other: it can run into its own shot.
+            target = next((p for p in targets if p.pose.distance_to(shot.pose) <= reach), None)
+            if target is None:
+                flying.append(shot)
+            else:
+                hits.append(target)
+        self._shots = flying
+        return hits
+
+    def _apply_hits(self, hits: list[Player]) -> tuple[list[Outgoing], bool]:
+        """
+        Step 2: take life from each player hit; a player out of life is destroyed.
+
+        @return: the notifications, and whether anyone was destroyed.
+        """
+        out: list[Outgoing] = []
+        someone_destroyed = False
+        for player in hits:
+            # A second shot reaching a player destroyed earlier in this tick finds nobody.
+            if player.state is not PlayerState.IN_ARENA:
+                continue
+            player.life = max(0, player.life - self.config.shot_damage)
+            hit = _message("PlayerHitByShotNotification", life=player.life)
+            out.append(Outgoing(player.client, hit))
+            if player.life <= 0:
+                player.state = PlayerState.DESTROYED
+                out.append(Outgoing(player.client, _message("PlayerDestroyedNotification")))
+                someone_destroyed = True
+        return out, someone_destroyed
+
+    def _regenerate_tokens(self) -> None:
+        """Step 3."""
+        for player in self._in_arena():
+            player.tokens = min(self.config.max_tokens, player.tokens + self.config.tokens_per_tick)
+
+    def _scan_radars(self) -> list[Outgoing]:
+        """Step 4: what each player's radar sees."""
+        players = self._in_arena()
+        return [
+            Outgoing(player.client, self._radar_scan(player, players)) for player in players
+        ]
+
+    def _radar_scan(self, scanner: Player, players: list[Player]) -> Message:
+        elements = [
+            {"type": "unknown", "coordinates": _coordinates(other.pose)}
+            for other in players
+            if other is not scanner and self._sees(scanner, other)
+        ]
+        walls: list[Any] = []
+        if scanner.radar is RadarType.CIRCULAR_SCAN:
+            walls = scan_walls(
+                scanner.pose.x, scanner.pose.y, self.config.circular_scan_radius,
+                self.config.width, self.config.height,
+            )
+        return _message("RadarScanNotification", elements=elements, walls=walls)
+
+    def _sees(self, scanner: Player, other: Player) -> bool:
+        distance = scanner.pose.distance_to(other.pose)
+        if distance > self._radar_radius(scanner.radar):
+            return False
+        if scanner.radar is RadarType.CIRCULAR_SCAN or distance == 0:
+            # A player on top of the scanner has no bearing; it is certainly close enough.
+            return True
+        bearing = math.degrees(
+            math.atan2(other.pose.y - scanner.pose.y, other.pose.x - scanner.pose.x)
+        )
+        return (
+            _angle_between(scanner.pose.rotation, bearing)
+            <= self.config.long_range_scan_half_angle
+        )
+
+    def _radar_radius(self, radar: RadarType) -> float:
+        if radar is RadarType.LONG_RANGE_SCAN:
+            return self.config.long_range_scan_radius
+        return self.config.circular_scan_radius
+
+    # -- step 5: player commands ---------------------------------------------
+
+    def _apply_queued_commands(self) -> list[Outgoing]:
+        queue, self._queue = self._queue, {}
+        out: list[Outgoing] = []
+        for client, command in queue.items():
+            try:
+                out += self._apply(client, command)
+            except _Rejected as rejection:
+                out += _refusal(client, rejection.reason)
+        return out
+
+    def _apply(self, client: Hashable, command: PlayerCommand) -> list[Outgoing]:
+        match command:
+            case RegisterPlayerCommand():
+                return self._register(client)
+            case MovePlayerCommand():
+                return self._move(client, command)
+            case PlayerShootCommand():
+                return self._shoot(client)
+            case ConfigurePlayerCommand():
+                return self._configure(client, command)
+            case _:
+                assert_never(command)
+
+    def _register(self, client: Hashable) -> list[Outgoing]:
+        if client in self._players:
+            if self._players[client].state is PlayerState.DESTROYED:
+                raise _Rejected("the player was destroyed; register again after the game is over")
+            raise _Rejected("this connection has already registered a player")
+        joins_now = not self._started or self.config.players_can_join_started_game
+        # A parked registrant takes a place in the next round, which holds max_players too.
+        state = PlayerState.IN_ARENA if joins_now else PlayerState.PARKED
+        if self._count(state) >= self.config.max_players:
+            raise _Rejected("the arena is full")
+        pose, spawn_index = self._spawn()
+        player = Player(
+            id=str(next(self._player_ids)),
+            client=client,
+            pose=pose,
+            life=self.config.player_life,
+            tokens=self.config.initial_tokens,
+            state=state,
+            spawn_index=spawn_index,
+        )
+        self._players[client] = player
+        out = [Outgoing(client, self._register_player_ack(player))]
+        if self._started and joins_now:
+            out.append(Outgoing(client, _message("StartGameOrder")))
+        return out
+
+    def _register_player_ack(self, player: Player) -> Message:
+        return _message(
+            "RegisterPlayerAck",
+            id=player.id,
+            # Spawns are integral (spawn points are integers, random spawns are drawn as such).
+            x=player.pose.x,
+            y=player.pose.y,
+            life=player.life,
+            shooting=self._shooting(player),
+        )
+
+    def _shooting(self, player: Player) -> dict[str, int]:
+        return {"tokens": player.tokens, "cost": self.config.shot_cost}
+
+    def _move(self, client: Hashable, command: MovePlayerCommand) -> list[Outgoing]:
+        player = self._playing(client)
+        pose = player.pose
+        moved = False
+        for step in command.steps:
+            if isinstance(step, Rotate):
+                pose = attrs.evolve(pose, rotation=step.degrees)
+            else:
+                pose = pose.advanced(step.direction.sign * self.config.move_speed)
+                # Keep exactly what the ack reports, so a bot's arithmetic matches the engine's.
+                pose = attrs.evolve(pose, x=_rounded(pose.x), y=_rounded(pose.y))
+                moved = True
+        if moved:
+            self._check_room(player, pose)
+        player.pose = pose
+        ack = _message("MovePlayerAck", **_coordinates(pose), rotation=pose.rotation)
+        return [Outgoing(client, ack)]
+
+    def _check_room(self, player: Player, pose: Pose) -> None:
+        """@raise _Rejected: if C{player} at C{pose} would cross a wall or touch another player."""
+        radius = self.config.player_radius
+        if (
+            pose.x - radius < 0
+            or pose.y - radius < 0
+            or pose.x + radius > self.config.width
+            or pose.y + radius > self.config.height
+        ):
+            raise _Rejected("the move hits a wall")
+        for other in self._in_arena():
+            if other is not player and other.pose.distance_to(pose) <= 2 * radius:
+                raise _Rejected("the move hits another player")
+
+    def _shoot(self, client: Hashable) -> list[Outgoing]:
+        player = self._playing(client)
+        if player.tokens < self.config.shot_cost:
+            raise _Rejected("not enough tokens to shoot")
+        player.tokens -= self.config.shot_cost
+        # Born on the shooter's edge; it first moves, and can first hit, in the next tick.
+        muzzle = player.pose.advanced(self.config.player_radius)
+        self._shots.append(Shot(id=str(next(self._shot_ids)), pose=muzzle))
+        return [Outgoing(client, _message("PlayerShotAck", shooting=self._shooting(player)))]
+
+    def _configure(self, client: Hashable, command: ConfigurePlayerCommand) -> list[Outgoing]:
+        player = self._registered(client)
+        # Settings apply in order and radarType is the only op, so the last one wins.
+        player.radar = command.radars[-1]
+        return [Outgoing(client, _message("ConfigurePlayerAck"))]
+
+    def _registered(self, client: Hashable) -> Player:
+        player = self._players.get(client)
+        if player is None:
+            raise _Rejected("the player is not registered")
+        if player.state is PlayerState.DESTROYED:
+            raise _Rejected("the player was destroyed")
+        return player
+
+    def _playing(self, client: Hashable) -> Player:
+        player = self._registered(client)
+        if player.state is PlayerState.PARKED:
+            raise _Rejected("waiting for the next round")
+        if not self._started:
+            raise _Rejected("the game has not started")
+        return player
+
+    # -- spawning ------------------------------------------------------------
+
+    def _spawn(self) -> tuple[Pose, int | None]:
+        """
+        @return: where the next registrant starts, and the index of the spawn point it holds:
+            the next spawn point in order that nobody holds (a parked player keeps its point
+            into the next round), then random spots.
+        """
+        held = {player.spawn_index for player in self._occupants()}
+        points = self.config.spawn_points
+        while self._spawn_cursor < len(points):
+            index = self._spawn_cursor
+            self._spawn_cursor += 1
+            if index not in held:
+                point = points[index]
+                return Pose(point.x, point.y, point.rotation), index
+        return self._random_spawn(), None
+
+    def _random_spawn(self) -> Pose:
+        """
+        A random integral spot, C{spawn_margin} from the walls, that overlaps no other player.
+        It faces 0: C{RegisterPlayerAck} carries no heading, so this is the one a bot can assume.
+        """
+        radius = self.config.player_radius
+        # The whole player stays inside even when spawn_margin is smaller than its radius.
+        margin = max(self.config.spawn_margin, math.ceil(radius))
+        others = [player.pose for player in self._occupants()]
+        for _ in range(_SPAWN_ATTEMPTS):
+            pose = Pose(
+                self._rng.randint(margin, self.config.width - margin),
+                self._rng.randint(margin, self.config.height - margin),
+                0,
+            )
+            if all(pose.distance_to(other) > 2 * radius for other in others):
+                return pose
+        raise _Rejected("no free spot to spawn in the arena")
+
+    # -- step 6: rounds ------------------------------------------------------
+
+    def _end_round_if_decided(self) -> list[Outgoing]:
+        players = self._in_arena()
+        if len(players) > 1:
+            return []
+        return self._end_round(players[0].id if players else None)
+
+    def _end_round(self, winner: str | None) -> list[Outgoing]:
+        """
+        Announce the winner to every player (destroyed and parked ones too) and the controller,
+        then clear the round: its registrations and shots go, parked players move in.
+        """
+        game_over = _message("GameOverNotification", winner=winner)
+        out = [Outgoing(player.client, game_over) for player in self._players.values()]
+        out.append(Outgoing(CONTROLLER, game_over))
+        self._started = False
+        self._shots = []
+        self._players = {
+            client: player
+            for client, player in self._players.items()
+            if player.state is PlayerState.PARKED
+        }
+        for player in self._players.values():
+            player.state = PlayerState.IN_ARENA
+        self._spawn_cursor = 0
+        return out
+
