@@ -11,7 +11,18 @@ from typing import Any
 from twisted.internet.defer import Deferred, ensureDeferred
 from zope.interface.verify import verifyObject
 
-from gameproto.store import IStore, TokenRecord, User, UsernameTaken
+import attrs
+
+from gameproto.match.elo import rate
+from gameproto.store import (
+    IStore,
+    MatchOutcome,
+    NoSuchMatch,
+    OngoingMatch,
+    TokenRecord,
+    User,
+    UsernameTaken,
+)
 
 JOINED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 
@@ -143,5 +154,181 @@ class StoreContract:
             self.assertFalse(await self.store.delete_token("1" * 64))
             self.assertIsNone(await self.store.get_token("1" * 64))
             self.assertIsNotNone(await self.store.get_token("2" * 64))
+
+        return self.run_async(check())
+
+    # -- ongoing matches ---------------------------------------------------------
+
+    def test_ongoing_match_round_trip(self) -> Deferred[None]:
+        """A created match has a fresh integer id and reads back field for field."""
+
+        async def check() -> None:
+            first = await self.store.create_ongoing_match("Ann", JOINED)
+            second = await self.store.create_ongoing_match("bob", JOINED)
+            self.assertIsInstance(first.id, int)
+            self.assertGreater(second.id, first.id)
+            self.assertEqual(first, OngoingMatch(id=first.id, host="Ann", creation_timestamp=JOINED))
+            self.assertEqual(await self.store.get_ongoing_match(first.id), first)
+            self.assertIsNone(await self.store.get_ongoing_match(second.id + 100))
+
+        return self.run_async(check())
+
+    def test_ongoing_match_update(self) -> Deferred[None]:
+        """Every field of an updated match is stored; updating a deleted match fails."""
+
+        async def check() -> None:
+            match = await self.store.create_ongoing_match("ann", JOINED)
+            changed = attrs.evolve(
+                match,
+                challenger="Bob",
+                challenger_ready=True,
+                spectators=("carol", "Dave"),
+                start_timestamp=JOINED + timedelta(seconds=3),
+            )
+            await self.store.update_ongoing_match(changed)
+            self.assertEqual(await self.store.get_ongoing_match(match.id), changed)
+            self.assertTrue(await self.store.delete_ongoing_match(match.id))
+            self.assertFalse(await self.store.delete_ongoing_match(match.id))
+            with self.assertRaises(NoSuchMatch):
+                await self.store.update_ongoing_match(changed)
+
+        return self.run_async(check())
+
+    def test_ongoing_match_filters_and_pages(self) -> Deferred[None]:
+        """is_full and is_started filter; matches come by increasing id in pages."""
+
+        async def check() -> None:
+            a = await self.store.create_ongoing_match("a", JOINED)
+            b = await self.store.create_ongoing_match("b", JOINED)
+            c = await self.store.create_ongoing_match("c", JOINED)
+            await self.store.update_ongoing_match(attrs.evolve(b, challenger="x"))
+            await self.store.update_ongoing_match(
+                attrs.evolve(c, challenger="y", start_timestamp=JOINED)
+            )
+
+            async def ids(full: bool | None, started: bool | None, limit: int = 100,
+                          offset: int = 0) -> list[int]:
+                found = await self.store.list_ongoing_matches(full, started, limit, offset)
+                return [m.id for m in found]
+
+            self.assertEqual(await ids(None, None), [a.id, b.id, c.id])
+            self.assertEqual(await ids(True, None), [b.id, c.id])
+            self.assertEqual(await ids(False, None), [a.id])
+            self.assertEqual(await ids(None, True), [c.id])
+            self.assertEqual(await ids(True, False), [b.id])
+            self.assertEqual(await ids(None, None, 1, 1), [b.id])
+
+        return self.run_async(check())
+
+    def test_ids_never_reused(self) -> Deferred[None]:
+        """A match created after the newest one was deleted gets a new id."""
+
+        async def check() -> None:
+            old = await self.store.create_ongoing_match("a", JOINED)
+            await self.store.delete_ongoing_match(old.id)
+            new = await self.store.create_ongoing_match("a", JOINED)
+            self.assertGreater(new.id, old.id)
+
+        return self.run_async(check())
+
+    # -- completed matches -------------------------------------------------------
+
+    async def play(self, winner: str, loser: str, seconds: int = 0,
+                   scores: tuple[int, int] = (5, 3)) -> Any:
+        match = await self.store.create_ongoing_match(winner, JOINED)
+        outcome = MatchOutcome(
+            id=match.id,
+            winner=winner,
+            loser=loser,
+            start_timestamp=JOINED,
+            completion_timestamp=JOINED + timedelta(seconds=60 + seconds),
+            winner_score=scores[0],
+            loser_score=scores[1],
+        )
+        return await self.store.complete_match(outcome, rate)
+
+    def test_complete_match(self) -> Deferred[None]:
+        """
+        Completing a match stores it with Elo before and after, updates both users'
+        Elo and removes the ongoing match, in one operation.
+        """
+
+        async def check() -> None:
+            await self.store.create_user(user("Winner", elo=1000))
+            await self.store.create_user(user("loser", elo=1100))
+            completed = await self.play("winner", "LOSER")
+            self.assertEqual(completed.winner, "Winner")
+            self.assertEqual(completed.loser, "loser")
+            self.assertEqual(
+                (completed.winner_elo_before_match, completed.loser_elo_before_match),
+                (1000, 1100),
+            )
+            self.assertEqual(
+                (completed.winner_elo_after_match, completed.loser_elo_after_match),
+                rate(1000, 1100),
+            )
+            self.assertEqual(completed.winner_elo_after_match, 1020)
+            self.assertEqual((await self.store.get_user("winner")).elo, 1020)
+            self.assertEqual((await self.store.get_user("loser")).elo, 1080)
+            self.assertIsNone(await self.store.get_ongoing_match(completed.id))
+            self.assertEqual(await self.store.get_completed_match(completed.id), completed)
+            self.assertIsNone(await self.store.get_completed_match(completed.id + 1))
+
+        return self.run_async(check())
+
+    def test_complete_match_only_once(self) -> Deferred[None]:
+        """A match already completed (or never created) is not rated again."""
+
+        async def check() -> None:
+            await self.store.create_user(user("w"))
+            await self.store.create_user(user("l"))
+            completed = await self.play("w", "l")
+            outcome = MatchOutcome(
+                completed.id, "w", "l", JOINED, JOINED, 5, 0
+            )
+            with self.assertRaises(NoSuchMatch):
+                await self.store.complete_match(outcome, rate)
+            self.assertEqual((await self.store.get_user("w")).elo, 1016)
+            self.assertEqual((await self.store.get_user("l")).elo, 984)
+
+        return self.run_async(check())
+
+    def test_complete_match_unknown_player_writes_nothing(self) -> Deferred[None]:
+        """A missing player fails the whole operation: the ongoing match stays."""
+
+        async def check() -> None:
+            await self.store.create_user(user("w"))
+            match = await self.store.create_ongoing_match("w", JOINED)
+            outcome = MatchOutcome(match.id, "w", "ghost", JOINED, JOINED, 5, 0)
+            with self.assertRaises(NoSuchMatch):
+                await self.store.complete_match(outcome, rate)
+            self.assertEqual(await self.store.get_ongoing_match(match.id), match)
+            self.assertEqual((await self.store.get_user("w")).elo, 1000)
+            self.assertIsNone(await self.store.get_completed_match(match.id))
+
+        return self.run_async(check())
+
+    def test_completed_match_filters(self) -> Deferred[None]:
+        """user, winner and loser filter (ignoring case); newest first; pages."""
+
+        async def check() -> None:
+            for name in ("ann", "bob", "cat"):
+                await self.store.create_user(user(name))
+            m1 = await self.play("ann", "bob", seconds=1)
+            m2 = await self.play("bob", "cat", seconds=2)
+            m3 = await self.play("cat", "ann", seconds=3)
+
+            async def ids(user: str | None = None, winner: str | None = None,
+                          loser: str | None = None, limit: int = 100, offset: int = 0) -> list[int]:
+                found = await self.store.list_completed_matches(user, winner, loser, limit, offset)
+                return [m.id for m in found]
+
+            self.assertEqual(await ids(), [m3.id, m2.id, m1.id])
+            self.assertEqual(await ids(user="ANN"), [m3.id, m1.id])
+            self.assertEqual(await ids(winner="bob"), [m2.id])
+            self.assertEqual(await ids(loser="ann"), [m3.id])
+            self.assertEqual(await ids(user="bob", winner="ann"), [m1.id])
+            self.assertEqual(await ids(user="nobody"), [])
+            self.assertEqual(await ids(limit=1, offset=1), [m2.id])
 
         return self.run_async(check())

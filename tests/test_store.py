@@ -41,6 +41,31 @@ class SQLiteStoreTests(StoreContract, TestCase):
 
         return ensureDeferred(check())
 
+    def test_matches_survive_reopening(self) -> Deferred[None]:
+        """Completed matches, ratings and ongoing matches are there after reopening."""
+        from gameproto.match.elo import rate
+        from gameproto.store import MatchOutcome
+
+        async def check() -> None:
+            await self.store.create_user(user("w"))
+            await self.store.create_user(user("l"))
+            played = await self.store.create_ongoing_match("w", JOINED)
+            completed = await self.store.complete_match(
+                MatchOutcome(played.id, "w", "l", JOINED, JOINED + timedelta(seconds=9), 5, 2),
+                rate,
+            )
+            waiting = await self.store.create_ongoing_match("l", JOINED)
+            await self.store.close()
+            self.store = SQLiteStore(reactor, self.path)
+            await self.store.start()
+            self.assertEqual(await self.store.get_completed_match(played.id), completed)
+            self.assertEqual((await self.store.get_user("w")).elo, 1016)
+            self.assertEqual(await self.store.get_ongoing_match(waiting.id), waiting)
+            again = await self.store.create_ongoing_match("w", JOINED)
+            self.assertGreater(again.id, waiting.id)
+
+        return ensureDeferred(check())
+
     def test_date_joined_keeps_microseconds(self) -> Deferred[None]:
         """Timestamps keep microseconds and time zone across the database."""
 

@@ -13,7 +13,7 @@ Services receive an L{IStore}; nothing imports a store as a global.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -39,12 +39,92 @@ class TokenRecord:
     created: datetime
 
 
+@attrs.frozen
+class OngoingMatch:
+    """
+    A match that has not ended: created by its host, joined by a challenger, maybe
+    started.  C{id} is allocated by the store and kept by the completed match.
+    """
+
+    id: int
+    host: str
+    creation_timestamp: datetime
+    challenger: str | None = None
+    challenger_ready: bool = False
+    spectators: tuple[str, ...] = ()
+    start_timestamp: datetime | None = None
+
+    @property
+    def is_full(self) -> bool:
+        return self.challenger is not None
+
+    @property
+    def is_started(self) -> bool:
+        return self.start_timestamp is not None
+
+
+@attrs.frozen
+class MatchOutcome:
+    """How a match ended, before the ratings are applied."""
+
+    id: int
+    winner: str
+    loser: str
+    start_timestamp: datetime
+    completion_timestamp: datetime
+    winner_score: int
+    loser_score: int
+
+
+@attrs.frozen
+class CompletedMatch:
+    """A finished match as stored: the outcome and both players' Elo before and after."""
+
+    id: int
+    winner: str
+    loser: str
+    start_timestamp: datetime
+    completion_timestamp: datetime
+    winner_score: int
+    loser_score: int
+    winner_elo_before_match: int
+    loser_elo_before_match: int
+    winner_elo_after_match: int
+    loser_elo_after_match: int
+
+
+# rate(winner_elo, loser_elo) -> (winner_elo_after, loser_elo_after)
+Rating = Callable[[int, int], tuple[int, int]]
+
+
+def rate_outcome(outcome: MatchOutcome, winner: User, loser: User, rate: Rating) -> CompletedMatch:
+    """The completed match of C{outcome} given both players as they are now."""
+    winner_after, loser_after = rate(winner.elo, loser.elo)
+    return CompletedMatch(
+        id=outcome.id,
+        winner=winner.username,
+        loser=loser.username,
+        start_timestamp=outcome.start_timestamp,
+        completion_timestamp=outcome.completion_timestamp,
+        winner_score=outcome.winner_score,
+        loser_score=outcome.loser_score,
+        winner_elo_before_match=winner.elo,
+        loser_elo_before_match=loser.elo,
+        winner_elo_after_match=winner_after,
+        loser_elo_after_match=loser_after,
+    )
+
+
 class StoreError(Exception):
     """The store could not answer (its database or Redis is unavailable)."""
 
 
 class UsernameTaken(Exception):
     """A user with that username (ignoring case) already exists."""
+
+
+class NoSuchMatch(Exception):
+    """The ongoing match (or one of its players) named in a write does not exist."""
 
 
 USER_ORDERINGS = ("elo", "-elo", "username", "-username")
@@ -85,6 +165,51 @@ class IStore(Interface):
 
     def delete_token(digest: str) -> Deferred[bool]:
         """Revoke one token; C{True} if it existed."""
+
+    # -- matches -------------------------------------------------------------
+    #
+    # Match ids are allocated by the store, increase, and are never reused, so a
+    # completed match keeps the id of its ongoing match.  Usernames in matches
+    # keep their sign-up spelling; filters compare them ignoring case.
+
+    def create_ongoing_match(host: str, created: datetime) -> Deferred[OngoingMatch]:
+        """A new unstarted match hosted by C{host}, with a fresh id."""
+
+    def get_ongoing_match(match_id: int) -> Deferred[OngoingMatch | None]:
+        """The ongoing match C{match_id}, or C{None}."""
+
+    def list_ongoing_matches(
+        is_full: bool | None, is_started: bool | None, limit: int, offset: int
+    ) -> Deferred[list[OngoingMatch]]:
+        """Ongoing matches by increasing id; a C{None} filter does not filter."""
+
+    def update_ongoing_match(match: OngoingMatch) -> Deferred[None]:
+        """
+        Replace the stored match of the same id (the node running a match is the
+        only writer of its record); L{NoSuchMatch} if it is gone.
+        """
+
+    def delete_ongoing_match(match_id: int) -> Deferred[bool]:
+        """Remove an ongoing match without a result; C{True} if it existed."""
+
+    def complete_match(outcome: MatchOutcome, rate: Rating) -> Deferred[CompletedMatch]:
+        """
+        In one atomic operation: read both players' ratings, apply C{rate}, store the
+        completed match with the ratings before and after, update both users' Elo,
+        and remove the ongoing match.  L{NoSuchMatch} (and nothing written) if the
+        ongoing match or a player does not exist, so a match is never rated twice.
+        """
+
+    def get_completed_match(match_id: int) -> Deferred[CompletedMatch | None]:
+        """The completed match C{match_id}, or C{None}."""
+
+    def list_completed_matches(
+        user: str | None, winner: str | None, loser: str | None, limit: int, offset: int
+    ) -> Deferred[list[CompletedMatch]]:
+        """
+        Completed matches, most recently completed first (ties: higher id first);
+        C{user} matches either player; the filters combine with AND.
+        """
 
 
 def check_store_description(description: str) -> None:

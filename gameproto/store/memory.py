@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from operator import attrgetter
 
+import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from gameproto.store import IStore, TokenRecord, User, UsernameTaken
+from gameproto.store import (
+    CompletedMatch,
+    IStore,
+    MatchOutcome,
+    NoSuchMatch,
+    OngoingMatch,
+    Rating,
+    TokenRecord,
+    User,
+    UsernameTaken,
+    rate_outcome,
+)
 
 
 def sort_users(users: list[User], ordering: str) -> list[User]:
@@ -25,6 +38,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._users: dict[str, User] = {}
         self._tokens: dict[str, TokenRecord] = {}
+        self._ongoing: dict[int, OngoingMatch] = {}
+        self._completed: dict[int, CompletedMatch] = {}
+        self._last_match_id = 0
 
     def start(self) -> Deferred[None]:
         return succeed(None)
@@ -59,3 +75,72 @@ class MemoryStore:
 
     def delete_token(self, digest: str) -> Deferred[bool]:
         return succeed(self._tokens.pop(digest, None) is not None)
+
+    # -- matches ---------------------------------------------------------------
+
+    def create_ongoing_match(self, host: str, created: datetime) -> Deferred[OngoingMatch]:
+        self._last_match_id += 1
+        match = OngoingMatch(id=self._last_match_id, host=host, creation_timestamp=created)
+        self._ongoing[match.id] = match
+        return succeed(match)
+
+    def get_ongoing_match(self, match_id: int) -> Deferred[OngoingMatch | None]:
+        return succeed(self._ongoing.get(match_id))
+
+    def list_ongoing_matches(
+        self, is_full: bool | None, is_started: bool | None, limit: int, offset: int
+    ) -> Deferred[list[OngoingMatch]]:
+        matches = [
+            m
+            for _, m in sorted(self._ongoing.items())
+            if (is_full is None or m.is_full == is_full)
+            and (is_started is None or m.is_started == is_started)
+        ]
+        return succeed(matches[offset : offset + limit])
+
+    def update_ongoing_match(self, match: OngoingMatch) -> Deferred[None]:
+        if match.id not in self._ongoing:
+            return fail(NoSuchMatch(match.id))
+        self._ongoing[match.id] = match
+        return succeed(None)
+
+    def delete_ongoing_match(self, match_id: int) -> Deferred[bool]:
+        return succeed(self._ongoing.pop(match_id, None) is not None)
+
+    def complete_match(self, outcome: MatchOutcome, rate: Rating) -> Deferred[CompletedMatch]:
+        # Everything below runs without yielding to the reactor: atomic by construction.
+        winner = self._users.get(outcome.winner.lower())
+        loser = self._users.get(outcome.loser.lower())
+        if outcome.id not in self._ongoing or winner is None or loser is None:
+            return fail(NoSuchMatch(outcome.id))
+        completed = rate_outcome(outcome, winner, loser, rate)
+        self._completed[completed.id] = completed
+        self._users[winner.username.lower()] = attrs.evolve(
+            winner, elo=completed.winner_elo_after_match
+        )
+        self._users[loser.username.lower()] = attrs.evolve(
+            loser, elo=completed.loser_elo_after_match
+        )
+        del self._ongoing[outcome.id]
+        return succeed(completed)
+
+    def get_completed_match(self, match_id: int) -> Deferred[CompletedMatch | None]:
+        return succeed(self._completed.get(match_id))
+
+    def list_completed_matches(
+        self, user: str | None, winner: str | None, loser: str | None, limit: int, offset: int
+    ) -> Deferred[list[CompletedMatch]]:
+        def keep(m: CompletedMatch) -> bool:
+            w, l = m.winner.lower(), m.loser.lower()
+            return (
+                (user is None or user.lower() in (w, l))
+                and (winner is None or winner.lower() == w)
+                and (loser is None or loser.lower() == l)
+            )
+
+        matches = sorted(
+            (m for m in self._completed.values() if keep(m)),
+            key=lambda m: (m.completion_timestamp, m.id),
+            reverse=True,
+        )
+        return succeed(matches[offset : offset + limit])

@@ -8,6 +8,7 @@ one thread needs no locking of its own.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
@@ -20,11 +21,17 @@ from zope.interface import implementer
 
 from gameproto.store import (
     USER_ORDERINGS,
+    CompletedMatch,
     IStore,
+    MatchOutcome,
+    NoSuchMatch,
+    OngoingMatch,
+    Rating,
     StoreError,
     TokenRecord,
     User,
     UsernameTaken,
+    rate_outcome,
 )
 
 T = TypeVar("T")
@@ -43,6 +50,36 @@ CREATE TABLE IF NOT EXISTS tokens (
     created TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens(username_key);
+-- AUTOINCREMENT: an id is never reused, even after its row is deleted, so a
+-- completed match can keep the id of its ongoing match.
+CREATE TABLE IF NOT EXISTS ongoing_matches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    host TEXT NOT NULL,
+    creation_timestamp TEXT NOT NULL,
+    challenger TEXT,
+    challenger_ready INTEGER NOT NULL DEFAULT 0,
+    spectators TEXT NOT NULL DEFAULT '[]',
+    start_timestamp TEXT
+);
+CREATE TABLE IF NOT EXISTS completed_matches (
+    id INTEGER PRIMARY KEY,
+    winner TEXT NOT NULL,
+    winner_key TEXT NOT NULL,
+    loser TEXT NOT NULL,
+    loser_key TEXT NOT NULL,
+    start_timestamp TEXT NOT NULL,
+    completion_timestamp TEXT NOT NULL,
+    completion_order REAL NOT NULL,
+    winner_score INTEGER NOT NULL,
+    loser_score INTEGER NOT NULL,
+    winner_elo_before_match INTEGER NOT NULL,
+    loser_elo_before_match INTEGER NOT NULL,
+    winner_elo_after_match INTEGER NOT NULL,
+    loser_elo_after_match INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS completed_by_time ON completed_matches(completion_order, id);
+CREATE INDEX IF NOT EXISTS completed_by_winner ON completed_matches(winner_key);
+CREATE INDEX IF NOT EXISTS completed_by_loser ON completed_matches(loser_key);
 """
 
 _ORDER_BY = {
@@ -68,6 +105,38 @@ def _user(row: sqlite3.Row) -> User:
         password_hash=row["password_hash"],
         date_joined=_datetime(row["date_joined"]),
         elo=row["elo"],
+    )
+
+
+def _optional_datetime(value: str | None) -> datetime | None:
+    return None if value is None else _datetime(value)
+
+
+def _ongoing(row: sqlite3.Row) -> OngoingMatch:
+    return OngoingMatch(
+        id=row["id"],
+        host=row["host"],
+        creation_timestamp=_datetime(row["creation_timestamp"]),
+        challenger=row["challenger"],
+        challenger_ready=bool(row["challenger_ready"]),
+        spectators=tuple(json.loads(row["spectators"])),
+        start_timestamp=_optional_datetime(row["start_timestamp"]),
+    )
+
+
+def _completed(row: sqlite3.Row) -> CompletedMatch:
+    return CompletedMatch(
+        id=row["id"],
+        winner=row["winner"],
+        loser=row["loser"],
+        start_timestamp=_datetime(row["start_timestamp"]),
+        completion_timestamp=_datetime(row["completion_timestamp"]),
+        winner_score=row["winner_score"],
+        loser_score=row["loser_score"],
+        winner_elo_before_match=row["winner_elo_before_match"],
+        loser_elo_before_match=row["loser_elo_before_match"],
+        winner_elo_after_match=row["winner_elo_after_match"],
+        loser_elo_after_match=row["loser_elo_after_match"],
     )
 
 
@@ -202,3 +271,158 @@ class SQLiteStore:
             return cursor.rowcount > 0
 
         return self._run(delete)
+
+    # -- matches --------------------------------------------------------------
+
+    def create_ongoing_match(self, host: str, created: datetime) -> Deferred[OngoingMatch]:
+        def insert() -> OngoingMatch:
+            cursor = self.db.execute(
+                "INSERT INTO ongoing_matches (host, creation_timestamp) VALUES (?, ?)",
+                (host, _timestamp(created)),
+            )
+            assert cursor.lastrowid is not None
+            return OngoingMatch(id=cursor.lastrowid, host=host, creation_timestamp=created)
+
+        return self._run(insert)
+
+    def get_ongoing_match(self, match_id: int) -> Deferred[OngoingMatch | None]:
+        def select() -> OngoingMatch | None:
+            row = self.db.execute(
+                "SELECT * FROM ongoing_matches WHERE id = ?", (match_id,)
+            ).fetchone()
+            return None if row is None else _ongoing(row)
+
+        return self._run(select)
+
+    def list_ongoing_matches(
+        self, is_full: bool | None, is_started: bool | None, limit: int, offset: int
+    ) -> Deferred[list[OngoingMatch]]:
+        where = ["1"]
+        if is_full is not None:
+            where.append("challenger IS NOT NULL" if is_full else "challenger IS NULL")
+        if is_started is not None:
+            where.append("start_timestamp IS NOT NULL" if is_started else "start_timestamp IS NULL")
+        query = (
+            f"SELECT * FROM ongoing_matches WHERE {' AND '.join(where)}"
+            " ORDER BY id LIMIT ? OFFSET ?"
+        )
+
+        def select() -> list[OngoingMatch]:
+            return [_ongoing(row) for row in self.db.execute(query, (limit, offset))]
+
+        return self._run(select)
+
+    def update_ongoing_match(self, match: OngoingMatch) -> Deferred[None]:
+        def update() -> None:
+            cursor = self.db.execute(
+                "UPDATE ongoing_matches SET host = ?, creation_timestamp = ?, challenger = ?,"
+                " challenger_ready = ?, spectators = ?, start_timestamp = ? WHERE id = ?",
+                (
+                    match.host,
+                    _timestamp(match.creation_timestamp),
+                    match.challenger,
+                    int(match.challenger_ready),
+                    json.dumps(list(match.spectators)),
+                    None if match.start_timestamp is None else _timestamp(match.start_timestamp),
+                    match.id,
+                ),
+            )
+            if cursor.rowcount == 0:
+                raise NoSuchMatch(match.id)
+
+        return self._run(update)
+
+    def delete_ongoing_match(self, match_id: int) -> Deferred[bool]:
+        def delete() -> bool:
+            cursor = self.db.execute("DELETE FROM ongoing_matches WHERE id = ?", (match_id,))
+            return cursor.rowcount > 0
+
+        return self._run(delete)
+
+    def complete_match(self, outcome: MatchOutcome, rate: Rating) -> Deferred[CompletedMatch]:
+        def transaction() -> CompletedMatch:
+            db = self.db
+            # IMMEDIATE takes the write lock before the ratings are read, so no other
+            # writer can change them between the read and the update.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                completed = record(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return completed
+
+        def record(db: sqlite3.Connection) -> CompletedMatch:
+            ongoing = db.execute(
+                "SELECT id FROM ongoing_matches WHERE id = ?", (outcome.id,)
+            ).fetchone()
+            players = [
+                db.execute("SELECT * FROM users WHERE username_key = ?", (name.lower(),)).fetchone()
+                for name in (outcome.winner, outcome.loser)
+            ]
+            if ongoing is None or None in players:
+                raise NoSuchMatch(outcome.id)
+            winner, loser = (_user(row) for row in players)
+            m = rate_outcome(outcome, winner, loser, rate)
+            db.execute(
+                "INSERT INTO completed_matches (id, winner, winner_key, loser, loser_key,"
+                " start_timestamp, completion_timestamp, completion_order, winner_score,"
+                " loser_score, winner_elo_before_match, loser_elo_before_match,"
+                " winner_elo_after_match, loser_elo_after_match)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    m.id,
+                    m.winner,
+                    m.winner.lower(),
+                    m.loser,
+                    m.loser.lower(),
+                    _timestamp(m.start_timestamp),
+                    _timestamp(m.completion_timestamp),
+                    m.completion_timestamp.timestamp(),
+                    m.winner_score,
+                    m.loser_score,
+                    m.winner_elo_before_match,
+                    m.loser_elo_before_match,
+                    m.winner_elo_after_match,
+                    m.loser_elo_after_match,
+                ),
+            )
+            for name, elo in ((m.winner, m.winner_elo_after_match), (m.loser, m.loser_elo_after_match)):
+                db.execute("UPDATE users SET elo = ? WHERE username_key = ?", (elo, name.lower()))
+            db.execute("DELETE FROM ongoing_matches WHERE id = ?", (m.id,))
+            return m
+
+        return self._run(transaction)
+
+    def get_completed_match(self, match_id: int) -> Deferred[CompletedMatch | None]:
+        def select() -> CompletedMatch | None:
+            row = self.db.execute(
+                "SELECT * FROM completed_matches WHERE id = ?", (match_id,)
+            ).fetchone()
+            return None if row is None else _completed(row)
+
+        return self._run(select)
+
+    def list_completed_matches(
+        self, user: str | None, winner: str | None, loser: str | None, limit: int, offset: int
+    ) -> Deferred[list[CompletedMatch]]:
+        where, args = ["1"], []
+        if user is not None:
+            where.append("(winner_key = ? OR loser_key = ?)")
+            args += [user.lower(), user.lower()]
+        if winner is not None:
+            where.append("winner_key = ?")
+            args.append(winner.lower())
+        if loser is not None:
+            where.append("loser_key = ?")
+            args.append(loser.lower())
+        query = (
+            f"SELECT * FROM completed_matches WHERE {' AND '.join(where)}"
+            " ORDER BY completion_order DESC, id DESC LIMIT ? OFFSET ?"
+        )
+
+        def select() -> list[CompletedMatch]:
+            return [_completed(row) for row in self.db.execute(query, (*args, limit, offset))]
+
+        return self._run(select)
