@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
-from urllib.parse import unquote
 
 import attrs
 from twisted.internet.defer import ensureDeferred
@@ -166,8 +165,12 @@ class JSONRouter(Resource):
         self._routes.append(Route(method.encode("ascii"), _compile(template), handler))
 
     def render(self, request: IRequest) -> Any:
+        # Match on the path below the mount point's parent, so that the routes work
+        # wherever an application mounts the router (/api/... or /game/api/...).
+        segments = request.prepath[-1:] + request.postpath
         try:
-            path = unquote(request.path.decode("utf-8"), errors="strict")
+            # twisted.web has already percent-decoded each segment.
+            path = "/" + "/".join(segment.decode("utf-8") for segment in segments)
         except UnicodeDecodeError:
             self._write(request, ApiError(400, "the path is not valid UTF-8"))
             return NOT_DONE_YET

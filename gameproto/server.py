@@ -33,7 +33,8 @@ from gameproto.store import IStore, store_from_string
 class ServerConfig:
     """Everything C{twistd gameproto} options decide; see gameproto.tap for the flags."""
 
-    port: str = "tcp:8000:interface=127.0.0.1"
+    # None: listen nowhere; an embedding application serves GameprotoServer.root.
+    port: str | None = "tcp:8000:interface=127.0.0.1"
     store: str = "sqlite:gameproto.sqlite3"
     allowed_origins: tuple[str, ...] = ()
     token_ttl: float | None = None
@@ -123,6 +124,11 @@ class GameprotoServer(MultiService):
         await self.store.start()
         for child in self:
             child.startService()
+        if not self.config.port:
+            # Embedded: the application serves self.root on a Site of its own.
+            self._log.info("gameproto {version} started without a port of its own",
+                           version=gameproto.__version__)
+            return
         endpoint = endpoints.serverFromString(self.reactor, self.config.port)
         self.port = await endpoint.listen(self.site)
         address = self.port.getHost()

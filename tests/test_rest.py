@@ -224,3 +224,31 @@ class RoutingTests(RESTTestCase):
         self.assertError(response, 500)
         self.assertNotIn(b"secret", response.body)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class EmbeddingTests(SynchronousTestCase):
+    def test_routes_work_below_a_prefix(self) -> None:
+        """gameproto's tree mounted at /game in another Site serves /game/api/... routes."""
+        from gameproto import web
+
+        server = make_server(port=None)
+        app_root = web.Tree()
+        web.mount(app_root, "/game", server.root)
+        site = web.make_site(app_root, server.reactor)
+        response = request(site, "POST", "/game/api/users/sign_up/",
+                           {"username": "ann", "password": "password1"})
+        self.assertEqual(response.status, 201, response.body)
+        self.assertEqual(request(site, "GET", "/game/healthz").json()["status"], "ok")
+
+    def test_percent_encoded_path(self) -> None:
+        """A percent-encoded username is decoded once: %2541 stays the literal '%41'."""
+        server = make_server()
+        request(server.site, "POST", "/api/users/sign_up/",
+                {"username": "ann", "password": "password1"})
+        token = request(server.site, "POST", "/api/token/",
+                        {"username": "ann", "password": "password1"}).json()["token"]
+        headers = {"Authorization": f"Token {token}"}
+        self.assertEqual(request(server.site, "GET", "/api/users/%61nn/", headers=headers)
+                         .json()["username"], "ann")
+        self.assertEqual(request(server.site, "GET", "/api/users/%2561nn/", headers=headers)
+                         .status, 404)
