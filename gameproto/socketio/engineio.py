@@ -1,0 +1,805 @@
+"""
+Engine.IO v4 on Twisted: HTTP long-polling and WebSocket on one path, the upgrade
+from one to the other, server-side heartbeats and the official server's errors.
+
+L{EngineIOServer} owns the sessions and hands their messages to an L{EngineApp} (the
+Socket.IO server, or any app that wants bare Engine.IO messages).  Its resource
+serves every request of the mount path: polling requests itself, WebSocket upgrades
+through Autobahn's C{WebSocketResource} with a factory from
+L{gameproto.wire.make_factory}, so the WebSocket side shares the origin check,
+per-address cap, frame limits and graceful shutdown of every gameproto endpoint.
+
+Every timer runs on the injected clock.  The wire facts followed here, and why, are
+in docs/chat.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import itertools
+import secrets
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from gameproto import wire
+from gameproto.socketio.packets import (
+    EnginePacket,
+    EngineType,
+    PacketError,
+    decode_payload,
+    decode_text_packet,
+    encode_payload,
+)
+
+if TYPE_CHECKING:
+    from twisted.web.server import Request
+
+
+# ---------------------------------------------------------------------------
+# Configuration and errors
+
+
+POLLING = "polling"
+WEBSOCKET = "websocket"
+
+
+@attrs.frozen
+class EngineIOConfig:
+    """
+    The options of one Engine.IO server, with the official server's defaults.
+    Times are in seconds; C{max_payload} is in bytes and bounds both a polling POST
+    and a WebSocket message.
+    """
+
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    upgrade_timeout: float = 10.0
+    max_payload: int = 1_000_000
+    transports: tuple[str, ...] = (POLLING, WEBSOCKET)
+    allow_upgrades: bool = True
+    # Packets per second per session, over both transports (DESIGN.md §2: chat 1000/s).
+    messages_per_second: float | None = 1000.0
+    burst: int = 2000
+
+    @property
+    def upgrades_from_polling(self) -> list[str]:
+        return [WEBSOCKET] if self.allow_upgrades and WEBSOCKET in self.transports else []
+
+
+class EngineError(enum.Enum):
+    """The official server's request errors: (code, message, HTTP status)."""
+
+    UNKNOWN_TRANSPORT = (0, "Transport unknown", 400)
+    UNKNOWN_SID = (1, "Session ID unknown", 400)
+    BAD_HANDSHAKE_METHOD = (2, "Bad handshake method", 400)
+    BAD_REQUEST = (3, "Bad request", 400)
+    FORBIDDEN = (4, "Forbidden", 403)
+    UNSUPPORTED_PROTOCOL_VERSION = (5, "Unsupported protocol version", 400)
+
+    @property
+    def code(self) -> int:
+        return self.value[0]
+
+    @property
+    def message(self) -> str:
+        return self.value[1]
+
+    @property
+    def status(self) -> int:
+        return self.value[2]
+
+
+class EngineApp(Protocol):
+    """
+    What runs on top of Engine.IO.  Each method is called on the reactor thread; an
+    exception is logged and closes only that session.
+    """
+
+    def session_opened(self, session: "Session") -> None:
+        """A new session; messages sent now go out right after the open packet."""
+
+    def message_received(self, session: "Session", data: str | bytes) -> None:
+        """A message packet: text, or binary data."""
+
+    def session_closed(self, session: "Session", reason: str) -> None:
+        """The session is over; sending to it does nothing any more."""
+
+
+class SessionState(enum.Enum):
+    POLLING = "polling"
+    # A WebSocket answered the probe; polling GETs get a noop until the client sends 5.
+    UPGRADING = "upgrading"
+    WEBSOCKET = "websocket"
+    CLOSED = "closed"
+
+
+class SessionIds:
+    """
+    Session ids as the official server makes them: 12 random bytes and a 3-byte
+    counter, URL-safe base64 (20 characters).  On polling the id is the only
+    credential, hence the CSPRNG; the counter keeps ids unique.
+    """
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(secrets.randbelow(1 << 24))
+
+    def __call__(self) -> str:
+        raw = secrets.token_bytes(12) + (next(self._counter) % (1 << 24)).to_bytes(3, "big")
+        return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+# ---------------------------------------------------------------------------
+# One session
+
+
+class Session:
+    """
+    One Engine.IO session, whatever its transport.  The app sees only L{sid},
+    L{transport}, L{address}, L{send} and L{close}.
+    """
+
+    _log = Logger()
+
+    def __init__(self, engine: "EngineIOServer", sid: str, address: str) -> None:
+        self.engine = engine
+        self.sid = sid
+        self.address = address
+        self.state = SessionState.POLLING
+        self._config = engine.config
+        self._clock = engine.clock
+        self._outbox: list[EnginePacket] = []
+        self._get: Request | None = None
+        self._ws: EngineIOWebSocket | None = None
+        self._probe: EngineIOWebSocket | None = None
+        self._ping_call: IDelayedCall | None = None
+        self._pong_call: IDelayedCall | None = None
+        self._pong_deadline_refreshed = False
+        self._upgrade_call: IDelayedCall | None = None
+        self._bucket: wire.TokenBucket | None = None
+        if self._config.messages_per_second is not None:
+            self._bucket = wire.TokenBucket(
+                self._config.messages_per_second, self._config.burst, self._clock
+            )
+        self._over_limit_since: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.sid} {self.state.value}>"
+
+    @property
+    def transport(self) -> str:
+        return WEBSOCKET if self.state is SessionState.WEBSOCKET else POLLING
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    # -- public API ------------------------------------------------------------
+
+    def send(self, data: str | bytes) -> None:
+        """Send one message packet; does nothing once the session is closed."""
+        self._send(EnginePacket.message(data))
+
+    def close(self, reason: str = "server disconnect") -> None:
+        """Close the session; over polling, messages already sent are still delivered."""
+        self._close(reason, drain=True)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def opened(self, upgrades: list[str]) -> None:
+        handshake = {
+            "sid": self.sid,
+            "upgrades": upgrades,
+            "pingInterval": round(self._config.ping_interval * 1000),
+            "pingTimeout": round(self._config.ping_timeout * 1000),
+            "maxPayload": self._config.max_payload,
+        }
+        self._send(EnginePacket(EngineType.OPEN, wire.encode(handshake).decode("ascii")))
+        self._schedule_ping()
+
+    def _close(
+        self,
+        reason: str,
+        *,
+        drain: bool,
+        farewell: EngineType = EngineType.CLOSE,
+        ws_code: wire.CloseCode = wire.CloseCode.NORMAL,
+    ) -> None:
+        """
+        End the session.  C{farewell} answers a pending GET: the close packet when
+        the server ends the session, a noop when the client asked to close.  With
+        C{drain}, packets a polling client has not fetched yet (a Socket.IO
+        disconnect, say) wait for its next GET.
+        """
+        if self.state is SessionState.CLOSED:
+            return
+        previous = self.state
+        self.state = SessionState.CLOSED
+        for call in (self._ping_call, self._pong_call, self._upgrade_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._ping_call = self._pong_call = self._upgrade_call = None
+        self.engine.forget(self)
+        if self._probe is not None:
+            self._probe.closeWith(wire.CloseCode.NORMAL, "session closed")
+            self._probe = None
+        if previous is SessionState.WEBSOCKET:
+            assert self._ws is not None
+            self._ws.closeWith(ws_code, reason)
+        else:
+            final = self._outbox + [EnginePacket(farewell)]
+            self._outbox = []
+            if self._get is not None:
+                request, self._get = self._get, None
+                write_payload(request, final)
+            elif drain:
+                self.engine.drain(self.sid, final)
+        self._log.info(
+            "Engine.IO session {sid} closed ({reason})", sid=self.sid, reason=reason
+        )
+        self.engine.call_app("session_closed", self, reason)
+
+    # -- heartbeat -------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        self._ping_call = self._clock.callLater(self._config.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_call = None
+        self._pong_deadline_refreshed = False
+        self._send(EnginePacket(EngineType.PING))
+        # The deadline starts when the ping is queued, even if no GET can carry it
+        # yet: a polling client that stops polling is as dead as a silent one.
+        self._pong_call = self._clock.callLater(self._config.ping_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._pong_call = None
+        # No drain: the client is gone, nothing would fetch the packets.
+        self._close("ping timeout", drain=False)
+
+    def _pong_received(self) -> None:
+        if self._pong_call is None:
+            return
+        self._pong_call.cancel()
+        self._pong_call = None
+        self._schedule_ping()
+
+    def _activity_while_waiting_for_pong(self) -> None:
+        # As the official server: traffic proves the client alive, once per ping, so a
+        # client busy sending over a slow link is not cut off for a late pong.
+        if self._pong_call is not None and not self._pong_deadline_refreshed:
+            self._pong_deadline_refreshed = True
+            self._pong_call.reset(self._config.ping_timeout)
+
+    # -- sending ---------------------------------------------------------------
+
+    def _send(self, packet: EnginePacket) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        if self.state is SessionState.WEBSOCKET:
+            assert self._ws is not None
+            self._ws.send_packet(packet)
+            return
+        self._outbox.append(packet)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.state is SessionState.POLLING and self._get is not None and self._outbox:
+            request, self._get = self._get, None
+            packets, self._outbox = self._outbox, []
+            write_payload(request, packets)
+
+    # -- receiving -------------------------------------------------------------
+
+    def _received(self, packet: EnginePacket) -> None:
+        """A packet from the client on the session's current transport."""
+        if not self._within_rate():
+            return
+        if packet.type is EngineType.PONG:
+            self._pong_received()
+            return
+        self._activity_while_waiting_for_pong()
+        if packet.type is EngineType.MESSAGE:
+            self.engine.call_app("message_received", self, packet.data)
+        elif packet.type is EngineType.CLOSE:
+            self._close("transport close", drain=False, farewell=EngineType.NOOP)
+        elif packet.type is EngineType.PING:
+            # v4 clients never ping; the official server closes on it.
+            self._close("invalid heartbeat direction", drain=False, ws_code=wire.CloseCode.BAD_REQUEST)
+        # open, upgrade and noop from a client are ignored, as the official server does.
+
+    def _within_rate(self) -> bool:
+        if self._bucket is None or self._bucket.take():
+            self._over_limit_since = None
+            return True
+        now = self._clock.seconds()
+        if self._over_limit_since is None:
+            self._over_limit_since = now
+            self._log.info("Engine.IO session {sid} over its rate limit", sid=self.sid)
+        elif now - self._over_limit_since >= self.engine.context.server_limits.rate_limit_grace:
+            self._close("rate limit exceeded", drain=False, ws_code=wire.CloseCode.RATE_LIMITED)
+        return False
+
+    # -- polling ---------------------------------------------------------------
+
+    def handle_get(self, request: "Request") -> None:
+        if self.state is SessionState.WEBSOCKET:
+            write_error(request, EngineError.BAD_REQUEST)  # transport mismatch
+            return
+        if self._get is not None:
+            # Two GETs at once: the official server refuses the second and ends the
+            # session; the first one gets the close packet.
+            write_error(request, EngineError.BAD_REQUEST)
+            self._close("overlapping poll", drain=False)
+            return
+        if self.state is SessionState.UPGRADING:
+            # The client is moving to the WebSocket: release the poll at once.
+            write_payload(request, [EnginePacket(EngineType.NOOP)])
+            return
+        self._get = request
+        request.notifyFinish().addErrback(self._poll_aborted, request)
+        self._flush()
+
+    def _poll_aborted(self, reason: Failure, request: "Request") -> None:
+        if self._get is request:
+            self._get = None
+            self._close("transport error", drain=False)
+
+    def handle_post(self, request: "Request") -> None:
+        if self.state is SessionState.WEBSOCKET:
+            write_error(request, EngineError.BAD_REQUEST)  # transport mismatch
+            return
+        content = request.content
+        content.seek(0, 2)
+        size = content.tell()
+        if size > self._config.max_payload:
+            request.setResponseCode(413)
+            request.setHeader("Content-Type", "text/plain; charset=UTF-8")
+            request.write(b"Payload Too Large")
+            request.finish()
+            self._close("payload too large", drain=False)
+            return
+        content.seek(0)
+        try:
+            packets = decode_payload(content.read())
+        except PacketError as e:
+            write_error(request, EngineError.BAD_REQUEST)
+            self._log.info(
+                "Engine.IO session {sid}: invalid packet ({why})", sid=self.sid, why=str(e)
+            )
+            self._close("parse error", drain=False)
+            return
+        for packet in packets:
+            if self.state is SessionState.CLOSED:
+                break
+            self._received(packet)
+        request.setHeader("Content-Type", "text/html")
+        request.write(b"ok")
+        request.finish()
+
+    # -- WebSocket -------------------------------------------------------------
+
+    def websocket_opened(self, ws: "EngineIOWebSocket") -> None:
+        """A WebSocket carrying this session's id: the start of an upgrade."""
+        if (
+            self.state is not SessionState.POLLING
+            or self._probe is not None
+            or not self._config.upgrades_from_polling
+        ):
+            # As the official server: accept, then close; a refused upgrade would be
+            # an unhandled error in some clients.
+            ws.closeWith(wire.CloseCode.BAD_REQUEST, "session cannot upgrade")
+            return
+        ws.session = self
+        self._probe = ws
+        self._upgrade_call = self._clock.callLater(
+            self._config.upgrade_timeout, self._abort_upgrade, "upgrade timeout"
+        )
+
+    def attach_websocket(self, ws: "EngineIOWebSocket") -> None:
+        """A session opened directly over WebSocket."""
+        ws.session = self
+        self._ws = ws
+        self.state = SessionState.WEBSOCKET
+
+    def websocket_packet(self, ws: "EngineIOWebSocket", packet: EnginePacket) -> None:
+        if ws is self._ws:
+            self._received(packet)
+        elif ws is self._probe:
+            self._probe_packet(packet)
+
+    def websocket_invalid(self, ws: "EngineIOWebSocket", why: str) -> None:
+        self._log.info("Engine.IO session {sid}: invalid packet ({why})", sid=self.sid, why=why)
+        if ws is self._ws:
+            self._close("parse error", drain=False, ws_code=wire.CloseCode.BAD_REQUEST)
+        elif ws is self._probe:
+            self._abort_upgrade("invalid probe packet")
+
+    def _probe_packet(self, packet: EnginePacket) -> None:
+        assert self._probe is not None
+        if (
+            self.state is SessionState.POLLING
+            and packet.type is EngineType.PING
+            and packet.data == "probe"
+        ):
+            self._probe.send_packet(EnginePacket(EngineType.PONG, "probe"))
+            self.state = SessionState.UPGRADING
+            if self._get is not None:
+                request, self._get = self._get, None
+                write_payload(request, [EnginePacket(EngineType.NOOP)])
+        elif self.state is SessionState.UPGRADING and packet.type is EngineType.UPGRADE:
+            self._upgraded()
+        else:
+            self._abort_upgrade("unexpected packet during upgrade")
+
+    def _upgraded(self) -> None:
+        assert self._probe is not None
+        if self._upgrade_call is not None and self._upgrade_call.active():
+            self._upgrade_call.cancel()
+        self._upgrade_call = None
+        self._ws, self._probe = self._probe, None
+        self.state = SessionState.WEBSOCKET
+        self.engine.polling_ended(self)
+        self._log.debug("Engine.IO session {sid} upgraded to websocket", sid=self.sid)
+        pending, self._outbox = self._outbox, []
+        for packet in pending:
+            self._ws.send_packet(packet)
+
+    def _abort_upgrade(self, why: str) -> None:
+        self._upgrade_call = None
+        probe, self._probe = self._probe, None
+        if self.state is SessionState.UPGRADING:
+            self.state = SessionState.POLLING
+        if probe is not None:
+            probe.closeWith(wire.CloseCode.BAD_REQUEST, why)
+
+    def websocket_closed(self, ws: "EngineIOWebSocket") -> None:
+        if ws is self._ws:
+            self._close("transport close", drain=False)
+        elif ws is self._probe:
+            if self._upgrade_call is not None and self._upgrade_call.active():
+                self._upgrade_call.cancel()
+            self._abort_upgrade("probe closed")
+
+    def server_shutting_down(self) -> None:
+        self._close("server shutting down", drain=True, ws_code=wire.CloseCode.SHUTTING_DOWN)
+
+
+# ---------------------------------------------------------------------------
+# HTTP helpers
+
+
+def write_payload(request: "Request", packets: list[EnginePacket]) -> None:
+    body = encode_payload(packets)
+    request.setHeader("Content-Type", "text/plain; charset=UTF-8")
+    request.setHeader("Cache-Control", "no-store")
+    request.setHeader("Content-Length", str(len(body)))
+    request.write(body)
+    request.finish()
+
+
+def write_error(request: "Request", error: EngineError, message: str | None = None) -> None:
+    body = wire.encode({"code": error.code, "message": message or error.message})
+    request.setResponseCode(error.status)
+    request.setHeader("Content-Type", "application/json")
+    request.setHeader("Content-Length", str(len(body)))
+    request.write(body)
+    request.finish()
+
+
+def _query(request: "Request", name: bytes) -> str | None:
+    values = request.args.get(name)
+    if not values:
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+
+
+class _PollingConnection:
+    """
+    A polling session as L{wire.Connections} sees it: one connection of its client
+    address, closed on shutdown like a WebSocket.  An upgraded session is counted by
+    its WebSocket instead.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def serverShuttingDown(self) -> None:
+        self.session.server_shutting_down()
+
+    def dropConnection(self, abort: bool = False) -> None:
+        self.session._close("server shutting down", drain=False)
+
+
+# ---------------------------------------------------------------------------
+# The server
+
+
+class EngineIOServer:
+    """
+    The sessions of one Engine.IO mount point and the resource that serves it.
+
+    @param app: receives the sessions' lifecycle and messages.
+    @param context: the server's L{wire.WireContext} (origins, connection cap).
+    @param clock: every heartbeat, upgrade and drain timer runs on it.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        app: EngineApp,
+        context: wire.WireContext,
+        clock: IReactorTime,
+        config: EngineIOConfig = EngineIOConfig(),
+    ) -> None:
+        self.app = app
+        self.context = context
+        self.clock = clock
+        self.config = config
+        self.sessions: dict[str, Session] = {}
+        self._polling: dict[Session, _PollingConnection] = {}
+        self._draining: dict[str, tuple[list[EnginePacket], IDelayedCall]] = {}
+        self._new_sid = SessionIds()
+        self.websocket_factory = wire.make_factory(
+            EngineIOWebSocket,
+            # Rate limiting is per session (both transports), not per WebSocket.
+            wire.EndpointLimits(max_message_size=config.max_payload, messages_per_second=None),
+            context,
+            engine=self,
+        )
+
+    def resource(self) -> "EngineIOResource":
+        """The resource to mount at the Engine.IO path (C{/socket.io/})."""
+        return EngineIOResource(self)
+
+    # -- used by sessions and the WebSocket adapter ----------------------------
+
+    def call_app(self, method: str, session: Session, *args: Any) -> None:
+        try:
+            getattr(self.app, method)(session, *args)
+        except Exception:
+            self._log.failure(
+                "Engine.IO app failed in {method} for session {sid}", method=method, sid=session.sid
+            )
+            if method != "session_closed":
+                session._close("internal error", drain=False, ws_code=wire.CloseCode.INTERNAL_ERROR)
+
+    def forget(self, session: Session) -> None:
+        self.sessions.pop(session.sid, None)
+        self.polling_ended(session)
+
+    def polling_ended(self, session: Session) -> None:
+        connection = self._polling.pop(session, None)
+        if connection is not None:
+            self.context.connections.release(connection, session.address)  # type: ignore[arg-type]
+
+    def drain(self, sid: str, packets: list[EnginePacket]) -> None:
+        """Keep a closed session's last packets for the client's next GET."""
+        # As long as a live client may go without polling.
+        delay = self.config.ping_interval + self.config.ping_timeout
+        call = self.clock.callLater(delay, self._draining.pop, sid, None)
+        self._draining[sid] = (packets, call)
+
+    def _new_session(self, address: str) -> Session:
+        session = Session(self, self._new_sid(), address)
+        self.sessions[session.sid] = session
+        return session
+
+    def websocket_opened(self, ws: "EngineIOWebSocket", sid: str | None) -> None:
+        if sid is not None:
+            session = self.sessions.get(sid)
+            if session is None:  # closed between the handshake and now
+                ws.closeWith(wire.CloseCode.NOT_FOUND, "Session ID unknown")
+                return
+            session.websocket_opened(ws)
+            return
+        session = self._new_session(ws.address)
+        session.attach_websocket(ws)
+        self._log.info(
+            "Engine.IO session {sid} opened over websocket from {address}",
+            sid=session.sid,
+            address=session.address,
+        )
+        session.opened(upgrades=[])
+        self.call_app("session_opened", session)
+
+    # -- HTTP ------------------------------------------------------------------
+
+    def render(self, request: "Request", websocket: WebSocketResource) -> bytes | int:
+        origin = request.getHeader("origin")
+        origin_allowed = self.context.origins.allows(origin, request.getHeader("host"))
+        if origin_allowed and origin:
+            self._cors_headers(request, origin)
+        if request.method == b"OPTIONS":
+            request.setResponseCode(204 if origin_allowed else 403)
+            return b""
+        transport = _query(request, b"transport")
+        if transport not in self.config.transports:
+            return self._refuse(request, EngineError.UNKNOWN_TRANSPORT)
+        if _query(request, b"EIO") != "4":
+            return self._refuse(request, EngineError.UNSUPPORTED_PROTOCOL_VERSION)
+        sid = _query(request, b"sid")
+        upgrade = (request.getHeader("upgrade") or "").lower() == "websocket"
+        if sid is not None and sid not in self.sessions:
+            if sid in self._draining and request.method == b"GET" and not upgrade:
+                packets, call = self._draining.pop(sid)
+                call.cancel()
+                write_payload(request, packets)
+                return NOT_DONE_YET
+            return self._refuse(request, EngineError.UNKNOWN_SID)
+        if sid is None and request.method != b"GET":
+            return self._refuse(request, EngineError.BAD_HANDSHAKE_METHOD)
+        if transport == WEBSOCKET and not upgrade:
+            # Never serve it as a poll: it would swallow queued packets.
+            return self._refuse(request, EngineError.BAD_REQUEST)
+        if not origin_allowed:
+            return self._refuse(request, EngineError.FORBIDDEN)
+        if transport == WEBSOCKET:
+            result: bytes | int = websocket.render(request)
+            return result
+        if sid is None:
+            return self._handshake(request)
+        session = self.sessions[sid]
+        if request.method == b"GET":
+            session.handle_get(request)
+        elif request.method == b"POST":
+            session.handle_post(request)
+        else:
+            write_error(request, EngineError.BAD_REQUEST)
+        return NOT_DONE_YET
+
+    def _handshake(self, request: "Request") -> int:
+        address = request.getClientAddress()
+        host = getattr(address, "host", str(address))
+        session = self._new_session(host)
+        connection = _PollingConnection(session)
+        if not self.context.connections.admit(connection, host):  # type: ignore[arg-type]
+            self.sessions.pop(session.sid, None)
+            why = "Server shutting down" if self.context.connections.shutting_down else (
+                "Too many connections"
+            )
+            write_error(request, EngineError.FORBIDDEN, why)
+            return NOT_DONE_YET
+        self._polling[session] = connection
+        self._log.info(
+            "Engine.IO session {sid} opened over polling from {address}",
+            sid=session.sid,
+            address=host,
+        )
+        session.opened(upgrades=self.config.upgrades_from_polling)
+        self.call_app("session_opened", session)
+        if session.closed:
+            write_error(request, EngineError.FORBIDDEN)
+        else:
+            session.handle_get(request)
+        return NOT_DONE_YET
+
+    def _refuse(self, request: "Request", error: EngineError) -> int:
+        self._log.debug(
+            "Engine.IO request refused: {message}", message=error.message, code=error.code
+        )
+        write_error(request, error)
+        return NOT_DONE_YET
+
+    def _cors_headers(self, request: "Request", origin: str) -> None:
+        if self.context.origins.allow_all:
+            request.setHeader("Access-Control-Allow-Origin", "*")
+        else:
+            # A listed origin may send cookies (withCredentials): echo it, never "*".
+            request.setHeader("Access-Control-Allow-Origin", origin)
+            request.setHeader("Access-Control-Allow-Credentials", "true")
+            request.setHeader("Vary", "Origin")
+        if request.method == b"OPTIONS":
+            request.setHeader("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            wanted = request.getHeader("access-control-request-headers")
+            if wanted:
+                request.setHeader("Access-Control-Allow-Headers", wanted)
+                request.setHeader("Vary", "Origin, Access-Control-Request-Headers")
+            request.setHeader("Access-Control-Max-Age", "86400")
+
+
+class EngineIOResource(Resource):
+    """Serves every request under the Engine.IO mount path."""
+
+    isLeaf = True
+    _log = Logger()
+
+    def __init__(self, engine: EngineIOServer) -> None:
+        super().__init__()
+        self.engine = engine
+        self._websocket = WebSocketResource(engine.websocket_factory)
+
+    def render(self, request: "Request") -> bytes | int:
+        try:
+            return self.engine.render(request, self._websocket)
+        except Exception:
+            self._log.failure("Engine.IO request failed")
+            if not request.finished and not request.startedWriting:
+                request.setResponseCode(500)
+                request.setHeader("Content-Type", "application/json")
+                return wire.encode({"code": 3, "message": "Internal error"})
+            return NOT_DONE_YET
+
+
+# ---------------------------------------------------------------------------
+# The WebSocket transport
+
+
+class EngineIOWebSocket(wire.JSONProtocol):
+    """
+    The WebSocket transport: a thin adapter that turns frames into Engine.IO packets
+    for its L{Session} (the session's own transport, or the probe of an upgrade).
+    The base class has already checked the origin and the per-address cap.
+    """
+
+    endpoint = "engine.io"
+    session: Session | None = None
+    _sid: str | None = None
+
+    @property
+    def engine(self) -> EngineIOServer:
+        engine: EngineIOServer = self.factory.engine
+        return engine
+
+    @property
+    def address(self) -> str:
+        return wire.peer_address(self.peer)
+
+    def onConnect(self, request: ConnectionRequest) -> Any:
+        sid = request.params.get("sid", [None])[0]
+        if sid is not None and sid not in self.engine.sessions:
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, EngineError.UNKNOWN_SID.message)
+        self._sid = sid
+        return super().onConnect(request)
+
+    def connectionOpened(self) -> None:
+        self.engine.websocket_opened(self, self._sid)
+
+    def textReceived(self, payload: bytes) -> None:
+        if self.session is None:
+            return
+        try:
+            packet = decode_text_packet(payload.decode("utf-8"))
+        except PacketError as e:
+            self.session.websocket_invalid(self, str(e))
+            return
+        self.session.websocket_packet(self, packet)
+
+    def binaryReceived(self, payload: bytes) -> None:
+        if self.session is not None:
+            self.session.websocket_packet(self, EnginePacket.message(payload))
+
+    def connectionClosed(self, code: int | None) -> None:
+        if self.session is not None:
+            self.session.websocket_closed(self)
+
+    def serverShuttingDown(self) -> None:
+        if self.session is not None and not self.session.closed:
+            self.session.server_shutting_down()
+        if self.state == self.STATE_OPEN:
+            super().serverShuttingDown()
+
+    def send_packet(self, packet: EnginePacket) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        if isinstance(packet.data, bytes):
+            self.sendMessage(packet.data, isBinary=True)
+        else:
+            self.sendMessage((packet.type.value + packet.data).encode("utf-8"), isBinary=False)
+
+    def closeWith(self, code: wire.CloseCode, reason: str) -> None:
+        # A session may end while its socket is already closing: nothing left to say.
+        if self.state == self.STATE_OPEN:
+            super().closeWith(code, reason)
