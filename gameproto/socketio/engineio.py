@@ -363,6 +363,7 @@ class Session:
         if size > self._config.max_payload:
             request.setResponseCode(413)
             request.setHeader("Content-Type", "text/plain; charset=UTF-8")
+            request.setHeader("Content-Length", "17")
             request.write(b"Payload Too Large")
             request.finish()
             self._close("payload too large", drain=False)
@@ -382,6 +383,7 @@ class Session:
                 break
             self._received(packet)
         request.setHeader("Content-Type", "text/html")
+        request.setHeader("Content-Length", "2")
         request.write(b"ok")
         request.finish()
 
