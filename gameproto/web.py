@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
 from gameproto import wire
 
@@ -51,7 +51,18 @@ def mount(root: Resource, path: str, resource: IResource) -> None:
     node.putChild(segments[-1], resource)
 
 
+class GameprotoRequest(Request):
+    """A request whose C{Server} header names gameproto without a Twisted version."""
+
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        if (name.lower() if isinstance(name, str) else name.lower().decode()) == "server":
+            value = b"gameproto"
+        super().setHeader(name, value)
+
+
 def make_site(root: Resource, reactor: Any) -> Site:
     site = Site(root, reactor=reactor)
+    site.requestFactory = GameprotoRequest
+    # A bug's traceback is logged, never shown to the client.
     site.displayTracebacks = False
     return site

@@ -198,7 +198,9 @@ class RoutingTests(RESTTestCase):
 
     def test_health(self) -> None:
         """/healthz reports status, version and store without a token."""
-        body = self.call("GET", "/healthz").json()
+        response = self.call("GET", "/healthz")
+        self.assertEqual(response.headers["server"], "gameproto")
+        body = response.json()
         self.assertEqual(body["status"], "ok")
         self.assertEqual(body["store"], "memory")
         self.assertRegex(body["version"], r"^\d+\.\d+")
