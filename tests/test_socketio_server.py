@@ -1,0 +1,485 @@
+"""
+Tests for L{gameproto.socketio.server} and L{gameproto.socketio.packets}: Socket.IO v5
+packets, namespaces, acks, binary attachments and rooms, driven through a fake
+Engine.IO session (the transport is tested in test_socketio_engineio).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from gameproto import wire
+from gameproto.socketio.packets import (
+    PacketError,
+    SocketPacket,
+    SocketType,
+    decode_socket_packet,
+    encode_socket_packet,
+)
+from gameproto.socketio.server import ConnectRefused, Reply, Socket, SocketIOServer
+from gameproto.socketio.testing import FakeSession
+
+
+class PacketTests(SynchronousTestCase):
+    def test_decode_examples(self) -> None:
+        """
+        The examples of the protocol document decode to their parts.
+        """
+        cases = {
+            "0": SocketPacket(SocketType.CONNECT),
+            '0{"token":"123"}': SocketPacket(SocketType.CONNECT, data={"token": "123"}),
+            "0/admin,": SocketPacket(SocketType.CONNECT, "/admin"),
+            "0/custom": SocketPacket(SocketType.CONNECT, "/custom"),
+            "1/custom": SocketPacket(SocketType.DISCONNECT, "/custom"),
+            '2["foo"]': SocketPacket(SocketType.EVENT, data=["foo"]),
+            '212["foo"]': SocketPacket(SocketType.EVENT, data=["foo"], ack_id=12),
+            '20["foo"]': SocketPacket(SocketType.EVENT, data=["foo"], ack_id=0),
+            '3/admin,13["bar"]': SocketPacket(SocketType.ACK, "/admin", ["bar"], 13),
+            "312[]": SocketPacket(SocketType.ACK, data=[], ack_id=12),
+            '51-["baz",{"_placeholder":true,"num":0}]': SocketPacket(
+                SocketType.BINARY_EVENT,
+                data=["baz", {"_placeholder": True, "num": 0}],
+                attachments=1,
+            ),
+            "2[1]": SocketPacket(SocketType.EVENT, data=[1]),
+        }
+        for text, packet in cases.items():
+            self.assertEqual(decode_socket_packet(text), packet, text)
+
+    def test_invalid(self) -> None:
+        """
+        Packets the official parser refuses raise PacketError: bad type, bad JSON,
+        wrong payload shape per type, reserved event names, bad attachment counts.
+        """
+        for text in [
+            "",
+            "7",
+            "abc",
+            "2{}",
+            "2abc[]",
+            "2[]",
+            '2["connect"]',
+            '2["disconnect", 1]',
+            "2[true]",
+            '1{"a":1}',
+            "0[1]",
+            '0"x"',
+            "3{}",
+            '5["a"]',
+            '50-["a"]',
+            '511-["a"]',
+            '5x-["a"]',
+            "4[1]",
+            '2["a"',
+            "2" + "1" * 17 + '["a"]',
+        ]:
+            self.assertRaises(PacketError, decode_socket_packet, text)
+
+    def test_encode(self) -> None:
+        """
+        Encoding puts the namespace only when it is not C{/}, and the attachment count
+        of binary packets.
+        """
+        self.assertEqual(
+            encode_socket_packet(SocketPacket(SocketType.CONNECT, data={"sid": "x"})),
+            '0{"sid":"x"}',
+        )
+        self.assertEqual(
+            encode_socket_packet(SocketPacket(SocketType.ACK, "/admin", ["bar"], 13)),
+            '3/admin,13["bar"]',
+        )
+        self.assertEqual(
+            encode_socket_packet(
+                SocketPacket(
+                    SocketType.BINARY_ACK,
+                    "/",
+                    [{"_placeholder": True, "num": 0}],
+                    15,
+                    attachments=1,
+                )
+            ),
+            '61-15[{"_placeholder":true,"num":0}]',
+        )
+
+
+class ServerTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.server = SocketIOServer(self.clock, connect_timeout=45.0)
+        self.root = self.server.of("/")
+        self.custom = self.server.of("/custom")
+        self.auths: list[dict[str, Any]] = []
+        self.disconnects: list[tuple[Socket, str]] = []
+
+        @self.root.on_connect
+        def connect(socket: Socket, auth: dict[str, Any]) -> None:
+            if auth.get("refuse"):
+                raise ConnectRefused("Not authorized", {"why": "test"})
+            self.auths.append(auth)
+            socket.emit("auth", auth)
+
+        @self.root.on_disconnect
+        def disconnected(socket: Socket, reason: str) -> None:
+            self.disconnects.append((socket, reason))
+
+        @self.root.on("echo")
+        def echo(socket: Socket, *args: Any) -> tuple[Any, ...]:
+            return args
+
+        @self.root.on("nothing")
+        def nothing(socket: Socket) -> None:
+            return None
+
+    def session(self, connect: str | None = "0") -> FakeSession:
+        session = FakeSession(self.server).open()
+        if connect is not None:
+            session.receive(connect)
+        return session
+
+    def socket_of(self, session: FakeSession, namespace: str = "/") -> Socket:
+        return self.server._clients[session].sockets[namespace]  # type: ignore[index]
+
+
+class ConnectTests(ServerTestCase):
+    def test_connect_without_payload(self) -> None:
+        """
+        C{0} connects to C{/} with auth C{{}}; the reply carries a socket id that is
+        not the Engine.IO sid, and emits of the connect handler follow it.
+        """
+        session = self.session("0")
+        connect, auth = session.take()
+        self.assertEqual(auth, '2["auth",{}]')
+        reply = wire.decode(connect[1:])  # type: ignore[index]
+        self.assertEqual(connect[0], "0")
+        self.assertEqual(set(reply), {"sid"})
+        self.assertNotEqual(reply["sid"], session.sid)
+        self.assertEqual(len(reply["sid"]), 20)
+        self.assertEqual(self.auths, [{}])
+
+    def test_connect_with_auth(self) -> None:
+        """
+        The CONNECT payload reaches the connect handler.
+        """
+        self.session('0{"token":"123"}')
+        self.assertEqual(self.auths, [{"token": "123"}])
+
+    def test_custom_namespace(self) -> None:
+        """
+        A CONNECT to another existing namespace is answered in that namespace.
+        """
+        session = self.session("0/custom,")
+        [reply] = session.take()
+        self.assertTrue(reply.startswith('0/custom,{"sid":'), reply)  # type: ignore[union-attr]
+
+    def test_unknown_namespace(self) -> None:
+        """
+        A CONNECT to a namespace that does not exist gets CONNECT_ERROR
+        C{{"message": "Invalid namespace"}} and the session stays open.
+        """
+        session = self.session("0/random,")
+        self.assertEqual(session.take(), ['4/random,{"message":"Invalid namespace"}'])
+        self.assertFalse(session.closed)
+
+    def test_refused(self) -> None:
+        """
+        A connect handler that raises ConnectRefused sends its message and data; the
+        client may then try again.
+        """
+        session = self.session('0{"refuse":true}')
+        self.assertEqual(session.take(), ['4{"message":"Not authorized","data":{"why":"test"}}'])
+        session.receive("0")
+        self.assertEqual(len(session.take()), 2)
+
+    def test_async_connect_handler(self) -> None:
+        """
+        A connect handler may answer later with a Deferred; the reply waits for it.
+        """
+        pending: Deferred[None] = Deferred()
+        self.custom.on_connect(lambda socket, auth: pending)
+        session = self.session("0/custom,")
+        self.assertEqual(session.take(), [])
+        pending.callback(None)
+        self.assertEqual(len(session.take()), 1)
+
+    def test_duplicate_connect_closes(self) -> None:
+        """
+        A second CONNECT to a namespace already joined closes the connection.
+        """
+        session = self.session("0")
+        session.receive("0")
+        self.assertTrue(session.closed)
+
+    def test_packet_for_namespace_not_joined(self) -> None:
+        """
+        An event for a namespace the client is not in closes the connection.
+        """
+        session = self.session("0")
+        session.receive('2/custom,["echo"]')
+        self.assertTrue(session.closed)
+
+    def test_connect_timeout(self) -> None:
+        """
+        A session that joins no namespace within connectTimeout is closed.
+        """
+        session = self.session(None)
+        self.clock.advance(44.9)
+        self.assertFalse(session.closed)
+        self.clock.advance(0.1)
+        self.assertEqual(session.close_reason, "connect timeout")
+
+    def test_connect_in_time(self) -> None:
+        """
+        A session that connects in time is not closed by the connect timeout.
+        """
+        session = self.session(None)
+        self.clock.advance(44)
+        session.receive("0")
+        self.clock.advance(10)
+        self.assertFalse(session.closed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_client_disconnect(self) -> None:
+        """
+        A client DISCONNECT leaves the namespace (reason "client namespace
+        disconnect") and keeps the Engine.IO session.
+        """
+        session = self.session("0")
+        socket = self.socket_of(session)
+        session.receive("1")
+        self.assertEqual(self.disconnects, [(socket, "client namespace disconnect")])
+        self.assertFalse(session.closed)
+        self.assertEqual(self.root.sockets, {})
+
+    def test_server_disconnect(self) -> None:
+        """
+        Socket.disconnect sends DISCONNECT for the namespace.
+        """
+        session = self.session("0")
+        session.take()
+        self.socket_of(session).disconnect()
+        self.assertEqual(session.take(), ["1"])
+        self.assertEqual(self.disconnects[0][1], "server namespace disconnect")
+
+    def test_transport_close(self) -> None:
+        """
+        When the session ends, every socket of it is disconnected with its reason.
+        """
+        session = self.session("0")
+        session.close("ping timeout")
+        self.assertEqual([reason for _, reason in self.disconnects], ["ping timeout"])
+
+
+class EventTests(ServerTestCase):
+    def test_event_with_ack(self) -> None:
+        """
+        An event with an ack id gets an ACK with the same id and the handler's result;
+        ack id 0 is valid.
+        """
+        session = self.session("0")
+        session.take()
+        session.receive('20["echo",1,"two"]')
+        session.receive('27["nothing"]')
+        self.assertEqual(session.take(), ['30[1,"two"]', "37[]"])
+
+    def test_event_without_ack(self) -> None:
+        """
+        Without an ack id nothing is sent back.
+        """
+        session = self.session("0")
+        session.take()
+        session.receive('2["echo",1]')
+        self.assertEqual(session.take(), [])
+
+    def test_async_ack(self) -> None:
+        """
+        A handler's Deferred result is the ack, sent when it fires.
+        """
+        pending: Deferred[str] = Deferred()
+        self.root.on("later")(lambda socket: pending)
+        session = self.session("0")
+        session.take()
+        session.receive('25["later"]')
+        self.assertEqual(session.take(), [])
+        pending.callback("done")
+        self.assertEqual(session.take(), ['35["done"]'])
+
+    def test_reply_acks_then_acts(self) -> None:
+        """
+        A Reply acknowledges first, then runs its action.
+        """
+        self.root.on("act")(lambda socket: Reply(True, lambda: socket.emit("after")))
+        session = self.session("0")
+        session.take()
+        session.receive('21["act"]')
+        self.assertEqual(session.take(), ["31[true]", '2["after"]'])
+
+    def test_unknown_event(self) -> None:
+        """
+        An event with no handler is ignored, even when it asks for an ack.
+        """
+        session = self.session("0")
+        session.take()
+        session.receive('23["unknown"]')
+        session.receive("23[42]")
+        self.assertEqual(session.take(), [])
+        self.assertFalse(session.closed)
+
+    def test_reserved_event_closes(self) -> None:
+        """
+        An EVENT named like a reserved event closes the connection.
+        """
+        for name in ["connect", "disconnect", "disconnecting", "newListener"]:
+            session = self.session("0")
+            session.receive(f'2["{name}"]')
+            self.assertEqual(session.close_reason, "parse error", name)
+
+    def test_invalid_packets_close(self) -> None:
+        """
+        Packets that do not parse close the connection.
+        """
+        for text in ["abc", "2{}", '2abc["x"]', "9", '4{"message":"x"}']:
+            session = self.session("0")
+            session.receive(text)
+            self.assertTrue(session.closed, text)
+
+    def test_binary_event_and_ack(self) -> None:
+        """
+        A BINARY_EVENT waits for its attachments, then reaches the handler with bytes;
+        an ack holding bytes goes out as BINARY_ACK followed by the attachment.
+        """
+        session = self.session("0")
+        session.take()
+        session.receive('51-1["echo",{"_placeholder":true,"num":0}]')
+        self.assertEqual(session.take(), [])
+        session.receive(b"\x01\x02\x03")
+        self.assertEqual(
+            session.take(), ['61-1[{"_placeholder":true,"num":0}]', b"\x01\x02\x03"]
+        )
+
+    def test_binary_in_namespace(self) -> None:
+        """
+        Binary packets work in a namespace and with several attachments, nested.
+        """
+        received: list[Any] = []
+        self.custom.on("bin")(lambda socket, *args: received.extend(args))
+        session = self.session("0/custom,")
+        session.receive(
+            '52-/custom,["bin",{"a":{"_placeholder":true,"num":1}},{"_placeholder":true,"num":0}]'
+        )
+        session.receive(b"first")
+        session.receive(b"second")
+        self.assertEqual(received, [{"a": b"second"}, b"first"])
+
+    def test_unexpected_binary_closes(self) -> None:
+        """
+        A binary message with no binary packet waiting for it closes the connection,
+        and so does a text packet where an attachment was due.
+        """
+        session = self.session("0")
+        session.receive(b"\x00")
+        self.assertTrue(session.closed)
+        session = self.session("0")
+        session.receive('51-["echo",{"_placeholder":true,"num":0}]')
+        session.receive('2["echo"]')
+        self.assertTrue(session.closed)
+
+    def test_bad_placeholder_closes(self) -> None:
+        """
+        A placeholder pointing past the attachments closes the connection.
+        """
+        session = self.session("0")
+        session.receive('51-["echo",{"_placeholder":true,"num":3}]')
+        session.receive(b"x")
+        self.assertTrue(session.closed)
+
+    def test_server_emit_with_callback(self) -> None:
+        """
+        An emit with a callback carries an ack id; the client's ACK calls it once.
+        """
+        session = self.session("0")
+        session.take()
+        answers: list[tuple[Any, ...]] = []
+        self.socket_of(session).emit("question", 1, callback=lambda *a: answers.append(a))
+        self.assertEqual(session.take(), ['20["question",1]'])
+        session.receive('30["yes",2]')
+        session.receive('30["again"]')
+        self.assertEqual(answers, [("yes", 2)])
+
+    def test_emit_binary(self) -> None:
+        """
+        An emit holding bytes goes out as BINARY_EVENT plus attachments.
+        """
+        session = self.session("0/custom,")
+        session.take()
+        self.socket_of(session, "/custom").emit("file", b"\xff")
+        self.assertEqual(
+            session.take(), ['51-/custom,["file",{"_placeholder":true,"num":0}]', b"\xff"]
+        )
+
+    def test_unencodable_emit_dropped(self) -> None:
+        """
+        A value JSON cannot carry is dropped, not raised, and the session goes on.
+        """
+        session = self.session("0")
+        session.take()
+        self.socket_of(session).emit("big", 2**70)
+        self.root.emit("big", "\ud800")
+        self.assertEqual(session.take(), [])
+        self.assertFalse(session.closed)
+
+
+class RoomTests(ServerTestCase):
+    def test_rooms(self) -> None:
+        """
+        An emit to a room reaches its members only, C{skip} excepted; without a room it
+        reaches the whole namespace; a socket that left no longer receives.
+        """
+        a, b, c = self.session("0"), self.session("0"), self.session("0")
+        sa, sb, sc = self.socket_of(a), self.socket_of(b), self.socket_of(c)
+        for s in (a, b, c):
+            s.take()
+        sa.join("r")
+        sb.join("r")
+        self.root.emit("hi", to="r")
+        self.assertEqual((a.take(), b.take(), c.take()), (['2["hi"]'], ['2["hi"]'], []))
+        sa.broadcast("news", to="r")
+        self.assertEqual((a.take(), b.take()), ([], ['2["news"]']))
+        self.root.emit("all")
+        self.assertEqual([len(s.take()) for s in (a, b, c)], [1, 1, 1])
+        sb.leave("r")
+        self.root.emit("hi", to="r")
+        self.assertEqual((a.take(), b.take()), (['2["hi"]'], []))
+        self.assertEqual(self.root.room("r"), frozenset({sa}))
+
+    def test_own_room(self) -> None:
+        """
+        Each socket is in a room named after its id.
+        """
+        a = self.session("0")
+        sa = self.socket_of(a)
+        a.take()
+        self.root.emit("direct", to=sa.id)
+        self.assertEqual(a.take(), ['2["direct"]'])
+
+    def test_disconnect_leaves_rooms(self) -> None:
+        """
+        A disconnected socket is in no room any more.
+        """
+        a = self.session("0")
+        self.socket_of(a).join("r")
+        a.close("transport close")
+        self.assertEqual(self.root.room("r"), frozenset())
+
+    def test_namespaces_are_separate(self) -> None:
+        """
+        Rooms of one namespace are not rooms of another.
+        """
+        a = self.session("0/custom,")
+        self.socket_of(a, "/custom").join("r")
+        a.take()
+        self.root.emit("hi", to="r")
+        self.assertEqual(a.take(), [])
