@@ -1,0 +1,485 @@
+"""
+The processor's sandbox, seen from the server: limits, run uids, start-up checks, and how
+the launcher (C{gameproto/processor/launcher.py}) is invoked.
+
+- L{RunLimits}: every limit of a run (DESIGN.md, processor), with its default.
+- L{Limit}: which limit stopped a run, and its text for the user.
+- L{SandboxConfig}: where runs live, which uids they get, which interpreters, root or not.
+- L{UidPool}: one uid per concurrent run; RLIMIT_NPROC does not bind root and counts every
+  task of a uid, so a shared uid would let one run's fork bomb starve another run.
+- L{start_sandbox}: the start-up checks (run directory 0711, leftover processes of the run
+  uids killed, each language's interpreter run once through the launcher as a run uid)
+  giving a L{Sandbox} that knows which languages are on.
+
+Without root none of the uid, namespace or tmpfs protection exists (see the launcher's
+docstring): the server logs it at start-up.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gameproto.processor.languages import LANGUAGES, PROBE_TOKEN, Language
+from gameproto.processor.launcher import Request, live_processes_of
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: The launcher program, run with the server's own Python.
+LAUNCHER_PATH = Path(__file__).resolve().with_name("launcher.py")
+
+#: The launcher's descriptors: 0 request in, 1/2 program output, 3 engine requests, 4
+#: engine replies, 5 launcher status.  Twisted's "r" means the server reads.
+LAUNCHER_CHILD_FDS: Mapping[int, str] = {0: "w", 1: "r", 2: "r", 3: "r", 4: "w", 5: "r"}
+
+_log = Logger(namespace="gameproto.processor.sandbox")
+
+
+def _positive(instance: Any, attribute: "attrs.Attribute[Any]", value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
+
+
+def format_seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def format_size(value: int) -> str:
+    if value % MiB == 0:
+        return f"{value // MiB} MiB"
+    if value % KiB == 0:
+        return f"{value // KiB} KiB"
+    return f"{value} B"
+
+
+class Limit(enum.Enum):
+    """
+    A limit that stopped a run, in the order of DESIGN.md's list (the order in which an
+    error message names them).
+    """
+
+    TIME = "time"
+    CPU = "cpu"
+    MEMORY = "memory"
+    OUTPUT = "output"
+    FILE = "file"
+    PROCESSES = "processes"
+    SESSION = "session"
+    ENGINE_CHANNEL = "engine_channel"
+
+
+@attrs.frozen
+class RunLimits:
+    """
+    The limits of one run.  Times in seconds, sizes in bytes.
+
+    @ivar program_time: wall time minus the time blocked in engine calls.
+    @ivar session_time: wall time, engine calls included.
+    @ivar cpu_time: RLIMIT_CPU soft limit (SIGXCPU); the hard limit is one more (SIGKILL).
+    @ivar memory: RLIMIT_DATA (not RLIMIT_AS: V8 reserves about 1 GiB of address space);
+        node's heap and PHP's memory_limit get 32 MiB less.
+    @ivar processes: RLIMIT_NPROC, processes and threads of the run uid.
+    @ivar file_size: RLIMIT_FSIZE, the largest file the program may write.
+    @ivar run_dir_size: the tmpfs of the run directory and /tmp (root only).
+    @ivar output: stdout and stderr together.
+    @ivar code: the user's code, in bytes of UTF-8.
+    @ivar engine_call_timeout: a call not answered in time gets
+        C{{"error": "engine call timed out"}}; the run goes on.
+    @ivar engine_channel: engine requests buffered and not yet answered (a request line
+        longer than this, or a program writing requests without reading replies, ends the
+        run).
+    @ivar output_line: longer output lines are delivered in pieces of this size.
+    @ivar open_files: RLIMIT_NOFILE.
+    @ivar kill_grace: KILL follows TERM after this long.
+    @ivar launcher_timeout: a launcher not done this long after TERM is presumed hung: the
+        server kills the run uid's processes itself and ends the run.
+    """
+
+    program_time: float = attrs.field(default=10.0, validator=_positive)
+    session_time: float = attrs.field(default=600.0, validator=_positive)
+    cpu_time: int = attrs.field(default=5, validator=_positive)
+    memory: int = attrs.field(default=256 * MiB, validator=_positive)
+    processes: int = attrs.field(default=64, validator=_positive)
+    file_size: int = attrs.field(default=1 * MiB, validator=_positive)
+    run_dir_size: int = attrs.field(default=16 * MiB, validator=_positive)
+    output: int = attrs.field(default=1 * MiB, validator=_positive)
+    code: int = attrs.field(default=256 * KiB, validator=_positive)
+    engine_call_timeout: float = attrs.field(default=10.0, validator=_positive)
+    engine_channel: int = attrs.field(default=1 * MiB, validator=_positive)
+    output_line: int = attrs.field(default=8 * KiB, validator=_positive)
+    open_files: int = attrs.field(default=256, validator=_positive)
+    kill_grace: float = attrs.field(default=0.2, validator=_positive)
+    launcher_timeout: float = attrs.field(default=5.0, validator=_positive)
+
+    def message(self, limit: Limit) -> str:
+        """The text shown to the user, first in the INTERPRETER_ERROR message."""
+        return {
+            Limit.TIME: f"time limit exceeded ({format_seconds(self.program_time)})",
+            Limit.CPU: f"CPU time limit exceeded ({format_seconds(self.cpu_time)})",
+            Limit.MEMORY: "memory limit exceeded",
+            Limit.OUTPUT: "output limit exceeded",
+            Limit.FILE: f"file size limit exceeded ({format_size(self.file_size)})",
+            Limit.PROCESSES: f"process limit exceeded ({self.processes})",
+            Limit.SESSION: f"session limit exceeded ({format_seconds(self.session_time)})",
+            Limit.ENGINE_CHANNEL: (
+                f"engine request limit exceeded ({format_size(self.engine_channel)})"
+            ),
+        }[limit]
+
+    def code_too_large(self) -> str:
+        return f"code too large (max {format_size(self.code)})"
+
+
+def parse_uid_range(text: str) -> range:
+    """C{"60000-60063"} (inclusive) -> C{range(60000, 60064)}; for C{--processor-uids}."""
+    first, dash, last = text.partition("-")
+    try:
+        start = int(first)
+        stop = int(last) if dash else start
+    except ValueError:
+        raise ValueError(f"not a uid range: {text!r} (expected FIRST-LAST)") from None
+    if not 0 < start <= stop:
+        raise ValueError(f"not a uid range: {text!r}")
+    return range(start, stop + 1)
+
+
+def _uid_range(value: Iterable[int]) -> range:
+    uids = value if isinstance(value, range) else range(0)
+    if not uids or uids.step != 1 or uids.start <= 0:
+        raise ValueError(f"run uids must be a non-empty range of positive uids: {value!r}")
+    return uids
+
+
+@attrs.frozen
+class SandboxConfig:
+    """
+    How runs are sandboxed.
+
+    @ivar run_base: the directory of run directories (C{--processor-dir}); mode 0711, never
+        under the server's working directory.
+    @ivar uids: the run uid pool (C{--processor-uids}); also each run's gid.
+    @ivar interpreters: interpreter paths by language (C{--processor-<language>}),
+        overriding L{Language.default_interpreter}.
+    @ivar privileged: run as root: a uid per run, namespaces, tmpfs.  Without root the
+        program keeps the server's uid (reduced protection, see the launcher).
+    @ivar namespaces: new network and mount namespaces per run (root only).
+    @ivar launcher_python: the Python running the launcher (the server's own).
+    @ivar nice: the program's nice value.
+    @ivar poll_interval: how often the launcher counts the run's tasks.
+    """
+
+    run_base: str = "/tmp/gameproto-runs"
+    uids: range = attrs.field(default=range(60000, 60064), converter=_uid_range)
+    interpreters: Mapping[str, str] = attrs.field(factory=dict)
+    privileged: bool = attrs.field(factory=lambda: os.geteuid() == 0)
+    namespaces: bool = attrs.field()
+    launcher_python: str = sys.executable
+    nice: int = 19
+    poll_interval: float = attrs.field(default=0.05, validator=_positive)
+
+    @namespaces.default
+    def _namespaces_when_root(self) -> bool:
+        return self.privileged
+
+
+class SandboxError(Exception):
+    """The sandbox cannot work as configured (bad run directory...)."""
+
+
+def prepare_run_base(path: str) -> str:
+    """
+    Create the directory of run directories, or check it: a real directory (no symlink),
+    owned by the server's uid, writable by nobody else (another user could otherwise plant
+    entries the launcher would trust), mode 0711 so run uids reach their own directory but
+    cannot list the others.  Return its absolute path.
+    """
+    path = os.path.abspath(path)
+    if os.path.realpath(path) != path:
+        raise SandboxError(f"{path}: the processor directory must not be behind a symlink")
+    try:
+        os.mkdir(path, 0o711)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise SandboxError(f"{path}: not a directory")
+    if info.st_uid != os.geteuid():
+        raise SandboxError(f"{path}: owned by uid {info.st_uid}, not by the server")
+    os.chmod(path, 0o711)
+    if os.path.commonpath([path, os.getcwd()]) == os.getcwd():
+        _log.warn(
+            "processor directory {path} is under the working directory {cwd}",
+            path=path,
+            cwd=os.getcwd(),
+        )
+    return path
+
+
+def sweep_uid(uid: int, timeout: float = 1.0) -> bool:
+    """
+    Kill every process of C{uid} from the server itself (root): for a launcher that did not
+    finish, or leftovers of a previous server.  True when nothing of C{uid} is left alive
+    (zombies of processes reparented to PID 1 may linger a moment; they are dead).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = live_processes_of(uid)
+        if not alive:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.002)  # a bounded wait for SIGKILL to land, off any event path
+
+
+class UidPool:
+    """
+    The run uids, handed out least recently used first: a uid just released is the last
+    one reused.
+    """
+
+    def __init__(self, uids: range) -> None:
+        self._free: deque[int] = deque(uids)
+        self._all = frozenset(uids)
+
+    def __len__(self) -> int:
+        return len(self._free)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._all
+
+    def acquire(self) -> int | None:
+        return self._free.popleft() if self._free else None
+
+    def release(self, uid: int) -> None:
+        if uid not in self._all:
+            raise ValueError(f"uid {uid} is not a run uid")
+        if uid in self._free:
+            raise ValueError(f"uid {uid} released twice")
+        self._free.append(uid)
+
+    @property
+    def uids(self) -> frozenset[int]:
+        return self._all
+
+
+@attrs.define
+class Sandbox:
+    """
+    A checked sandbox: what L{gameproto.processor.runner} needs to start launchers.
+
+    @ivar languages: the languages that are on, by name.
+    @ivar disabled: why each other language is off.
+    @ivar uid_pool: the run uids, or None without root.
+    """
+
+    config: SandboxConfig
+    limits: RunLimits
+    languages: Mapping[str, Language] = attrs.field(factory=lambda: dict(LANGUAGES))
+    disabled: Mapping[str, str] = attrs.field(factory=dict)
+    uid_pool: UidPool | None = attrs.field()
+
+    @uid_pool.default
+    def _pool_when_root(self) -> UidPool | None:
+        return UidPool(self.config.uids) if self.config.privileged else None
+
+    def interpreter(self, language: Language) -> str:
+        return self.config.interpreters.get(language.name, language.default_interpreter)
+
+    def launcher_argv(self) -> list[str]:
+        # -I: no PYTHON* variables, no script directory or user site on sys.path; -S: the
+        # launcher needs the standard library only.
+        return [self.config.launcher_python, "-I", "-S", str(LAUNCHER_PATH)]
+
+    def launcher_env(self) -> dict[str, str]:
+        # spawnProcess passes os.environ unless told otherwise: the launcher (and so the
+        # program) must not see the server's secrets.
+        return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+    def new_run_dir(self, uid: int | None) -> str:
+        """A fresh path for a run directory (the launcher creates it, failing if it exists)."""
+        prefix = str(uid) if uid is not None else "run"
+        return os.path.join(self.config.run_base, f"{prefix}-{secrets.token_hex(8)}")
+
+    def launch_request(self, language: Language, code: str, run_dir: str, uid: int | None) -> bytes:
+        """What the launcher reads on fd 0: a JSON line, then the user's file."""
+        limits = self.limits
+        request: Request = {
+            "argv": language.command(self.interpreter(language), run_dir, limits.memory),
+            "env": language.environment(run_dir),
+            "run_dir": run_dir,
+            "file_name": language.file_name,
+            "sdk_source": str(language.sdk_source),
+            "sdk_file_name": language.sdk_file_name,
+            "uid": uid,
+            "gid": uid,
+            "namespaces": self.config.namespaces,
+            "dir_size": limits.run_dir_size,
+            "cpu_time": limits.cpu_time,
+            "memory": limits.memory,
+            "processes": limits.processes,
+            "file_size": limits.file_size,
+            "open_files": limits.open_files,
+            "nice": self.config.nice,
+            "kill_grace": limits.kill_grace,
+            "poll_interval": self.config.poll_interval,
+            "parent_pid": os.getpid(),
+        }
+        return json.dumps(request).encode() + b"\n" + language.prepare_code(code)
+
+    def sweep(self, uid: int | None) -> bool:
+        """Kill whatever of C{uid} is left (root only; a no-op without a run uid)."""
+        if uid is None or not self.config.privileged:
+            return True
+        clean = sweep_uid(uid)
+        if not clean:
+            _log.error("processes of run uid {uid} survive SIGKILL", uid=uid)
+        return clean
+
+
+# ---------------------------------------------------------------------------
+# start-up checks
+
+
+class _Probe(ProcessProtocol):
+    """Runs a language's probe program through the launcher; fires with an error or None."""
+
+    def __init__(self, clock: IReactorTime, timeout: float) -> None:
+        self.done: Deferred[str | None] = Deferred()
+        self._stdout = b""
+        self._stderr = b""
+        self._status = b""
+        self._timer: IDelayedCall = clock.callLater(timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        try:
+            self.transport.signalProcess("TERM")  # type: ignore[union-attr]
+        except ProcessExitedAlready:
+            pass
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 1:
+            self._stdout = (self._stdout + data)[-4096:]
+        elif childFD == 2:
+            self._stderr = (self._stderr + data)[-4096:]
+        elif childFD == 5:
+            self._status += data
+
+    def processEnded(self, reason: Failure) -> None:
+        if self._timer.active():
+            self._timer.cancel()
+        events = [json.loads(line) for line in self._status.splitlines() if line.strip()]
+        error = next((e["message"] for e in events if e.get("event") == "error"), None)
+        exit_event = next((e for e in events if e.get("event") == "exit"), None)
+        if error is None and exit_event is None:
+            error = "the launcher did not report (timed out or crashed)"
+        elif error is None and PROBE_TOKEN.encode() not in self._stdout:
+            stderr = self._stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+            error = f"probe failed ({exit_event}): {' '.join(stderr)}"
+        self.done.callback(error)
+
+
+def check_languages(
+    reactor: IReactorProcess, clock: IReactorTime, sandbox: Sandbox, timeout: float = 15.0
+) -> Deferred[dict[str, str | None]]:
+    """
+    Run each language's probe program through the launcher, as a run uid, with the run
+    limits: the whole path a user's program takes.  Fires with an error text (or None) per
+    language.
+    """
+    results: dict[str, str | None] = {}
+    pending: list[Deferred[None]] = []
+    for name, language in sandbox.languages.items():
+        interpreter = sandbox.interpreter(language)
+        if not os.access(interpreter, os.X_OK):
+            results[name] = f"{interpreter} is not installed"
+            continue
+        uid = sandbox.uid_pool.acquire() if sandbox.uid_pool is not None else None
+        run_dir = sandbox.new_run_dir(uid)
+        probe = _Probe(clock, timeout)
+        try:
+            transport = reactor.spawnProcess(
+                probe,
+                sandbox.launcher_argv()[0],
+                sandbox.launcher_argv(),
+                env=sandbox.launcher_env(),
+                path="/",
+                childFDs=dict(LAUNCHER_CHILD_FDS),
+            )
+        except Exception as error:
+            probe.done.callback(f"cannot spawn the launcher: {error}")
+        else:
+            transport.writeToChild(0, sandbox.launch_request(language, language.probe_code, run_dir, uid))
+            transport.closeChildFD(0)
+
+        def record(error: str | None, name: str = name, uid: int | None = uid) -> None:
+            results[name] = error
+            if uid is not None and sandbox.uid_pool is not None:
+                sandbox.sweep(uid)
+                sandbox.uid_pool.release(uid)
+
+        pending.append(probe.done.addCallback(record))
+    return gatherResults(pending).addCallback(lambda _: results)
+
+
+def start_sandbox(
+    reactor: IReactorProcess,
+    clock: IReactorTime,
+    config: SandboxConfig,
+    limits: RunLimits,
+    languages: Mapping[str, Language] = LANGUAGES,
+) -> Deferred[Sandbox]:
+    """
+    The start-up checks: the run directory (created or checked, 0711), leftover processes
+    of every run uid killed (a previous server may have died mid-run), then each language
+    probed through the launcher.  Fires with a L{Sandbox} whose C{languages} are those that
+    work; each one that does not is logged with the reason.
+    """
+    base = prepare_run_base(config.run_base)
+    config = attrs.evolve(config, run_base=base)
+    if config.privileged:
+        for uid in config.uids:
+            sweep_uid(uid)
+    else:
+        _log.warn(
+            "processor: not running as root, so user programs run with the server's own "
+            "uid, without namespaces, tmpfs or a uid of their own (reduced protection)"
+        )
+    sandbox = Sandbox(config=config, limits=limits, languages=dict(languages))
+
+    def decide(results: dict[str, str | None]) -> Sandbox:
+        enabled = {name: languages[name] for name, error in results.items() if error is None}
+        disabled = {name: error for name, error in results.items() if error is not None}
+        for name, language in enabled.items():
+            _log.info(
+                "processor language {language} is on ({interpreter})",
+                language=name,
+                interpreter=sandbox.interpreter(language),
+            )
+        for name, reason in disabled.items():
+            _log.warn("processor language {language} is off: {reason}", language=name, reason=reason)
+        return attrs.evolve(sandbox, languages=enabled, disabled=disabled, uid_pool=sandbox.uid_pool)
+
+    return check_languages(reactor, clock, sandbox).addCallback(decide)
