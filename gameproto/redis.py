@@ -1,0 +1,111 @@
+"""
+Connections to Redis for the store and the bus, on txredisapi, with the three
+things txredisapi does not do by itself:
+
+- a timeout on every command (during an outage txredisapi would wait forever);
+- a reconnect backoff capped at 1 s (its default grows to 10 s), so that traffic
+  flows again within about 3 s of Redis coming back;
+- one parsed C{redis://HOST:PORT/DB} URL for every connection.
+
+Importing txredisapi installs the global reactor, so this module is imported only
+when a Redis URL is configured (never from the twistd plugin or gameproto.tap).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import attrs
+import txredisapi
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeout
+from twisted.internet.interfaces import IReactorTime
+
+from gameproto.store import StoreError
+
+T = TypeVar("T")
+
+COMMAND_TIMEOUT = 2.0
+RECONNECT_INITIAL = 0.1
+RECONNECT_MAX = 1.0
+
+
+class RedisUnavailable(StoreError):
+    """Redis did not answer in time, or the connection is down."""
+
+
+@attrs.frozen
+class RedisURL:
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> "RedisURL":
+        """C{redis://[:password@]HOST[:PORT][/DB]}; C{ValueError} with a message otherwise."""
+        parts = urlsplit(url)
+        if parts.scheme != "redis":
+            raise ValueError(f"{url!r} is not a redis:// URL")
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            raise ValueError(f"{url!r}: the port is not a number") from None
+        path = parts.path.strip("/")
+        if path and not path.isdigit():
+            raise ValueError(f"{url!r}: the database must be a number")
+        return cls(parts.hostname or "127.0.0.1", port, int(path or 0), parts.password)
+
+    def __str__(self) -> str:
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+def _tune(factory: txredisapi.RedisFactory) -> None:
+    factory.initialDelay = RECONNECT_INITIAL
+    factory.maxDelay = RECONNECT_MAX
+
+
+def connection_pool(reactor: Any, url: RedisURL, poolsize: int = 4) -> Any:
+    """A lazy pool for ordinary commands: usable at once, connects in the background."""
+    factory = txredisapi.RedisFactory(
+        str(url),
+        url.db,
+        poolsize,
+        isLazy=True,
+        handler=txredisapi.ConnectionHandler,
+        password=url.password,
+        replyTimeout=COMMAND_TIMEOUT,
+        convertNumbers=False,
+    )
+    _tune(factory)
+    factory.startConnecting(
+        endpoints.HostnameEndpoint(reactor, url.host, url.port, timeout=COMMAND_TIMEOUT)
+    )
+    return factory.handler
+
+
+def subscriber(reactor: Any, url: RedisURL, protocol: type) -> txredisapi.SubscriberFactory:
+    """A lazy pub/sub connection speaking C{protocol} (a SubscriberProtocol subclass)."""
+    factory = txredisapi.SubscriberFactory(isLazy=True)
+    factory.protocol = protocol
+    factory.password = url.password
+    factory.dbid = url.db
+    _tune(factory)
+    factory.startConnecting(
+        endpoints.HostnameEndpoint(reactor, url.host, url.port, timeout=COMMAND_TIMEOUT)
+    )
+    return factory
+
+
+def within(d: Deferred[T], clock: IReactorTime, what: str,
+           seconds: float = COMMAND_TIMEOUT) -> Deferred[T]:
+    """C{d}, failing with L{RedisUnavailable} after C{seconds} or on a lost connection."""
+
+    def unavailable(failure: Any) -> Any:
+        if failure.check(DeferredTimeout, txredisapi.ConnectionError):
+            raise RedisUnavailable(f"redis: {what}: {failure.getErrorMessage()}")
+        return failure
+
+    d.addTimeout(seconds, clock)
+    return d.addErrback(unavailable)
