@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import attrs
+from autobahn.twisted.resource import WebSocketResource
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
@@ -24,7 +25,13 @@ from twisted.web.server import Site
 import gameproto
 from gameproto import wire, web
 from gameproto.api import AccountsAPI
+from gameproto.arena.api import ArenasAPI
+from gameproto.arena.protocol import arena_resource
+from gameproto.arena.service import ArenaService
 from gameproto.auth import Accounts
+from gameproto.match.api import MatchAPI
+from gameproto.match.protocol import MatchProtocol
+from gameproto.match.service import MatchService
 from gameproto.rest import JSONRouter
 from gameproto.store import IStore, store_from_string
 
@@ -45,6 +52,10 @@ class ServerConfig:
     open_handshake_timeout: float = 5.0
     auto_ping_interval: float = 30.0
     auto_ping_timeout: float = 10.0
+    match_tick: float = 0.01
+    match_lobby_timeout: float = 600.0
+    arena_owner: str | None = None
+    arena_idle_timeout: float = 600.0
 
     @property
     def server_limits(self) -> wire.ServerLimits:
@@ -106,11 +117,32 @@ class GameprotoServer(MultiService):
             server_limits=config.server_limits,
         )
         self.router = JSONRouter()
-        self.accounts_api = AccountsAPI(self.accounts)
+        self.matches = MatchService(
+            self.store, reactor, tick=config.match_tick, lobby_timeout=config.match_lobby_timeout
+        )
+        self.addService(self.matches)
+        self.accounts_api = AccountsAPI(self.accounts, whereabouts=self.matches.whereabouts)
         self.accounts_api.install(self.router)
+        MatchAPI(self.matches, self.accounts_api).install(self.router)
         self.root = web.Tree()
         web.mount(self.root, "/api", self.router)
         web.mount(self.root, "/healthz", self.router)
+        match_factory = wire.make_factory(
+            MatchProtocol,
+            config.game_limits,
+            self.context,
+            service=self.matches,
+            mount_path="/ws/game",
+        )
+        web.mount(self.root, "/ws/game", WebSocketResource(match_factory))
+        self.arenas = ArenaService(
+            reactor, default_owner=config.arena_owner, idle_timeout=config.arena_idle_timeout
+        )
+        self.addService(self.arenas)
+        ArenasAPI(self.arenas, self.accounts_api).install(self.router)
+        web.mount(
+            self.root, "/ws/arena", arena_resource(self.arenas, config.game_limits, self.context)
+        )
         self.site: Site = web.make_site(self.root, reactor)
         self.port: IListeningPort | None = None
         self._started: Deferred[None] | None = None
@@ -123,7 +155,9 @@ class GameprotoServer(MultiService):
     async def _start(self) -> None:
         await self.store.start()
         for child in self:
-            child.startService()
+            # A child may return a Deferred (the match registry loads from the
+            # store): nothing is served before it fires.
+            await maybeDeferred(child.startService)
         if not self.config.port:
             # Embedded: the application serves self.root on a Site of its own.
             self._log.info("gameproto {version} started without a port of its own",

@@ -118,6 +118,33 @@ class Options(usage.Options):
             "Seconds to wait for a pong before the connection is dropped.",
             _positive(float),
         ],
+        [
+            "match-tick",
+            None,
+            _DEFAULTS.match_tick,
+            "Seconds between two steps of a Pong match (the engine's dt).",
+            _positive(float),
+        ],
+        [
+            "match-lobby-timeout",
+            None,
+            _DEFAULTS.match_lobby_timeout,
+            "Seconds an unstarted match may wait without its host connected before it is deleted.",
+            _positive(float),
+        ],
+        [
+            "arena-owner",
+            None,
+            None,
+            "Username that controls the default arena [default: none, any authenticated user].",
+        ],
+        [
+            "arena-idle-timeout",
+            None,
+            _DEFAULTS.arena_idle_timeout,
+            "Seconds an arena other than default may go without a connection before it is deleted.",
+            _positive(float),
+        ],
         ["log-format", None, "text", "Log output: text or json (one object per line).", _log_format],
     ]
 
@@ -180,6 +207,10 @@ class Options(usage.Options):
             open_handshake_timeout=self["handshake-timeout"],
             auto_ping_interval=self["auto-ping-interval"],
             auto_ping_timeout=self["auto-ping-timeout"],
+            match_tick=self["match-tick"],
+            match_lobby_timeout=self["match-lobby-timeout"],
+            arena_owner=self["arena-owner"] or None,
+            arena_idle_timeout=self["arena-idle-timeout"],
         )
 
 

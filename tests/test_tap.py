@@ -67,6 +67,19 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(config.store, "sqlite:x.db")
         self.assertEqual(config.allowed_origins, ("https://a.example", "https://b.example"))
 
+    def test_match_options(self) -> None:
+        """--match-tick and --match-lobby-timeout reach the config, or come from GAMEPROTO_*."""
+        config = self.parse("--match-tick", "0.005", "--match-lobby-timeout", "30").config()
+        self.assertEqual((config.match_tick, config.match_lobby_timeout), (0.005, 30.0))
+        self.assertEqual((ServerConfig().match_tick, ServerConfig().match_lobby_timeout),
+                         (0.01, 600.0))
+        self.patch(os, "environ", {"GAMEPROTO_MATCH_TICK": "0.02",
+                                   "GAMEPROTO_MATCH_LOBBY_TIMEOUT": "60"})
+        config = self.parse().config()
+        self.assertEqual((config.match_tick, config.match_lobby_timeout), (0.02, 60.0))
+        with self.assertRaises(usage.UsageError):
+            self.parse("--match-tick", "0")
+
     def test_bad_environment(self) -> None:
         """A malformed GAMEPROTO_* value is a usage error naming the variable."""
         self.patch(os, "environ", {"GAMEPROTO_RATE_LIMIT": "fast"})
