@@ -472,7 +472,8 @@ class Session:
             self._abort_upgrade("probe closed")
 
     def server_shutting_down(self) -> None:
-        self._close("server shutting down", drain=True, ws_code=wire.CloseCode.SHUTTING_DOWN)
+        # No drain: the server will not be there for the next GET.
+        self._close("server shutting down", drain=False, ws_code=wire.CloseCode.SHUTTING_DOWN)
 
 
 # ---------------------------------------------------------------------------
@@ -561,6 +562,18 @@ class EngineIOServer:
             context,
             engine=self,
         )
+
+    def stop(self) -> None:
+        """
+        Close every session at once and drop undelivered packets, leaving no timer
+        behind (a graceful shutdown goes through L{wire.Connections.close_all} first).
+        """
+        for session in list(self.sessions.values()):
+            session._close("server shutting down", drain=False, ws_code=wire.CloseCode.SHUTTING_DOWN)
+        for packets, call in self._draining.values():
+            if call.active():
+                call.cancel()
+        self._draining.clear()
 
     def resource(self) -> "EngineIOResource":
         """The resource to mount at the Engine.IO path (C{/socket.io/})."""
