@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import txaio
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from gameproto import wire
+from gameproto import web, wire
 from gameproto.socketio.packets import (
     PacketError,
     SocketPacket,
@@ -20,8 +21,14 @@ from gameproto.socketio.packets import (
     decode_socket_packet,
     encode_socket_packet,
 )
-from gameproto.socketio.server import ConnectRefused, Reply, Socket, SocketIOServer
-from gameproto.socketio.testing import FakeSession
+from gameproto.socketio.server import (
+    ConnectRefused,
+    Reply,
+    Socket,
+    SocketIOServer,
+    mount_socketio,
+)
+from gameproto.socketio.testing import FakeSession, WebSocketClient, fake_context
 
 
 class PacketTests(SynchronousTestCase):
@@ -483,3 +490,64 @@ class RoomTests(ServerTestCase):
         a.take()
         self.root.emit("hi", to="r")
         self.assertEqual(a.take(), [])
+
+
+class RawWebSocketTests(SynchronousTestCase):
+    """Socket.IO over a raw WebSocket on a Clock: the packets exactly as on the wire."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.patch(txaio.config, "loop", self.clock)
+        self.server = SocketIOServer(self.clock)
+        self.server.of("/").on("echo")(lambda socket, *args: args)
+        root = web.Tree()
+        self.engine = mount_socketio(
+            root, "/socket.io/", self.server, fake_context(self.clock), self.clock
+        )
+        self.site = web.make_site(root, self.clock)
+
+    def connected(self) -> WebSocketClient:
+        ws = WebSocketClient(self.site, "/socket.io/?EIO=4&transport=websocket")
+        ws.messages()
+        ws.send_text("40")
+        [reply] = ws.messages()
+        self.assertTrue(reply.startswith('40{"sid":'), reply)  # type: ignore[union-attr]
+        return ws
+
+    def test_event_and_binary_ack(self) -> None:
+        """
+        C{42...} with an ack id and an attachment frame gets C{46...} and the bytes.
+        """
+        ws = self.connected()
+        ws.send_text('451-0["echo",{"_placeholder":true,"num":0}]')
+        ws.send_binary(b"\x01\x02")
+        self.assertEqual(ws.messages(), ['461-0[{"_placeholder":true,"num":0}]', b"\x01\x02"])
+
+    def test_reserved_event_closes(self) -> None:
+        """
+        C{42["disconnect"]} closes the connection.
+        """
+        ws = self.connected()
+        ws.send_text('42["disconnect"]')
+        ws.messages()
+        self.assertTrue(ws.closed)
+        self.assertEqual(self.engine.sessions, {})
+
+    def test_invalid_packet_closes(self) -> None:
+        """
+        C{4abc} (not a Socket.IO packet) closes the connection.
+        """
+        ws = self.connected()
+        ws.send_text("4abc")
+        ws.messages()
+        self.assertTrue(ws.closed)
+
+    def test_namespace_disconnect_keeps_heartbeat(self) -> None:
+        """
+        After C{41} the Engine.IO connection stays: the next frame is a ping.
+        """
+        ws = self.connected()
+        ws.send_text("41")
+        self.clock.advance(25)
+        self.assertEqual(ws.messages(), ["2"])
+        self.assertFalse(ws.closed)
