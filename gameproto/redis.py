@@ -64,13 +64,17 @@ class RedisURL:
 def _tune(factory: txredisapi.RedisFactory) -> None:
     factory.initialDelay = RECONNECT_INITIAL
     factory.maxDelay = RECONNECT_MAX
+    # Only non-lazy connections report through factory.deferred; for lazy ones a
+    # failed AUTH or SELECT would otherwise surface as an unhandled error.  The
+    # failure is logged by txredisapi and every command times out meanwhile.
+    factory.deferred.addErrback(lambda _: None)
 
 
 def connection_pool(reactor: Any, url: RedisURL, poolsize: int = 4) -> Any:
     """A lazy pool for ordinary commands: usable at once, connects in the background."""
     factory = txredisapi.RedisFactory(
         str(url),
-        url.db,
+        url.db or None,  # database 0 needs no SELECT
         poolsize,
         isLazy=True,
         handler=txredisapi.ConnectionHandler,
@@ -90,7 +94,7 @@ def subscriber(reactor: Any, url: RedisURL, protocol: type) -> txredisapi.Subscr
     factory = txredisapi.SubscriberFactory(isLazy=True)
     factory.protocol = protocol
     factory.password = url.password
-    factory.dbid = url.db
+    factory.dbid = url.db or None
     _tune(factory)
     factory.startConnecting(
         endpoints.HostnameEndpoint(reactor, url.host, url.port, timeout=COMMAND_TIMEOUT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -93,3 +94,35 @@ class StoreFromStringTests(SynchronousTestCase):
         for description in ["sqlite:", "redis://127.0.0.1:6379/0", "postgres://x", ""]:
             with self.assertRaises(ValueError, msg=description):
                 store_from_string(None, description)
+
+
+class RedisStoreTests(StoreContract, TestCase):
+    """The same contract on Redis, each test with a redis-server of its own."""
+
+    def setUp(self) -> Deferred[None]:
+        from tests.redisserver import started_redis
+
+        async def start() -> None:
+            self.redis = await started_redis(self)
+            await StoreContract.setUp(self)
+
+        return ensureDeferred(start())
+
+    def make_store(self) -> Any:
+        from gameproto.redis import RedisURL
+        from gameproto.store.redis import RedisStore
+
+        return RedisStore(reactor, RedisURL.parse(self.redis.url))
+
+    def test_outage_fails_fast(self) -> Deferred[None]:
+        """With Redis gone, a read fails with a StoreError within the 2 s timeout."""
+        from gameproto.store import StoreError
+
+        async def check() -> None:
+            await self.redis.stop()
+            started = reactor.seconds()
+            with self.assertRaises(StoreError):
+                await self.store.get_user("anyone")
+            self.assertLess(reactor.seconds() - started, 2 + 2)
+
+        return ensureDeferred(check())
