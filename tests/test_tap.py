@@ -142,3 +142,48 @@ class PluginTests(SynchronousTestCase):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=60)
         self.assertEqual(out.stdout.strip(), "[]", out.stderr)
+
+
+class ArenaOptionsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.patch(os, "environ", {k: v for k, v in os.environ.items()
+                                   if not k.startswith("GAMEPROTO_")})
+
+    def test_arena_defaults(self) -> None:
+        """Without flags the default arena has no owner and arenas are reaped after 600 s."""
+        options = tap.Options()
+        options.parseOptions([])
+        config = options.config()
+        self.assertEqual((config.arena_owner, config.arena_idle_timeout), (None, 600.0))
+
+    def test_arena_flags_and_environment(self) -> None:
+        """--arena-owner and --arena-idle-timeout, with GAMEPROTO_* fallbacks; flags win."""
+        options = tap.Options()
+        options.parseOptions(["--arena-owner", "ann", "--arena-idle-timeout", "30"])
+        config = options.config()
+        self.assertEqual((config.arena_owner, config.arena_idle_timeout), ("ann", 30.0))
+        self.patch(os, "environ", {"GAMEPROTO_ARENA_OWNER": "bob",
+                                   "GAMEPROTO_ARENA_IDLE_TIMEOUT": "5"})
+        options = tap.Options()
+        options.parseOptions([])
+        config = options.config()
+        self.assertEqual((config.arena_owner, config.arena_idle_timeout), ("bob", 5.0))
+        options = tap.Options()
+        options.parseOptions(["--arena-owner", "carl"])
+        self.assertEqual(options.config().arena_owner, "carl")
+
+    def test_arena_idle_timeout_positive(self) -> None:
+        """A non-positive idle timeout is a usage error."""
+        with self.assertRaises(usage.UsageError):
+            tap.Options().parseOptions(["--arena-idle-timeout", "0"])
+
+    def test_server_uses_arena_options(self) -> None:
+        """makeService hands the options to the arena service."""
+        from twisted.internet.task import Clock
+
+        options = tap.Options()
+        options.parseOptions(["--store", "memory:", "--arena-owner", "ann",
+                              "--arena-idle-timeout", "42"])
+        server = tap.makeService(options, reactor=Clock())
+        self.assertEqual(server.arenas.default_owner, "ann")
+        self.assertEqual(server.arenas.idle_timeout, 42.0)

@@ -1,0 +1,561 @@
+"""
+The arena's WebSocket endpoints and service, in memory: a whole server on a Clock, the
+handshakes and frames of tests.fakews, no network and no global reactor.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import txaio
+from automat import NoTransition
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from gameproto.arena.commands import RegisterPlayerCommand, StartGameCommand
+from gameproto.arena.config import ArenaConfig
+from gameproto.arena.protocol import (
+    ControllerCore,
+    ControllerMachine,
+    PlayerCore,
+    PlayerMachine,
+    arena_id_of,
+)
+from gameproto.arena.service import (
+    DEFAULT_ARENA,
+    Arena,
+    ArenaExists,
+    ArenaLimitReached,
+    ArenaService,
+    Frame,
+    LocalLeases,
+    NotTheOwner,
+    ServerFull,
+)
+from gameproto.wire import CloseCode
+from tests.fakews import FakeWebSocket, open_websocket
+from tests.test_rest import make_server
+from tests.fakehttp import request
+
+TICK = 0.02  # the default tick_ms, in seconds
+SPAWNS = {"spawn_points": [[100, 100, 0], [200, 100, 180], [300, 100, 0], [400, 100, 0]]}
+
+
+def types(messages: list[Any]) -> list[str]:
+    return [m["type"] for m in messages]
+
+
+def without(messages: list[Any], *kinds: str) -> list[Any]:
+    return [m for m in messages if m["type"] not in kinds]
+
+
+class ArenaServerTestCase(SynchronousTestCase):
+    """A whole server (memory store) on a Clock, with users ann and bob signed up."""
+
+    def setUp(self) -> None:
+        self.server = make_server(port=None, **self.server_options())
+        self.clock: Clock = self.server.reactor
+        self.patch(txaio.config, "loop", self.clock)
+        self.server.startService()
+        self.addCleanup(self.server.stopService)
+        self.tokens = {name: self.sign_up(name) for name in ("ann", "bob")}
+        self.next_port = 41000
+
+    def server_options(self) -> dict[str, Any]:
+        return {}
+
+    def sign_up(self, name: str) -> str:
+        site = self.server.site
+        response = request(site, "POST", "/api/users/sign_up/",
+                           {"username": name, "password": "password1"})
+        self.assertEqual(response.status, 201, response.body)
+        response = request(site, "POST", "/api/token/", {"username": name, "password": "password1"})
+        return str(response.json()["token"])
+
+    def connect(self, path: str, user: str | None = None) -> FakeWebSocket:
+        headers = {"Authorization": f"Token {self.tokens[user]}"} if user else {}
+        self.next_port += 1
+        ws = open_websocket(self.server.site, path, headers, port=self.next_port)
+        self.assertIn(b" 101 ", ws.handshake_response.split(b"\r\n")[0] + b" ")
+        return ws
+
+    def player(self, arena: str = DEFAULT_ARENA, user: str | None = None) -> FakeWebSocket:
+        return self.connect(f"/ws/arena/{arena}/player", user)
+
+    def controller(self, arena: str = DEFAULT_ARENA, user: str | None = "ann") -> FakeWebSocket:
+        return self.connect(f"/ws/arena/{arena}/control", user)
+
+    def tick(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.clock.advance(TICK)
+
+    def create_arena(self, arena_id: str, config: dict[str, Any], user: str = "ann") -> Any:
+        response = request(self.server.site, "POST", "/api/arenas/",
+                           {"id": arena_id, "config": config},
+                           {"Authorization": f"Token {self.tokens[user]}"})
+        self.assertEqual(response.status, 201, response.body)
+        return response.json()
+
+    def register(self, ws: FakeWebSocket) -> dict[str, Any]:
+        ws.send_json({"type": "RegisterPlayerCommand"})
+        self.tick()
+        replies = without(ws.messages(), "RadarScanNotification")
+        self.assertEqual(types(replies)[0], "RegisterPlayerAck", replies)
+        return replies[0]
+
+
+class PlayerEndpointTests(ArenaServerTestCase):
+    def test_register_ack_on_next_tick(self) -> None:
+        """RegisterPlayerCommand is answered at the next tick with a string id and ShootingInfo."""
+        ws = self.player()
+        ws.send_json({"type": "RegisterPlayerCommand"})
+        self.assertEqual(ws.messages(), [])
+        self.tick()
+        [ack] = ws.messages()
+        self.assertEqual(ack["type"], "RegisterPlayerAck")
+        self.assertIsInstance(ack["data"]["id"], str)
+        self.assertEqual(ack["data"]["life"], 100)
+        self.assertEqual(ack["data"]["shooting"], {"tokens": 40, "cost": 6})
+
+    def test_register_twice(self) -> None:
+        """A second RegisterPlayerCommand on one connection gets InvalidCommandError."""
+        ws = self.player()
+        self.register(ws)
+        ws.send_json({"type": "RegisterPlayerCommand"})
+        self.tick()
+        [error] = ws.messages()
+        self.assertEqual(error["type"], "InvalidCommandError")
+        self.assertIn("already registered", error["data"]["reason"])
+
+    def test_malformed_frames_answered_arena_keeps_ticking(self) -> None:
+        """
+        Binary, invalid JSON, a non-object, no type, an unknown type and a wrong shape each get
+        InvalidCommandError with a reason; the connection stays open and the arena ticks on.
+        """
+        control = self.controller()
+        ws = self.player()
+        ws.send(b"\x00\x01", opcode=0x2)
+        ws.send(b"{nope")
+        ws.send(b"[1]")
+        ws.send_json({"data": {}})
+        ws.send_json({"type": "Dance"})
+        ws.send_json({"type": "MovePlayerCommand", "data": [{"move": "sideways"}]})
+        errors = ws.messages()
+        self.assertEqual(types(errors), ["InvalidCommandError"] * 6)
+        self.assertEqual(
+            [e["data"]["reason"] for e in errors[:4]],
+            ["binary frames are not accepted", "invalid JSON", "a frame must be one JSON object",
+             "the command has no type"],
+        )
+        self.assertIn("Dance", errors[4]["data"]["reason"])
+        self.assertIn("forward", errors[5]["data"]["reason"])
+        self.assertFalse(ws.disconnected)
+        self.tick(2)
+        self.assertEqual(types(control.messages()), ["GameSnapshotNotification"] * 2)
+        self.register(ws)
+
+    def test_oversized_frame_closes_1009(self) -> None:
+        """A message over 64 KiB is closed by Autobahn with 1009."""
+        ws = self.player()
+        ws.send(b'{"type": "' + b"a" * (65 * 1024) + b'"}')
+        self.assertEqual([code for code, _ in ws.closes()], [1009])
+
+    def test_unknown_arena(self) -> None:
+        """An unknown arena id gets "no such arena" and close 4004, on either path."""
+        for ws in (self.player("nowhere"), self.controller("nowhere")):
+            frames = ws.frames()
+            self.assertEqual(
+                [f for f in frames if f[0] == 0x1][0][1],
+                b'{"type":"InvalidCommandError","data":{"reason":"no such arena"}}',
+            )
+            self.assertEqual([FakeWebSocket.close_code(p) for op, p in frames if op == 0x8],
+                             [4004])
+
+    def test_player_start_refused(self) -> None:
+        """A player's StartGameCommand is refused at once."""
+        ws = self.player()
+        ws.send_json({"type": "StartGameCommand"})
+        [error] = ws.messages()
+        self.assertEqual(error["type"], "InvalidCommandError")
+        self.assertIn("controller", error["data"]["reason"])
+
+    def test_trailing_slash(self) -> None:
+        """Both endpoint paths are served with a trailing slash too."""
+        ws = self.connect("/ws/arena/default/player/")
+        ws.send_json({"type": "RegisterPlayerCommand"})
+        self.tick()
+        self.assertEqual(types(ws.messages()), ["RegisterPlayerAck"])
+
+    def test_close_leaves_the_arena(self) -> None:
+        """A player whose connection closes disappears from the snapshots."""
+        control = self.controller()
+        ws = self.player()
+        self.register(ws)
+        control.messages()
+        self.tick()
+        [snapshot] = control.messages()
+        self.assertEqual(len(snapshot["data"]["arena_snapshot"]["players_snapshots"]), 1)
+        ws.transport.loseConnection()
+        self.tick()
+        [snapshot] = control.messages()
+        self.assertEqual(snapshot["data"]["arena_snapshot"]["players_snapshots"], [])
+
+
+class ControllerEndpointTests(ArenaServerTestCase):
+    def test_anonymous_controller_refused(self) -> None:
+        """Without a token the controller gets reason "unauthenticated" and close 4001."""
+        ws = self.controller(user=None)
+        self.assertEqual(ws.messages(), [
+            {"type": "InvalidCommandError", "data": {"reason": "unauthenticated"}}])
+        ws.transport.clear()
+
+    def test_not_the_owner(self) -> None:
+        """Another user's arena: reason "not the owner of this arena", close 4003."""
+        self.create_arena("annsarena", {})
+        ws = self.controller("annsarena", user="bob")
+        frames = ws.frames()
+        self.assertIn(b"not the owner of this arena", frames[0][1])
+        self.assertEqual(FakeWebSocket.close_code(frames[1][1]), 4003)
+
+    def test_default_arena_any_user(self) -> None:
+        """Without --arena-owner any authenticated user controls the default arena."""
+        for user in ("ann", "bob"):
+            ws = self.controller(user=user)
+            ws.send_json({"type": "StartGameCommand"})
+            replies = without(ws.messages(), "GameSnapshotNotification")
+            self.assertIn(types(replies)[0], ("StartGameAck", "InvalidCommandError"))
+
+    def test_replaced_with_4009(self) -> None:
+        """A new controller replaces the old one, which is closed with 4009."""
+        old = self.controller()
+        new = self.controller(user="bob")
+        self.assertEqual(old.closes(), [(4009, "replaced by a newer controller")])
+        self.tick()
+        self.assertEqual(types(new.messages()), ["GameSnapshotNotification"])
+        self.assertTrue(self.server.arenas.get(DEFAULT_ARENA).controller_connected)
+
+    def test_start_twice_and_start_order(self) -> None:
+        """StartGameAck, StartGameOrder to registered players; a second start is refused."""
+        control = self.controller()
+        players = [self.player(), self.player()]
+        for ws in players:
+            ws.send_json({"type": "RegisterPlayerCommand"})
+        self.tick()
+        for ws in players:
+            self.assertEqual(types(ws.messages()), ["RegisterPlayerAck"])
+        control.messages()
+        control.send_json({"type": "StartGameCommand"})
+        self.assertEqual(control.messages(), [{"type": "StartGameAck", "data": {}}])
+        for ws in players:
+            self.assertEqual(ws.messages(), [{"type": "StartGameOrder", "data": {}}])
+        control.send_json({"type": "StartGameCommand"})
+        [error] = control.messages()
+        self.assertEqual(error["data"]["reason"], "the game has already started")
+
+    def test_controller_malformed(self) -> None:
+        """The controller's malformed frames and player commands get InvalidCommandError."""
+        control = self.controller()
+        control.send(b"nope")
+        control.send_json({"type": "RegisterPlayerCommand"})
+        errors = control.messages()
+        self.assertEqual(types(errors), ["InvalidCommandError"] * 2)
+        self.assertEqual(errors[0]["data"]["reason"], "invalid JSON")
+
+    def test_shared_frames_encoded_once(self) -> None:
+        """A message to several players is one prepared message sent to each."""
+        control = self.controller()
+        players = [self.player(), self.player(), self.player()]
+        for ws in players:
+            self.register(ws)
+        prepared: list[Any] = []
+        original = Frame.prepared
+
+        def spy(frame: Frame, factory: Any) -> Any:
+            result = original(frame, factory)
+            prepared.append((frame.type, result))
+            return result
+
+        self.patch(Frame, "prepared", spy)
+        control.send_json({"type": "StartGameCommand"})
+        orders = [p for kind, p in prepared if kind == "StartGameOrder"]
+        self.assertEqual(len(orders), 3)
+        self.assertEqual(len({id(p) for p in orders}), 1)
+
+
+class OwnerOptionTests(ArenaServerTestCase):
+    def server_options(self) -> dict[str, Any]:
+        return {"arena_owner": "BOB"}
+
+    def test_arena_owner(self) -> None:
+        """--arena-owner (compared ignoring case) alone controls the default arena."""
+        refused = self.controller(user="ann")
+        frames = refused.frames()
+        self.assertIn(b'"reason":"not the owner of this arena"', frames[0][1])
+        self.assertEqual(FakeWebSocket.close_code(frames[1][1]), 4003)
+        accepted = self.controller(user="bob")
+        self.tick()
+        self.assertEqual(types(accepted.messages()), ["GameSnapshotNotification"])
+
+
+class ArenaDeletionTests(ArenaServerTestCase):
+    def test_delete_closes_connections(self) -> None:
+        """Deleting an arena over REST closes its sockets with 1000 and stops its ticks."""
+        self.create_arena("doomed", {})
+        control = self.controller("doomed")
+        ws = self.player("doomed")
+        response = request(self.server.site, "DELETE", "/api/arenas/doomed/",
+                           headers={"Authorization": f"Token {self.tokens['ann']}"})
+        self.assertEqual(response.status, 204)
+        self.assertEqual(control.closes(), [(1000, "the arena was deleted")])
+        self.assertEqual(ws.closes(), [(1000, "the arena was deleted")])
+        self.assertIsNone(self.server.arenas.get("doomed"))
+
+
+# ---------------------------------------------------------------------------
+# The service alone
+
+
+class RecordingSocket:
+    """An ArenaSocket that records what the arena does to it."""
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.closed: list[str] = []
+        self.replaced_count = 0
+
+    def deliver(self, frame: Frame) -> None:
+        self.frames.append(frame)
+
+    def arenaClosed(self, reason: str) -> None:
+        self.closed.append(reason)
+
+    def replaced(self) -> None:
+        self.replaced_count += 1
+
+    def types(self) -> list[str]:
+        kinds = [frame.type for frame in self.frames]
+        self.frames.clear()
+        return kinds
+
+
+class ArenaServiceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.service = ArenaService(self.clock, idle_timeout=600, max_per_user=2, max_arenas=4,
+                                    rng=random.Random(1))
+        self.service.startService()
+
+    def create(self, owner: str = "ann", arena_id: str | None = None,
+               config: ArenaConfig | None = None) -> Arena:
+        d = self.service.create(owner, config or ArenaConfig(), arena_id)
+        return self.successResultOf(ensureDeferred(d))
+
+    def test_default_arena_exists_and_ticks(self) -> None:
+        """The default arena exists from the start and ticks every tick_ms."""
+        arena = self.service.get(DEFAULT_ARENA)
+        self.assertIsNotNone(arena)
+        controller = RecordingSocket()
+        arena.set_controller(controller)
+        self.clock.advance(0.02)
+        self.clock.advance(0.02)
+        self.assertEqual(controller.types(), ["GameSnapshotNotification"] * 2)
+
+    def test_tick_ms_from_config(self) -> None:
+        """Each arena ticks at its own tick_ms."""
+        arena = self.create(config=ArenaConfig(tick_ms=100))
+        self.clock.pump([0.02] * 25)
+        self.assertEqual(arena.ticks, 5)
+        self.assertEqual(self.service.get(DEFAULT_ARENA).ticks, 25)
+
+    def test_random_id(self) -> None:
+        """Without an id an arena gets 8 random characters of [a-z0-9]."""
+        arena = self.create()
+        self.assertRegex(arena.id, r"\A[a-z0-9]{8}\Z")
+
+    def test_duplicate(self) -> None:
+        """An existing id, default included, is ArenaExists."""
+        self.create(arena_id="x")
+        for arena_id in ("x", DEFAULT_ARENA):
+            d = ensureDeferred(self.service.create("bob", ArenaConfig(), arena_id))
+            self.failureResultOf(d, ArenaExists)
+
+    def test_limits(self) -> None:
+        """At most max_per_user arenas per user and max_arenas in all (default included)."""
+        self.create("ann")
+        self.create("ANN")
+        self.failureResultOf(ensureDeferred(self.service.create("ann", ArenaConfig())),
+                             ArenaLimitReached)
+        self.create("bob")
+        self.assertEqual(len(self.service), 4)
+        self.failureResultOf(ensureDeferred(self.service.create("carl", ArenaConfig())),
+                             ServerFull)
+
+    def test_idle_reaped(self) -> None:
+        """An arena without connections for idle_timeout seconds is deleted; default never."""
+        arena = self.create(arena_id="idle")
+        busy = self.create(arena_id="busy")
+        socket = RecordingSocket()
+        busy.add_player(socket)
+        self.clock.advance(599)
+        self.assertIsNotNone(self.service.get("idle"))
+        self.clock.advance(1)
+        self.assertIsNone(self.service.get("idle"))
+        self.assertFalse(arena.running)
+        self.assertIsNotNone(self.service.get("busy"))
+        self.assertIsNotNone(self.service.get(DEFAULT_ARENA))
+        busy.remove_player(socket)
+        self.clock.advance(300)
+        busy.set_controller(socket)  # a connection resets the timer
+        busy.remove_controller(socket)
+        self.clock.advance(599)
+        self.assertIsNotNone(self.service.get("busy"))
+        self.clock.advance(1)
+        self.assertIsNone(self.service.get("busy"))
+
+    def test_reaped_id_reusable(self) -> None:
+        """A reaped arena's id (and lease) is free again."""
+        self.create(arena_id="again")
+        self.clock.advance(600)
+        self.assertEqual(self.create(arena_id="again").id, "again")
+
+    def test_delete(self) -> None:
+        """Only the owner deletes an arena; the default arena cannot be deleted."""
+        arena = self.create(arena_id="mine")
+        socket = RecordingSocket()
+        arena.add_player(socket)
+        self.assertRaises(NotTheOwner, self.service.delete, "mine", "bob")
+        self.assertRaises(NotTheOwner, self.service.delete, DEFAULT_ARENA, "ann")
+        self.assertRaises(KeyError, self.service.delete, "nothing", "ann")
+        self.service.delete("mine", "Ann")
+        self.assertEqual(socket.closed, ["the arena was deleted"])
+        self.assertIsNone(self.service.get("mine"))
+
+    def test_stop_and_restart(self) -> None:
+        """Stopping the service stops every tick loop."""
+        self.service.stopService()
+        arena = self.service.get(DEFAULT_ARENA)
+        self.assertFalse(arena.running)
+        self.service.startService()
+        self.assertTrue(arena.running)
+
+    def test_broken_socket_does_not_stop_others(self) -> None:
+        """A socket raising in deliver is logged; the others get their frames."""
+
+        class Broken(RecordingSocket):
+            def deliver(self, frame: Frame) -> None:
+                raise RuntimeError("broken")
+
+        arena = self.service.get(DEFAULT_ARENA)
+        broken, fine = Broken(), RecordingSocket()
+        arena.add_player(broken)
+        arena.add_player(fine)
+        arena.submit(broken, RegisterPlayerCommand())
+        arena.submit(fine, RegisterPlayerCommand())
+        self.clock.advance(0.02)
+        self.assertEqual(fine.types(), ["RegisterPlayerAck"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(arena.running)
+
+    def test_leases(self) -> None:
+        """Creating an arena takes its lease; a lease held elsewhere is a conflict."""
+        leases = LocalLeases()
+        service = ArenaService(Clock(), leases=leases)
+        self.assertTrue(self.successResultOf(leases.acquire("taken")))
+        self.failureResultOf(ensureDeferred(service.create("ann", ArenaConfig(), "taken")),
+                             ArenaExists)
+        self.assertFalse(self.successResultOf(leases.acquire(DEFAULT_ARENA)))
+
+
+# ---------------------------------------------------------------------------
+# The machines alone
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+        self.closes: list[tuple[int, str]] = []
+        self.frames: list[Frame] = []
+        self.machine: Any = None
+
+    def deliver(self, frame: Frame) -> None:
+        self.frames.append(frame)
+
+    def replaced(self) -> None:
+        self.machine.replaced()
+
+    def sendObject(self, message: Any) -> bool:
+        self.sent.append(message)
+        return True
+
+    def closeWith(self, code: CloseCode, reason: str) -> None:
+        self.closes.append((int(code), reason))
+
+
+class MachineTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.arena = Arena("a", None, ArenaConfig(), self.clock, random.Random(0))
+
+    def test_player_lifecycle(self) -> None:
+        """connected → registered → playing → destroyed → connected (after game over)."""
+        connection = FakeConnection()
+        core = PlayerCore(connection, connection)
+        machine = PlayerMachine(core)
+        machine.joined(self.arena)
+        machine.command(RegisterPlayerCommand())
+        machine.acknowledged("1")
+        self.assertEqual(core.player_id, "1")
+        machine.startOrdered()
+        machine.destroyed()
+        self.assertRaises(NoTransition, machine.startOrdered)
+        machine.gameOver()
+        machine.acknowledged("2")
+        machine.lost()
+        machine.command(RegisterPlayerCommand())  # ignored once closed
+        self.assertEqual(self.arena.connections, 0)
+
+    def test_parked_player_stays_registered(self) -> None:
+        """A registered player who was parked stays registered across the game over."""
+        connection = FakeConnection()
+        machine = PlayerMachine(PlayerCore(connection, connection))
+        machine.joined(self.arena)
+        machine.acknowledged("1")
+        machine.gameOver()
+        machine.startOrdered()  # the next round starts: legal only from Registered
+        self.assertRaises(NoTransition, machine.acknowledged, "3")
+
+    def test_player_refused(self) -> None:
+        """A refusal sends InvalidCommandError with the reason, then closes with the code."""
+        connection = FakeConnection()
+        machine = PlayerMachine(PlayerCore(connection, connection))
+        machine.refused("no such arena", CloseCode.NOT_FOUND)
+        self.assertEqual(connection.sent, [
+            {"type": "InvalidCommandError", "data": {"reason": "no such arena"}}])
+        self.assertEqual(connection.closes, [(4004, "no such arena")])
+        machine.invalid("ignored")
+        self.assertEqual(len(connection.sent), 1)
+
+    def test_controller_lifecycle(self) -> None:
+        """A controller controls until replaced (4009); the arena keeps the newer one."""
+        first, second = FakeConnection(), FakeConnection()
+        a = ControllerMachine(ControllerCore(first, first))
+        b = ControllerMachine(ControllerCore(second, second))
+        first.machine, second.machine = a, b
+        a.authorized(self.arena)
+        self.arena.control(first, StartGameCommand())
+        self.assertEqual([frame.type for frame in first.frames], ["StartGameAck"])
+        b.authorized(self.arena)
+        self.assertEqual(first.closes, [(4009, "replaced by a newer controller")])
+        a.lost()
+        self.assertIs(self.arena.controller, second)
+        self.assertRaises(NoTransition, b.authorized, self.arena)
+
+
+class PathTests(SynchronousTestCase):
+    def test_arena_id_of(self) -> None:
+        """The arena id is the segment before the endpoint's, with or without a slash."""
+        self.assertEqual(arena_id_of("/ws/arena/abc/player"), "abc")
+        self.assertEqual(arena_id_of("/ws/arena/abc/control/"), "abc")
+        self.assertEqual(arena_id_of("/x/ws/arena/a%20b/player"), "a b")
