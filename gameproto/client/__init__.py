@@ -1,0 +1,25 @@
+"""
+Python clients for gameproto servers, for bots and tests.
+
+- L{gameproto.client.match}: a match WebSocket (C{/ws/game/{id}/?role=...}) as a
+  queue of frames you await, with helpers to send commands;
+- L{gameproto.client.rest}: the REST calls a bot needs (sign up, token, create a
+  match, read a user).
+
+Both run on any Twisted reactor and take it as an argument::
+
+    from twisted.internet.task import react
+    from gameproto.client import rest, match
+
+    async def main(reactor):
+        api = rest.RestClient(reactor, "http://127.0.0.1:8000")
+        token = await api.token("ann", "password1")
+        match_id = (await api.as_user(token).create_match())["id"]
+        host = await match.connect(reactor, "ws://127.0.0.1:8000", token, match_id, "host")
+        print(await host.next_frame())       # {"status": "success", "code": 0}
+        lobby = await host.wait_for(lambda f: f.get("challenger_ready"))
+        host.command("start_match")
+        end = await host.wait_for_type("end")
+
+    react(lambda reactor: defer.ensureDeferred(main(reactor)))
+"""
