@@ -7,8 +7,9 @@ things txredisapi does not do by itself:
   flows again within about 3 s of Redis coming back;
 - one parsed C{redis://HOST:PORT/DB} URL for every connection.
 
-Importing txredisapi installs the global reactor, so this module is imported only
-when a Redis URL is configured (never from the twistd plugin or gameproto.tap).
+Importing txredisapi installs the global reactor, so it is imported inside the
+functions that connect: parsing a URL (C{twistd gameproto --store redis://...})
+must not install a reactor before twistd has chosen one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
-import txredisapi
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
@@ -26,7 +26,9 @@ from gameproto.store import StoreError
 
 T = TypeVar("T")
 
-COMMAND_TIMEOUT = 2.0
+# Redis answers in well under a millisecond; past 1.5 s it is down or unreachable, and
+# REST must answer 503 within 2 s during an outage.
+COMMAND_TIMEOUT = 1.5
 RECONNECT_INITIAL = 0.1
 RECONNECT_MAX = 1.0
 
@@ -61,7 +63,7 @@ class RedisURL:
         return f"redis://{self.host}:{self.port}/{self.db}"
 
 
-def _tune(factory: txredisapi.RedisFactory) -> None:
+def _tune(factory: Any) -> None:
     factory.initialDelay = RECONNECT_INITIAL
     factory.maxDelay = RECONNECT_MAX
     # Only non-lazy connections report through factory.deferred; for lazy ones a
@@ -72,6 +74,8 @@ def _tune(factory: txredisapi.RedisFactory) -> None:
 
 def connection_pool(reactor: Any, url: RedisURL, poolsize: int = 4) -> Any:
     """A lazy pool for ordinary commands: usable at once, connects in the background."""
+    import txredisapi
+
     factory = txredisapi.RedisFactory(
         str(url),
         url.db or None,  # database 0 needs no SELECT
@@ -89,8 +93,10 @@ def connection_pool(reactor: Any, url: RedisURL, poolsize: int = 4) -> Any:
     return factory.handler
 
 
-def subscriber(reactor: Any, url: RedisURL, protocol: type) -> txredisapi.SubscriberFactory:
+def subscriber(reactor: Any, url: RedisURL, protocol: type) -> Any:
     """A lazy pub/sub connection speaking C{protocol} (a SubscriberProtocol subclass)."""
+    import txredisapi
+
     factory = txredisapi.SubscriberFactory(isLazy=True)
     factory.protocol = protocol
     factory.password = url.password
@@ -105,6 +111,8 @@ def subscriber(reactor: Any, url: RedisURL, protocol: type) -> txredisapi.Subscr
 def within(d: Deferred[T], clock: IReactorTime, what: str,
            seconds: float = COMMAND_TIMEOUT) -> Deferred[T]:
     """C{d}, failing with L{RedisUnavailable} after C{seconds} or on a lost connection."""
+
+    import txredisapi
 
     def unavailable(failure: Any) -> Any:
         if failure.check(DeferredTimeout, txredisapi.ConnectionError):

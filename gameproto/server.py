@@ -24,7 +24,8 @@ from twisted.web.server import Site
 
 import gameproto
 from gameproto import wire, web
-from gameproto.api import AccountsAPI
+from gameproto.api import AccountsAPI, HealthAPI
+from gameproto.bus import bus_for_store
 from gameproto.arena.api import ArenasAPI
 from gameproto.arena.protocol import arena_resource
 from gameproto.arena.service import ArenaService
@@ -102,6 +103,7 @@ class GameprotoServer(MultiService):
         self.config = config
         self.reactor = reactor
         self.store = store if store is not None else store_from_string(reactor, config.store)
+        self.bus = bus_for_store(reactor, config.store)
         self.accounts = Accounts(
             self.store,
             reactor,
@@ -123,6 +125,7 @@ class GameprotoServer(MultiService):
         self.addService(self.matches)
         self.accounts_api = AccountsAPI(self.accounts, whereabouts=self.matches.whereabouts)
         self.accounts_api.install(self.router)
+        HealthAPI(self.store, self.bus, reactor).install(self.router)
         MatchAPI(self.matches, self.accounts_api).install(self.router)
         self.root = web.Tree()
         web.mount(self.root, "/api", self.router)
@@ -154,6 +157,7 @@ class GameprotoServer(MultiService):
 
     async def _start(self) -> None:
         await self.store.start()
+        await self.bus.start()
         for child in self:
             # A child may return a Deferred (the match registry loads from the
             # store): nothing is served before it fires.
@@ -191,5 +195,6 @@ class GameprotoServer(MultiService):
         await self.connections.close_all()
         for child in reversed(list(self)):
             await maybeDeferred(child.stopService)
+        await self.bus.stop()
         await self.store.close()
         self._log.info("gameproto stopped")

@@ -54,13 +54,15 @@ class Options(usage.Options):
             "store",
             None,
             _DEFAULTS.store,
-            "Where data lives: sqlite:PATH (embedded) or memory: (lost on exit).",
+            "Where data lives: sqlite:PATH (embedded), memory: (lost on exit) or "
+            "redis://HOST:PORT/DB (several nodes; also selects the Redis bus).",
         ],
         [
             "redis",
             None,
             None,
-            "Redis URL redis://HOST:PORT/DB for several nodes [default: none]. Not available yet.",
+            "Several nodes sharing one Redis: redis://HOST:PORT/DB selects the Redis store "
+            "and bus (the same as --store redis://...) [default: none].",
         ],
         [
             "token-ttl",
@@ -178,15 +180,15 @@ class Options(usage.Options):
         self["allowed-origins"].append(origin)
 
     def postOptions(self) -> None:
+        if self["redis"]:
+            if not self["redis"].startswith("redis://"):
+                raise usage.UsageError("--redis: expected redis://HOST:PORT/DB")
+            # --redis URL is --store URL: the Redis store comes with the Redis bus.
+            self["store"] = self["redis"]
         try:
             check_store_description(self["store"])
         except ValueError as e:
             raise usage.UsageError(f"--store: {e}") from None
-        if self["redis"]:
-            raise usage.UsageError(
-                "--redis: the Redis store and bus are not available yet; run one node "
-                "with --store sqlite:PATH"
-            )
         if self["log-format"] == "json" and self.parent is not None:
             # twistd builds its log observer from its own --logger option after
             # parsing: point it at gameproto's JSON-lines observer unless the user

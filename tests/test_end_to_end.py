@@ -192,3 +192,82 @@ class WebSocketOverTCPTests(TestCase):
             self.assertNotIn(b"example.org", body)
 
         return ensureDeferred(scenario())
+
+
+class RedisNodesTests(TestCase):
+    """Two real nodes sharing one real redis-server (on a port of its own)."""
+
+    timeout = 120
+
+    def test_two_nodes_one_server(self) -> Deferred[None]:
+        """A user signed up on node A logs in on node B; both report healthy with the Redis bus."""
+        from tests.redisserver import started_redis
+
+        async def scenario() -> None:
+            redis = await started_redis(self)
+            a = stop_on_cleanup(self, Node("--redis", redis.url))
+            b = stop_on_cleanup(self, Node("--store", redis.url))
+            await a.start()
+            await b.start()
+            status, _ = await http_json("POST", a.url("/api/users/sign_up/"),
+                                        {"username": "ann", "password": "password1"})
+            self.assertEqual(status, 201)
+            status, body = await http_json("POST", b.url("/api/token/"),
+                                           {"username": "ANN", "password": "password1"})
+            self.assertEqual(status, 200, body)
+            status, user = await http_json("GET", a.url("/api/users/ann/"), token=body["token"])
+            self.assertEqual((status, user["username"]), (200, "ann"))
+            for node in (a, b):
+                status, health = await http_json("GET", node.url("/healthz"))
+                self.assertEqual((status, health["status"], health["bus"]),
+                                 (200, "ok", redis.url))
+            self.assertEqual(await a.stop(), 0, a.text())
+            self.assertEqual(await b.stop(), 0, b.text())
+
+        return ensureDeferred(scenario())
+
+    def test_redis_outage_and_recovery(self) -> Deferred[None]:
+        """
+        With Redis down, REST answers 503 JSON and /healthz 503 "degraded", each
+        within 2 s; once Redis is back both recover without a restart within 3 s.
+        """
+        from tests.redisserver import started_redis
+        from tests.test_bus import wait_for
+
+        async def scenario() -> None:
+            redis = await started_redis(self)
+            node = stop_on_cleanup(self, Node("--redis", redis.url))
+            await node.start()
+            status, _ = await http_json("POST", node.url("/api/users/sign_up/"),
+                                        {"username": "ann", "password": "password1"})
+            self.assertEqual(status, 201)
+            await redis.stop()
+
+            started = reactor.seconds()
+            status, body = await http_json("POST", node.url("/api/token/"),
+                                           {"username": "ann", "password": "password1"})
+            self.assertEqual((status, set(body)), (503, {"error"}))
+            self.assertLess(reactor.seconds() - started, 2 + 2)
+
+            started = reactor.seconds()
+            status, health = await http_json("GET", node.url("/healthz"))
+            self.assertEqual((status, health["status"]), (503, "degraded"))
+            self.assertLess(reactor.seconds() - started, 2 + 2)
+
+            await redis.start()  # empty: this redis-server keeps nothing on disk
+            recovered = []
+
+            async def probe() -> None:
+                status, _ = await http_json("GET", node.url("/healthz"))
+                if status == 200:
+                    recovered.append(reactor.seconds())
+
+            back = reactor.seconds()
+            await wait_for(lambda: bool(recovered), 3 + 2, poll=0.1, action=probe)
+            status, _ = await http_json("POST", node.url("/api/users/sign_up/"),
+                                        {"username": "bob", "password": "password1"})
+            self.assertEqual(status, 201)
+            self.assertLess(recovered[0] - back, 3 + 2)
+            self.assertEqual(await node.stop(), 0, node.text())
+
+        return ensureDeferred(scenario())

@@ -89,9 +89,17 @@ class StoreFromStringTests(SynchronousTestCase):
         self.assertIsInstance(store, SQLiteStore)
         self.assertEqual(store.description, "sqlite:/tmp/x.sqlite3")
 
+    def test_redis(self) -> None:
+        """redis://HOST:PORT/DB builds a RedisStore (connecting only when started)."""
+        from gameproto.store.redis import RedisStore
+
+        store = store_from_string(None, "redis://127.0.0.1:6390/3")
+        self.assertIsInstance(store, RedisStore)
+        self.assertEqual(store.description, "redis://127.0.0.1:6390/3")
+
     def test_bad_descriptions(self) -> None:
-        """An empty sqlite path, a Redis URL (not yet) and an unknown scheme are refused."""
-        for description in ["sqlite:", "redis://127.0.0.1:6379/0", "postgres://x", ""]:
+        """An empty sqlite path, a malformed Redis URL and an unknown scheme are refused."""
+        for description in ["sqlite:", "redis://h:x/0", "postgres://x", ""]:
             with self.assertRaises(ValueError, msg=description):
                 store_from_string(None, description)
 

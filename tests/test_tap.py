@@ -91,16 +91,22 @@ class OptionsTests(SynchronousTestCase):
         """Non-positive numbers, unknown log formats and bare origins are usage errors."""
         for argv in [["--rate-limit", "0"], ["--max-message-size", "x"],
                      ["--log-format", "xml"], ["--allowed-origin", "example.org"],
-                     ["--redis", "redis://127.0.0.1:6379/0"]]:
+                     ["--redis", "127.0.0.1:6379"], ["--redis", "redis://h:port/0"]]:
             with self.assertRaises(usage.UsageError, msg=argv):
                 self.parse(*argv)
 
     def test_bad_store(self) -> None:
         """An unknown or incomplete --store is a usage error naming the option."""
-        for store in ["mongo://x", "sqlite:", "redis://127.0.0.1:6379/0"]:
+        for store in ["mongo://x", "sqlite:", "redis://h:x/0", "redis://h/db"]:
             with self.assertRaises(usage.UsageError) as e:
                 self.parse("--store", store)
             self.assertIn("--store", str(e.exception))
+
+    def test_redis_alias(self) -> None:
+        """--redis URL selects the Redis store, as --store URL does."""
+        self.assertEqual(self.parse("--redis", "redis://10.0.0.5:6380/2").config().store,
+                         "redis://10.0.0.5:6380/2")
+        self.assertEqual(self.parse("--store", "redis://h/1").config().store, "redis://h/1")
 
     def test_make_service(self) -> None:
         """makeService builds a GameprotoServer on the given reactor."""

@@ -12,7 +12,7 @@ kept for a subscriber that is not connected.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -87,3 +87,18 @@ class Subscriptions:
 
     def handlers(self, channel: str) -> list[Subscription]:
         return list(self._handlers.get(channel, ()))
+
+
+def bus_for_store(reactor: Any, store_description: str) -> Any:
+    """
+    The bus that goes with a store: Redis pub/sub for C{redis://...} (the nodes
+    sharing that Redis are one server), the in-process bus otherwise.
+    """
+    if store_description.startswith("redis://"):
+        from gameproto.bus.redis import RedisBus
+        from gameproto.redis import RedisURL
+
+        return RedisBus(reactor, RedisURL.parse(store_description))
+    from gameproto.bus.local import LocalBus
+
+    return LocalBus(reactor)

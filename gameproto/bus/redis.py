@@ -52,7 +52,7 @@ class RedisBus:
     def __init__(self, reactor: Any, url: redis.RedisURL) -> None:
         self._reactor = reactor
         self.url = url
-        self.description = f"redis:{url}"
+        self.description = str(url)
         self._subscriptions = Subscriptions()
         self._pool: Any = None
         self._factory: Any = None

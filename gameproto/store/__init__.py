@@ -221,7 +221,10 @@ def check_store_description(description: str) -> None:
             raise ValueError("sqlite: needs a path, e.g. sqlite:gameproto.sqlite3")
         return
     if description.startswith("redis://"):
-        raise ValueError("the Redis store is not available yet (scale-out)")
+        from gameproto.redis import RedisURL
+
+        RedisURL.parse(description)
+        return
     raise ValueError(
         f"unknown store {description!r}: expected memory:, sqlite:PATH or redis://HOST:PORT/DB"
     )
@@ -237,6 +240,11 @@ def store_from_string(reactor: Any, description: str) -> Any:
         from gameproto.store.memory import MemoryStore
 
         return MemoryStore()
+    if description.startswith("redis://"):
+        from gameproto.redis import RedisURL
+        from gameproto.store.redis import RedisStore
+
+        return RedisStore(reactor, RedisURL.parse(description))
     from gameproto.store.sqlite import SQLiteStore
 
     return SQLiteStore(reactor, description[len("sqlite:") :])

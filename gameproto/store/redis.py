@@ -169,7 +169,7 @@ class RedisStore:
     def __init__(self, reactor: Any, url: redis.RedisURL, prefix: str = "gp:") -> None:
         self._reactor = reactor
         self.url = url
-        self.description = f"redis:{url}"
+        self.description = str(url)
         self._p = prefix
         self._pool: Any = None
 
