@@ -7,13 +7,12 @@ Expected values are the official server's, from the protocol notes.
 from __future__ import annotations
 
 import base64
-import re
 
 import txaio
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from gameproto import web
+from gameproto import web, wire
 from gameproto.socketio.engineio import EngineIOConfig, Session
 from gameproto.socketio.server import mount_socketio
 from gameproto.socketio.testing import (
@@ -94,8 +93,6 @@ class EngineTestCase(SynchronousTestCase):
 
     def decode_open(self, packet: str) -> dict:
         self.assertEqual(packet[0], "0")
-        from gameproto import wire
-
         value: dict = wire.decode(packet[1:])
         return value
 

@@ -22,7 +22,6 @@ from typing import Any
 from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
-from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from gameproto import wire, web
