@@ -62,6 +62,14 @@ STDERR_TAIL = 64 * 1024
 ENGINE_TIMEOUT_REPLY = {"error": "engine call timed out"}
 
 
+def _utf8_cut(data: bytes, limit: int) -> int:
+    """Where to cut C{data} at most C{limit} bytes in without splitting a UTF-8 character."""
+    cut = limit
+    while cut > max(1, limit - 3) and data[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return cut
+
+
 def default_max_runs() -> int:
     """2 x the cores this process may use."""
     try:
@@ -399,23 +407,17 @@ class Run(ProcessProtocol):
         lines = (self._partial[fd] + data).split(b"\n")
         self._partial[fd] = lines.pop()
         for line in lines:
-            self._emit_line(fd, line)
-        self._cut_long_line(fd)
+            self._emit_line(fd, line[:-1] if line.endswith(b"\r") else line)
+        # A line may not grow without bound in memory: an unfinished one is delivered in
+        # pieces too once it is longer than a line may be.
+        while len(self._partial[fd]) > self._limits.output_line:
+            cut = _utf8_cut(self._partial[fd], self._limits.output_line)
+            piece, self._partial[fd] = self._partial[fd][:cut], self._partial[fd][cut:]
+            self._emit_line(fd, piece)
         if over:
             self._flush_partial(fd)
             self._output_closed = True
             self._limit_reached(Limit.OUTPUT)
-
-    def _cut_long_line(self, fd: int) -> None:
-        # A line may not grow without bound in memory: deliver it in pieces, cut on a
-        # character boundary.
-        longest = self._limits.output_line
-        while len(self._partial[fd]) > longest:
-            cut = longest
-            while cut > longest - 4 and self._partial[fd][cut] & 0xC0 == 0x80:
-                cut -= 1
-            piece, self._partial[fd] = self._partial[fd][:cut], self._partial[fd][cut:]
-            self._emit_line(fd, piece)
 
     def _flush_partial(self, fd: int) -> None:
         if self._partial[fd]:
@@ -423,16 +425,21 @@ class Run(ProcessProtocol):
             self._emit_line(fd, piece)
 
     def _emit_line(self, fd: int, line: bytes) -> None:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        text = line.decode("utf-8", errors="replace")
-        if fd == 2:
-            # Tracebacks the program prints itself name main.py too, like the error message.
-            text = relativize(text, self.run_dir)
-        try:
-            self._on_output(_STREAMS[fd], text)
-        except Exception:
-            self._log.failure("output handler failed", run=repr(self))
+        """Deliver one line, in pieces of at most C{output_line} bytes."""
+        longest = self._limits.output_line
+        while True:
+            cut = _utf8_cut(line, longest) if len(line) > longest else len(line)
+            text = line[:cut].decode("utf-8", errors="replace")
+            if fd == 2:
+                # Tracebacks the program prints itself name main.py, like the error message.
+                text = relativize(text, self.run_dir)
+            try:
+                self._on_output(_STREAMS[fd], text)
+            except Exception:
+                self._log.failure("output handler failed", run=repr(self))
+            line = line[cut:]
+            if not line:
+                return
 
     def _drain_output(self) -> None:
         """
