@@ -26,6 +26,7 @@ import gameproto
 from gameproto import wire, web
 from gameproto.api import AccountsAPI, HealthAPI
 from gameproto.bus import bus_for_store
+from gameproto.chat import mount_chat
 from gameproto.arena.api import ArenasAPI
 from gameproto.arena.protocol import arena_resource
 from gameproto.arena.service import ArenaService
@@ -130,6 +131,7 @@ class GameprotoServer(MultiService):
         self.root = web.Tree()
         web.mount(self.root, "/api", self.router)
         web.mount(self.root, "/healthz", self.router)
+        self.chat = mount_chat(self.root, self.context, reactor)
         match_factory = wire.make_factory(
             MatchProtocol,
             config.game_limits,
