@@ -119,6 +119,7 @@ class HelperTests(SynchronousTestCase):
         self.assertNotIn("\ufffd", clipped)
 
     def test_short_text_unchanged(self) -> None:
+        """Text under 4 KiB is left as it is."""
         self.assertEqual(clip_error("short"), "short")
 
 
@@ -257,6 +258,7 @@ class JavaScriptRewriteTests(SynchronousTestCase):
         )
 
     def test_syntax_error(self) -> None:
+        """A syntax error names main.js and the line, with node's caret."""
         stderr = at_run_dir(
             "@/main.js:2\n"
             "foo(;\n"
@@ -307,6 +309,7 @@ class JavaScriptRewriteTests(SynchronousTestCase):
 
 class RubyRewriteTests(SynchronousTestCase):
     def test_runtime_error(self) -> None:
+        """An uncaught exception names main.rb and the user's lines."""
         stderr = at_run_dir(
             "@/main.rb:3:in `f': boom (RuntimeError)\n\tfrom @/main.rb:5:in `<main>'\n"
         )
@@ -316,6 +319,7 @@ class RubyRewriteTests(SynchronousTestCase):
         )
 
     def test_syntax_error(self) -> None:
+        """A syntax error names main.rb and the line."""
         stderr = at_run_dir("@/main.rb:3: syntax error, unexpected end-of-input, expecting `end'\n")
         self.assertEqual(
             RUBY.rewrite_error(stderr, RUN_DIR),
@@ -351,6 +355,7 @@ class RubyRewriteTests(SynchronousTestCase):
 
 class PHPRewriteTests(SynchronousTestCase):
     def test_uncaught_exception(self) -> None:
+        """An uncaught exception (after a warning) names main.php and the line."""
         stderr = at_run_dir(
             "PHP Warning:  something in @/main.php on line 1\n"
             "Fatal error: Uncaught Exception: boom in @/main.php:3\n"
@@ -366,6 +371,7 @@ class PHPRewriteTests(SynchronousTestCase):
         )
 
     def test_parse_error(self) -> None:
+        """A parse error names main.php and the line; PHP's leading blank line goes."""
         stderr = at_run_dir('\nParse error: syntax error, unexpected token ";" in @/main.php on line 2\n')
         self.assertEqual(
             PHP.rewrite_error(stderr, RUN_DIR),

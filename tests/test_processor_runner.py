@@ -88,10 +88,35 @@ class FakeLauncher:
     def closeChildFD(self, childFD: int) -> None:
         self.closed.append(childFD)
 
-    def signalProcess(self, signalID: str) -> None:
+    def signalProcess(self, signalID: str | int) -> None:
         if self.exited:
             raise ProcessExitedAlready()
-        self.signals.append(signalID)
+        self.signals.append(str(signalID))
+
+    # the rest of IProcessTransport, unused by Run
+    def closeStdin(self) -> None:
+        self.closeChildFD(0)
+
+    def closeStdout(self) -> None:
+        self.closeChildFD(1)
+
+    def closeStderr(self) -> None:
+        self.closeChildFD(2)
+
+    def loseConnection(self) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.writeToChild(0, data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.writeToChild(0, b"".join(data))
+
+    def getHost(self) -> Any:
+        return None
+
+    def getPeer(self) -> Any:
+        return None
 
     def replies(self) -> list[Any]:
         return [json.loads(line) for line in self.written.get(4, b"").splitlines()]
@@ -117,6 +142,7 @@ class FakeLauncher:
         self.proto.processEnded(Failure(ProcessDone(0)))
 
 
+@implementer(IReactorProcess)
 class FakeProcessReactor(MemoryReactorClock):
     """A L{MemoryReactorClock} whose C{spawnProcess} builds a L{FakeLauncher}."""
 
@@ -150,6 +176,11 @@ class RecordingSandbox(Sandbox):
 def fake_sandbox(**limits: Any) -> RecordingSandbox:
     config = SandboxConfig(run_base="/nonexistent/runs", uids=range(70000, 70008), privileged=True)
     return RecordingSandbox(config=config, limits=RunLimits(**limits))
+
+
+def remember(into: list[Deferred[Any]], d: Deferred[Any]) -> Deferred[Any]:
+    into.append(d)
+    return d
 
 
 class Recorder:
@@ -291,6 +322,7 @@ class OutputTests(RunUnitTestCase):
         self.assertEqual(recorder.lines, [("stdout", "no newline")])
 
     def test_invalid_utf8_replaced(self) -> None:
+        """Bytes that are not UTF-8 arrive as U+FFFD, never as an exception."""
         run, launcher, recorder = self.start()
         launcher.started()
         run.childDataReceived(1, b"caf\xe9\n")
@@ -350,7 +382,7 @@ class EngineTests(RunUnitTestCase):
     def test_requests_waiting_one_at_a_time(self) -> None:
         """Requests written at once are relayed one at a time: the next after the reply."""
         pending: list[Deferred[Any]] = []
-        run, launcher, recorder = self.start(engine=lambda i, c: pending.append(Deferred()) or pending[-1])
+        run, launcher, recorder = self.start(engine=lambda i, c: remember(pending, Deferred()))
         launcher.started()
         self.request(run, "a", "b")
         self.assertEqual(recorder.calls, [(1, "a")])
@@ -395,6 +427,7 @@ class EngineTests(RunUnitTestCase):
         self.assertEqual(launcher.replies(), [{"error": "invalid JSON in engine request"}])
 
     def test_unencodable_reply(self) -> None:
+        """A reply orjson cannot encode (an integer past 64 bits) is answered with an error."""
         run, launcher, _ = self.start(engine=lambda i, c: {"x": 2**70})
         launcher.started()
         self.request(run, 1)
@@ -492,7 +525,7 @@ class TimeTests(RunUnitTestCase):
         calls: list[Deferred[Any]] = []
         run, launcher, _ = self.start(
             program_time=10, engine_call_timeout=100,
-            engine=lambda i, c: calls.append(Deferred()) or calls[-1],
+            engine=lambda i, c: remember(calls, Deferred()),
         )
         launcher.started()
         self.reactor.advance(4)
@@ -552,11 +585,28 @@ class StopTests(RunUnitTestCase):
         self.assertIsNone(result.limit)
 
     def test_stop_after_end(self) -> None:
+        """stop() after the end signals nothing."""
         run, launcher, _ = self.start()
         launcher.started()
         launcher.exit(0)
         run.stop()
         self.assertEqual(launcher.signals, [])
+
+    def test_stop_all(self) -> None:
+        """stop_all() (server shutdown) stops every run; it fires once all have ended."""
+        run, first, _ = self.start()
+        self.processor.start_run("bob", "python", "", lambda s, t: None, lambda i, c: None)
+        second = self.reactor.launchers[-1]
+        first.started()
+        second.started()
+        done = self.processor.stop_all()
+        self.assertEqual((first.signals, second.signals), (["TERM"], ["TERM"]))
+        first.exit(None, signal.SIGTERM, reason="stop")
+        self.assertNoResult(done)
+        second.exit(None, signal.SIGTERM, reason="stop")
+        self.successResultOf(done)
+        self.assertEqual(self.processor.runs, set())
+        self.assertEqual(self.processor.limiter.running, 0)
 
     def test_hung_launcher(self) -> None:
         """
@@ -612,6 +662,7 @@ class ResultTests(RunUnitTestCase):
         self.assertEqual(result.limit, Limit.CPU)
 
     def test_memory_limit(self) -> None:
+        """An out-of-memory text in the error output is the memory limit, named first."""
         result = self.ended(b"Traceback (most recent call last):\nMemoryError\n", exit_code=1)
         self.assertEqual(result.limit, Limit.MEMORY)
         self.assertEqual(
@@ -658,6 +709,7 @@ class AdmissionTests(SynchronousTestCase):
         self.assertEqual(limiter.running, 2)
 
     def test_uid_pool(self) -> None:
+        """The pool hands out each uid once and refuses double or foreign releases."""
         pool = UidPool(range(5, 7))
         self.assertEqual([pool.acquire(), pool.acquire(), pool.acquire()], [5, 6, None])
         pool.release(5)
@@ -665,11 +717,13 @@ class AdmissionTests(SynchronousTestCase):
         self.assertRaises(ValueError, pool.release, 99)
 
     def test_parse_uid_range(self) -> None:
+        """--processor-uids FIRST-LAST is inclusive; uid 0 and junk are refused."""
         self.assertEqual(parse_uid_range("60000-60063"), range(60000, 60064))
         self.assertRaises(ValueError, parse_uid_range, "0-5")
         self.assertRaises(ValueError, parse_uid_range, "abc")
 
     def test_default_max_runs(self) -> None:
+        """By default 2 x the usable cores run at once."""
         self.assertEqual(default_max_runs(), 2 * len(os.sched_getaffinity(0)))
 
     def test_refusals(self) -> None:
@@ -1132,6 +1186,7 @@ class HostileProgramTests(IntegrationTestCase):
         self.assertEqual(result.end_message, "killed by SIGTERM")
 
     async def test_javascript_infinite_loop(self) -> None:
+        """node spinning forever is killed at the CPU limit."""
         result = await self.finish(self.start("javascript", "for (;;) {}\n", cpu_time=1, program_time=30))
         self.assertEqual(result.limit, Limit.CPU)
 
@@ -1143,15 +1198,18 @@ class HostileProgramTests(IntegrationTestCase):
         self.assertIn("heap out of memory", result.interpreter_error or "")
 
     async def test_ruby_fork_bomb(self) -> None:
+        """A Ruby fork bomb ends at the process limit."""
         result = await self.finish(self.start("ruby", "loop { fork rescue nil }\n"))
         self.assertEqual(result.limit, Limit.PROCESSES)
 
     async def test_php_memory(self) -> None:
+        """PHP reports its memory_limit (below RLIMIT_DATA) itself."""
         result = await self.finish(self.start("php", "$a = str_repeat('x', 1024 * 1024 * 1024);\n"))
         self.assertEqual(result.limit, Limit.MEMORY)
         self.assertIn("Allowed memory size", result.interpreter_error or "")
 
     async def test_ruby_sleep_forever(self) -> None:
+        """A Ruby program sleeping forever ends at the program time limit."""
         result = await self.finish(self.start("ruby", "sleep\n", program_time=1))
         self.assertEqual(result.limit, Limit.TIME)
 
@@ -1223,6 +1281,7 @@ class UnprivilegedLauncherTests(IntegrationTestCase):
         return Sandbox(config=config, limits=RunLimits(**limits)), SpawnAs(unprivileged_uid())
 
     async def test_runs_as_server_uid(self) -> None:
+        """Without root the program runs with the launcher's (the server's) uid."""
         sandbox, spawner = self.unprivileged()
         real = self.start("python", "import os\nprint(os.getuid())\n", sandbox=sandbox, spawner=spawner)
         result = await self.finish(real)
@@ -1241,6 +1300,7 @@ class UnprivilegedLauncherTests(IntegrationTestCase):
         self.assertEqual(processes_of_uid(unprivileged_uid()), [])
 
     async def test_fork_bomb(self) -> None:
+        """Without root, RLIMIT_NPROC is the uid's count plus 64 and the cap still ends the run."""
         sandbox, spawner = self.unprivileged()
         code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
         result = await self.finish(self.start("python", code, sandbox=sandbox, spawner=spawner))

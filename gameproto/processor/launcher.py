@@ -240,11 +240,19 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def _task_count(pids: list[int]) -> int:
+def _task_count(pids: list[int], zombies: bool = False) -> int:
+    """
+    The tasks (threads) of C{pids}; with C{zombies}, an unreaped zombie counts as one, as
+    it does for RLIMIT_NPROC until its parent reaps it.
+    """
     count = 0
     for pid in pids:
         fields = _status_fields(pid)
-        if fields is not None and not fields.get("State", "").startswith(("Z", "X")):
+        if fields is None:
+            continue
+        if fields.get("State", "").startswith(("Z", "X")):
+            count += 1 if zombies else 0
+        else:
             count += int(fields.get("Threads", "1") or 1)
     return count
 
@@ -430,7 +438,7 @@ class Launcher:
 
     def run_tasks(self) -> int:
         """The run's tasks (processes and threads), counted from the launcher's tree."""
-        return _task_count(descendants(os.getpid()))
+        return _task_count(descendants(os.getpid()), zombies=True)
 
     def watch(self) -> str:
         """Wait for the program's end, a stop, or the process limit; return which."""
@@ -479,13 +487,15 @@ class Launcher:
         of that uid (setsid'd daemons and a fork bomb's children included) and nothing else;
         the launcher, root, is out of its reach.
         """
+        uid = self.uid
+        gid = self.gid if self.gid is not None else uid
+        assert uid is not None and gid is not None
         helper = os.fork()
         if helper == 0:
             try:
-                gid = self.gid if self.gid is not None else self.uid
                 os.setgroups([])
                 os.setresgid(gid, gid, gid)
-                os.setresuid(self.uid, self.uid, self.uid)  # type: ignore[arg-type]
+                os.setresuid(uid, uid, uid)
                 os.kill(-1, number)
             except BaseException:
                 os._exit(1)
@@ -604,9 +614,13 @@ def main() -> int:
         launcher.report(event="error", message=str(error))
         return 1
     launcher.report(event="started", pid=launcher.child)
-    reason = launcher.watch()
-    if reason != "exit":
-        launcher.terminate()
+    try:
+        reason = launcher.watch()
+        if reason != "exit":
+            launcher.terminate()
+    except Exception:
+        # A bug here must not leave the program running: sweep and report regardless.
+        reason = "stop"
     launcher.finish(reason)
     return 0
 

@@ -34,7 +34,7 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import orjson
@@ -47,6 +47,8 @@ from twisted.python.failure import Failure
 
 from gameproto.processor.languages import Language, relativize
 from gameproto.processor.sandbox import LAUNCHER_CHILD_FDS, Limit, RunLimits, Sandbox, UidPool
+
+_T = TypeVar("_T")
 
 OutputHandler = Callable[[str, str], None]
 EngineHandler = Callable[[int, Any], Any]
@@ -828,7 +830,7 @@ class Processor:
         run.start()
         return run
 
-    def _forget(self, result: Any, run: Run) -> Any:
+    def _forget(self, result: _T, run: Run) -> _T:
         self.runs.discard(run)
         return result
 
@@ -836,8 +838,18 @@ class Processor:
         """Stop every run (server shutdown); fires once all of them have ended."""
         ended = []
         for run in list(self.runs):
-            done: Deferred[RunResult] = Deferred()
-            run.ended.addBoth(lambda result, done=done: (done.callback(None), result)[1])
+            ended.append(_when_ended(run))
             run.stop()
-            ended.append(done)
         return gatherResults(ended).addCallback(lambda _: None)
+
+
+def _when_ended(run: Run) -> Deferred[None]:
+    """Fires when C{run} ends, leaving C{run.ended}'s own result to its other users."""
+    done: Deferred[None] = Deferred()
+
+    def notify(result: RunResult) -> RunResult:
+        done.callback(None)
+        return result
+
+    run.ended.addCallback(notify)
+    return done

@@ -10,19 +10,20 @@ catches it.
 import json
 import os
 import sys
+from typing import BinaryIO
 
 __all__ = ["EngineError", "send"]
 
 _REQUESTS_FD = 3
 _REPLIES_FD = 4
-_replies = None
+_replies: "BinaryIO | None" = None
 
 
 class EngineError(Exception):
     """The engine answered ``{"error": ...}``."""
 
 
-def send(command):
+def send(command: object) -> object:
     """Send ``command`` (a JSON value) to the engine; return the engine's reply."""
     global _replies
     # Output printed before the call must reach the user before the call does.
