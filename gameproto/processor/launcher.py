@@ -196,16 +196,23 @@ def live_processes_of(uid: int, exclude: int = -1) -> list[int]:
     Processes whose real or saved uid is C{uid} (those C{kill(-1)} as that uid reaches) and
     that are not zombies: a zombie is dead, and the launcher reaps its own.
     """
-    found = []
+    return live_processes_by_uid({uid}, exclude).get(uid, [])
+
+
+def live_processes_by_uid(uids: set[int], exclude: int = -1) -> dict[int, list[int]]:
+    """L{live_processes_of} for several uids in one pass over /proc."""
+    wanted = {str(uid): uid for uid in uids}
+    found: dict[int, list[int]] = {}
     for pid in _pids():
         if pid == exclude:
             continue
         fields = _status_fields(pid)
         if fields is None or fields.get("State", "").startswith(("Z", "X")):
             continue
-        uids = fields.get("Uid", "").split()
-        if len(uids) >= 3 and str(uid) in (uids[0], uids[2]):
-            found.append(pid)
+        ids = fields.get("Uid", "").split()
+        for owner in {ids[0], ids[2]} if len(ids) >= 3 else set():
+            if owner in wanted:
+                found.setdefault(wanted[owner], []).append(pid)
     return found
 
 

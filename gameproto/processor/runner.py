@@ -702,7 +702,7 @@ class Run(ProcessProtocol):
             error = self._spawn_error or "the launcher ended without starting the program"
             if self._spawn_error is None:
                 result = attrs.evolve(result, spawn_error=error, interpreter_error=None)
-            self._log.error("run {run} did not start: {error}", run=repr(self), error=error)
+            self._log.warn("run {run} did not start: {error}", run=repr(self), error=error)
             self.started.errback(SpawnError(error))
         self._log.info(
             "run {run} of {user} ended: {end} after {duration_ms} ms, limit {limit}, "

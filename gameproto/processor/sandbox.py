@@ -38,7 +38,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameproto.processor.languages import LANGUAGES, PROBE_TOKEN, Language
-from gameproto.processor.launcher import Request, live_processes_of
+from gameproto.processor.launcher import Request, live_processes_by_uid, live_processes_of
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -457,10 +457,13 @@ def start_sandbox(
     probed through the launcher.  Fires with a L{Sandbox} whose C{languages} are those that
     work; each one that does not is logged with the reason.
     """
+    if config.privileged and os.geteuid() != 0:
+        raise SandboxError("the privileged processor sandbox needs root")
     base = prepare_run_base(config.run_base)
     config = attrs.evolve(config, run_base=base)
     if config.privileged:
-        for uid in config.uids:
+        for uid in live_processes_by_uid(set(config.uids)):
+            _log.warn("killing leftover processes of run uid {uid}", uid=uid)
             sweep_uid(uid)
     else:
         _log.warn(
