@@ -27,6 +27,9 @@ from gameproto import wire, web
 from gameproto.api import AccountsAPI, HealthAPI
 from gameproto.bus import bus_for_store
 from gameproto.chat import mount_chat
+from gameproto.chat.cluster import RedisPresence, RoomRelay
+from gameproto.cluster import Heartbeat
+from gameproto.redis import RedisURL
 from gameproto.arena.api import ArenasAPI
 from gameproto.arena.protocol import arena_resource
 from gameproto.arena.service import ArenaService
@@ -131,7 +134,20 @@ class GameprotoServer(MultiService):
         self.root = web.Tree()
         web.mount(self.root, "/api", self.router)
         web.mount(self.root, "/healthz", self.router)
-        self.chat = mount_chat(self.root, self.context, reactor)
+        self.cluster: Heartbeat | None = None
+        presence = relay = None
+        if config.store.startswith("redis://"):
+            # Nodes sharing this Redis are one server: names unique across nodes,
+            # rooms relayed through the bus, a dead node's users announced gone.
+            self.cluster = Heartbeat(reactor, RedisURL.parse(config.store))
+            self.addService(self.cluster)
+            presence = RedisPresence(
+                reactor, self.cluster, lambda room, name: self.chat.app.announce_left(room, name)
+            )
+            relay = RoomRelay(
+                self.bus, self.cluster.node_id, lambda room, p: self.chat.app.deliver(room, p)
+            )
+        self.chat = mount_chat(self.root, self.context, reactor, presence=presence, relay=relay)
         match_factory = wire.make_factory(
             MatchProtocol,
             config.game_limits,

@@ -107,7 +107,7 @@ class SlowPresence:
         self.claims: list[tuple[str, str, Deferred[bool]]] = []
         self.released: list[tuple[str, str]] = []
 
-    def claim(self, room: str, key: str) -> Deferred[bool]:
+    def claim(self, room: str, key: str, name: str = "") -> Deferred[bool]:
         d: Deferred[bool] = Deferred()
         self.claims.append((room, key, d))
         return d

@@ -271,3 +271,84 @@ class RedisNodesTests(TestCase):
             self.assertEqual(await node.stop(), 0, node.text())
 
         return ensureDeferred(scenario())
+
+
+class ClusterChatTests(TestCase):
+    """Two real nodes on one real redis-server, with the official Python client."""
+
+    timeout = 120
+
+    def test_chat_across_nodes_and_node_death(self) -> Deferred[None]:
+        """
+        A client on node A and one on node B share a room: joins and messages cross
+        nodes, a name is unique across nodes; after node A is killed (SIGKILL) the
+        client on B gets A's user's leave message within the 10 s presence TTL.
+        """
+        import sys
+        from pathlib import Path
+
+        from twisted.internet.protocol import ProcessProtocol
+
+        from tests.redisserver import started_redis
+
+        script = Path(__file__).parent / "interop" / "cluster_client.py"
+
+        class Lines(ProcessProtocol):
+            def __init__(self) -> None:
+                self.buffer = b""
+                self.err = b""
+                self.lines: list[str] = []
+                self.waiting: list[Deferred[str]] = []
+                self.ended: Deferred[None] = Deferred()
+
+            def outReceived(self, data: bytes) -> None:
+                self.buffer += data
+                while b"\n" in self.buffer:
+                    line, self.buffer = self.buffer.split(b"\n", 1)
+                    self.lines.append(line.decode())
+                    waiting, self.waiting = self.waiting, []
+                    for d in waiting:
+                        d.callback(line.decode())
+
+            def errReceived(self, data: bytes) -> None:
+                self.err += data
+
+            def processEnded(self, reason: Any) -> None:
+                for d in self.waiting:
+                    d.errback(AssertionError("client ended: " + self.err.decode()[-2000:]))
+                self.waiting = []
+                self.ended.callback(None)
+
+            async def next_line(self, index: int) -> str:
+                while len(self.lines) <= index:
+                    d: Deferred[str] = Deferred()
+                    self.waiting.append(d)
+                    await d
+                return self.lines[index]
+
+        async def scenario() -> None:
+            redis = await started_redis(self)
+            a = stop_on_cleanup(self, Node("--redis", redis.url))
+            b = stop_on_cleanup(self, Node("--redis", redis.url))
+            await a.start()
+            await b.start()
+            client = Lines()
+            reactor.spawnProcess(
+                client, sys.executable,
+                [sys.executable, str(script), a.url(""), b.url(""), "room-cluster"],
+                env=None,
+            )
+            self.addCleanup(lambda: client.ended)
+            seen = wire.decode(await client.next_line(0))
+            self.assertEqual(seen, {
+                "alice": True, "aliceOnB": False, "bob": True, "aliceSawBobJoin": True,
+                "ackAtoB": True, "bobGotA": True, "ackBtoA": True, "aliceGotB": True,
+            })
+            self.assertEqual(await client.next_line(1), "READY")
+            await a.kill()
+            left = wire.decode(await client.next_line(2))
+            self.assertTrue(left["leftSeen"], client.err.decode()[-2000:])
+            self.assertLess(left["seconds"], 10 + 2)
+            self.assertEqual(await b.stop(), 0, b.text())
+
+        return ensureDeferred(scenario())

@@ -93,7 +93,13 @@ class RedisBus:
             # soon as the subscriber (re)connects.
             return succeed(subscription)
         d = redis.within(self._connection.subscribe(channel), self._reactor, "subscribe")
-        return d.addCallback(lambda _: subscription)
+
+        def failed(failure: Any) -> None:
+            # Still registered: the next (re)connection subscribes it.
+            self._log.warn("Subscribing to {channel}: {why}", channel=channel,
+                           why=failure.getErrorMessage())
+
+        return d.addErrback(failed).addCallback(lambda _: subscription)
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         if self._subscriptions.remove(subscription) and self._connection is not None:

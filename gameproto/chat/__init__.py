@@ -14,6 +14,7 @@ from twisted.web.resource import Resource
 
 from gameproto import wire
 from gameproto.chat.app import ChatApp
+from gameproto.chat.cluster import RoomRelay
 from gameproto.chat.presence import IPresence, LocalPresence
 from gameproto.socketio.engineio import EngineIOConfig, EngineIOServer
 from gameproto.socketio.server import SocketIOServer, mount_socketio
@@ -39,13 +40,17 @@ def mount_chat(
     config: EngineIOConfig = EngineIOConfig(),
     connect_timeout: float = 45.0,
     presence: IPresence | None = None,
+    relay: RoomRelay | None = None,
 ) -> Chat:
     """
     Serve the chat at C{path} of C{root} (polling and WebSocket on the same path).
     Origins and the per-address cap come from C{context}; every timer runs on
-    C{clock}; C{presence} defaults to a L{LocalPresence} (one node).
+    C{clock}; C{presence} defaults to a L{LocalPresence} (one node); a C{relay}
+    carries rooms across nodes.
     """
     socketio = SocketIOServer(clock, connect_timeout=connect_timeout)
-    app = ChatApp(socketio.of("/"), presence if presence is not None else LocalPresence())
+    app = ChatApp(
+        socketio.of("/"), presence if presence is not None else LocalPresence(), relay
+    )
     engine = mount_socketio(root, path, socketio, context, clock, config)
     return Chat(engine, socketio, app)

@@ -8,7 +8,7 @@ under the registered name.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -16,6 +16,9 @@ from twisted.python.failure import Failure
 
 from gameproto.chat.names import SERVER_NAME, name_key, normalise_name
 from gameproto.chat.presence import IPresence
+
+if TYPE_CHECKING:
+    from gameproto.chat.cluster import RoomRelay
 from gameproto.socketio.server import ConnectRefused, Namespace, Reply, Socket
 
 DEFAULT_ROOM = "lobby"
@@ -33,9 +36,13 @@ class ChatApp:
 
     _log = Logger()
 
-    def __init__(self, namespace: Namespace, presence: IPresence) -> None:
+    def __init__(
+        self, namespace: Namespace, presence: IPresence, relay: RoomRelay | None = None
+    ) -> None:
         self.namespace = namespace
         self.presence = presence
+        # With several nodes, what is said in a room also goes to the other nodes.
+        self.relay = relay
         namespace.on_connect(self.connect)
         namespace.on("register")(self.register)
         namespace.on("message")(self.message)
@@ -48,6 +55,8 @@ class ChatApp:
         socket.data[_ROOM] = room
         # Members receive everything said in the room, registered or not.
         socket.join(room)
+        if self.relay is not None:
+            self.relay.joined(room)
 
     def register(self, socket: Socket, raw: object = None, *ignored: Any) -> Any:
         if _NAME in socket.data or _REGISTERING in socket.data:
@@ -77,7 +86,7 @@ class ChatApp:
             self._log.failure("Chat: presence check failed", failure)
             return False
 
-        d: Deferred[Any] = self.presence.claim(room, key)
+        d: Deferred[Any] = self.presence.claim(room, key, name)
         return d.addCallbacks(claimed, failed)
 
     def message(self, socket: Socket, body: object = None, *ignored: Any) -> bool:
@@ -88,10 +97,12 @@ class ChatApp:
         if not isinstance(text, str) or not 1 <= len(text) <= MAX_MESSAGE_LENGTH:
             return False
         # The client's own "from" is never trusted: the registered name replaces it.
-        self.namespace.emit("message", {"from": name, "message": text}, to=socket.data[_ROOM])
+        self._broadcast(socket.data[_ROOM], {"from": name, "message": text})
         return True
 
     def disconnected(self, socket: Socket, reason: str) -> None:
+        if self.relay is not None and _ROOM in socket.data:
+            self.relay.left(socket.data[_ROOM])
         name = socket.data.pop(_NAME, None)
         if name is None:
             return
@@ -103,4 +114,17 @@ class ChatApp:
         self._announce(room, f"{name} left the chat")
 
     def _announce(self, room: str, text: str) -> None:
-        self.namespace.emit("message", {"from": SERVER_NAME, "message": text}, to=room)
+        self._broadcast(room, {"from": SERVER_NAME, "message": text})
+
+    def announce_left(self, room: str, name: str) -> None:
+        """C{name} left C{room} without this node seeing it (its node died)."""
+        self._announce(room, f"{name} left the chat")
+
+    def _broadcast(self, room: str, payload: dict[str, str]) -> None:
+        self.deliver(room, payload)
+        if self.relay is not None:
+            self.relay.publish(room, payload)
+
+    def deliver(self, room: str, payload: Any) -> None:
+        """Send a chat message to this node's members of C{room}."""
+        self.namespace.emit("message", payload, to=room)

@@ -14,10 +14,12 @@ from zope.interface import Interface, implementer
 class IPresence(Interface):
     """Unique names per room; every method answers with a Deferred."""
 
-    def claim(room: str, key: str) -> "Deferred[bool]":
+    def claim(room: str, key: str, name: str = "") -> "Deferred[bool]":
         """
         Take C{key} in C{room} if nobody holds it: C{True} if this caller now holds
         it, C{False} if someone else does.  Atomic: of two racing claims one wins.
+        C{name} is the name as displayed, for announcements made on the holder's
+        behalf (when its node dies).
         """
 
     def release(room: str, key: str) -> "Deferred[None]":
@@ -31,7 +33,7 @@ class LocalPresence:
     def __init__(self) -> None:
         self._rooms: dict[str, set[str]] = {}
 
-    def claim(self, room: str, key: str) -> "Deferred[bool]":
+    def claim(self, room: str, key: str, name: str = "") -> "Deferred[bool]":
         held = self._rooms.setdefault(room, set())
         if key in held:
             return succeed(False)

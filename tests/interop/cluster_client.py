@@ -1,0 +1,61 @@
+"""
+Two python-socketio clients on two gameproto nodes sharing one Redis, in one room.
+
+Usage: python cluster_client.py NODE_A_URL NODE_B_URL ROOM
+
+Prints one JSON line with what the clients saw, then the line READY; the caller
+then kills node A, and this prints a last JSON line with the leave message bob
+(on node B) received for alice (who was on node A) and how long it took.
+"""
+
+import json
+import sys
+import threading
+import time
+
+import socketio
+
+node_a, node_b, room = sys.argv[1:4]
+WAIT = 10.0
+LEAVE_WAIT = 30.0
+
+
+class Member:
+    def __init__(self, url: str) -> None:
+        self.sio = socketio.Client(reconnection=False)
+        self.received: list = []
+        self.changed = threading.Condition()
+        self.sio.on("message", self._on_message)
+        self.sio.connect(url, auth={"room": room}, wait_timeout=WAIT)
+
+    def _on_message(self, message: dict) -> None:
+        with self.changed:
+            self.received.append(message)
+            self.changed.notify_all()
+
+    def wait_for(self, expected: dict, timeout: float = WAIT) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: expected in self.received, timeout)
+
+    def call(self, event: str, data: object) -> object:
+        return self.sio.call(event, data, timeout=WAIT)
+
+
+result: dict = {}
+alice = Member(node_a)
+bob = Member(node_b)
+result["alice"] = alice.call("register", "alice")
+result["aliceOnB"] = bob.call("register", "ALICE")
+result["bob"] = bob.call("register", "bob")
+result["aliceSawBobJoin"] = alice.wait_for({"from": "Server", "message": "bob has joined the chat"})
+result["ackAtoB"] = alice.call("message", {"message": "hi from A"})
+result["bobGotA"] = bob.wait_for({"from": "alice", "message": "hi from A"})
+result["ackBtoA"] = bob.call("message", {"message": "hi from B", "from": "mallory"})
+result["aliceGotB"] = alice.wait_for({"from": "bob", "message": "hi from B"})
+print(json.dumps(result), flush=True)
+print("READY", flush=True)
+
+killed = time.monotonic()
+left = bob.wait_for({"from": "Server", "message": "alice left the chat"}, LEAVE_WAIT)
+print(json.dumps({"leftSeen": left, "seconds": time.monotonic() - killed}), flush=True)
+bob.sio.disconnect()
