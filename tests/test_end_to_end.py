@@ -4,12 +4,15 @@ End to end: real C{twistd -n gameproto} processes and real clients over TCP.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet import endpoints, reactor
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
 from gameproto import web, wire
@@ -273,82 +276,114 @@ class RedisNodesTests(TestCase):
         return ensureDeferred(scenario())
 
 
+CLUSTER_CLIENT = Path(__file__).parent / "interop" / "cluster_client.py"
+
+
+class Lines(ProcessProtocol):
+    """A child process's stdout, line by line; C{next_line(i)} waits for line C{i}."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.err = b""
+        self.lines: list[str] = []
+        self.waiting: list[Deferred[None]] = []
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self.lines.append(line.decode())
+            waiting, self.waiting = self.waiting, []
+            for d in waiting:
+                d.callback(None)
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Any) -> None:
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.errback(AssertionError("client ended: " + self.err.decode()[-2000:]))
+        self.ended.callback(None)
+
+    async def next_line(self, index: int) -> str:
+        while len(self.lines) <= index:
+            if self.ended.called:
+                raise AssertionError("client ended: " + self.err.decode()[-2000:])
+            d: Deferred[None] = Deferred()
+            self.waiting.append(d)
+            await d
+        return self.lines[index]
+
+
 class ClusterChatTests(TestCase):
     """Two real nodes on one real redis-server, with the official Python client."""
 
     timeout = 120
 
+    async def two_nodes(self) -> tuple[Any, Node, Node]:
+        from tests.redisserver import started_redis
+
+        redis = await started_redis(self)
+        a = stop_on_cleanup(self, Node("--redis", redis.url))
+        b = stop_on_cleanup(self, Node("--redis", redis.url))
+        await a.start()
+        await b.start()
+        return redis, a, b
+
+    async def chat_in_one_room(self, a: Node, b: Node, mode: str) -> Lines:
+        """Run tests/interop/cluster_client.py until READY, checking what it saw."""
+        client = Lines()
+        self.process = reactor.spawnProcess(
+            client, sys.executable,
+            [sys.executable, str(CLUSTER_CLIENT), a.url(""), b.url(""), "room-cluster", mode],
+            env=None,
+        )
+        self.addCleanup(lambda: client.ended)
+        seen = wire.decode(await client.next_line(0))
+        self.assertEqual(seen, {
+            "alice": True, "aliceOnB": False, "bob": True, "aliceSawBobJoin": True,
+            "ackAtoB": True, "bobGotA": True, "ackBtoA": True, "aliceGotB": True,
+        })
+        self.assertEqual(await client.next_line(1), "READY")
+        return client
+
     def test_chat_across_nodes_and_node_death(self) -> Deferred[None]:
         """
         A client on node A and one on node B share a room: joins and messages cross
-        nodes, a name is unique across nodes; after node A is killed (SIGKILL) the
-        client on B gets A's user's leave message within the 10 s presence TTL.
+        nodes, a name is unique across nodes, the sender's "from" is overwritten;
+        after node A is killed (SIGKILL) the client on B gets A's user's leave
+        message within the 10 s presence TTL.
         """
-        import sys
-        from pathlib import Path
-
-        from twisted.internet.protocol import ProcessProtocol
-
-        from tests.redisserver import started_redis
-
-        script = Path(__file__).parent / "interop" / "cluster_client.py"
-
-        class Lines(ProcessProtocol):
-            def __init__(self) -> None:
-                self.buffer = b""
-                self.err = b""
-                self.lines: list[str] = []
-                self.waiting: list[Deferred[str]] = []
-                self.ended: Deferred[None] = Deferred()
-
-            def outReceived(self, data: bytes) -> None:
-                self.buffer += data
-                while b"\n" in self.buffer:
-                    line, self.buffer = self.buffer.split(b"\n", 1)
-                    self.lines.append(line.decode())
-                    waiting, self.waiting = self.waiting, []
-                    for d in waiting:
-                        d.callback(line.decode())
-
-            def errReceived(self, data: bytes) -> None:
-                self.err += data
-
-            def processEnded(self, reason: Any) -> None:
-                for d in self.waiting:
-                    d.errback(AssertionError("client ended: " + self.err.decode()[-2000:]))
-                self.waiting = []
-                self.ended.callback(None)
-
-            async def next_line(self, index: int) -> str:
-                while len(self.lines) <= index:
-                    d: Deferred[str] = Deferred()
-                    self.waiting.append(d)
-                    await d
-                return self.lines[index]
 
         async def scenario() -> None:
-            redis = await started_redis(self)
-            a = stop_on_cleanup(self, Node("--redis", redis.url))
-            b = stop_on_cleanup(self, Node("--redis", redis.url))
-            await a.start()
-            await b.start()
-            client = Lines()
-            reactor.spawnProcess(
-                client, sys.executable,
-                [sys.executable, str(script), a.url(""), b.url(""), "room-cluster"],
-                env=None,
-            )
-            self.addCleanup(lambda: client.ended)
-            seen = wire.decode(await client.next_line(0))
-            self.assertEqual(seen, {
-                "alice": True, "aliceOnB": False, "bob": True, "aliceSawBobJoin": True,
-                "ackAtoB": True, "bobGotA": True, "ackBtoA": True, "aliceGotB": True,
-            })
-            self.assertEqual(await client.next_line(1), "READY")
+            redis, a, b = await self.two_nodes()
+            client = await self.chat_in_one_room(a, b, "death")
             await a.kill()
             left = wire.decode(await client.next_line(2))
             self.assertTrue(left["leftSeen"], client.err.decode()[-2000:])
             self.assertLess(left["seconds"], 10 + 2)
             self.assertEqual(await b.stop(), 0, b.text())
+
+        return ensureDeferred(scenario())
+
+    def test_redis_restart_mid_chat(self) -> Deferred[None]:
+        """
+        Redis restarts (empty) in the middle of a chat across two nodes: both nodes
+        recover without a restart and messages cross nodes again within 3 s.
+        """
+
+        async def scenario() -> None:
+            redis, a, b = await self.two_nodes()
+            client = await self.chat_in_one_room(a, b, "outage")
+            await redis.stop()
+            await redis.start()
+            self.process.write(b"go\n")
+            flowing = wire.decode(await client.next_line(2))
+            self.assertTrue(flowing["arrived"], client.err.decode()[-2000:])
+            self.assertLess(flowing["seconds"], 3 + 2)
+            for node in (a, b):
+                self.assertEqual(await node.stop(), 0, node.text())
 
         return ensureDeferred(scenario())

@@ -1,11 +1,14 @@
 """
 Two python-socketio clients on two gameproto nodes sharing one Redis, in one room.
 
-Usage: python cluster_client.py NODE_A_URL NODE_B_URL ROOM
+Usage: python cluster_client.py NODE_A_URL NODE_B_URL ROOM MODE
 
-Prints one JSON line with what the clients saw, then the line READY; the caller
-then kills node A, and this prints a last JSON line with the leave message bob
-(on node B) received for alice (who was on node A) and how long it took.
+Prints one JSON line with what the clients saw, then the line READY.  Then, by MODE:
+- death: the caller kills node A; this prints a last JSON line with the leave
+  message bob (on node B) received for alice (who was on node A) and how long it
+  took;
+- outage: the caller restarts Redis and writes a line to stdin; alice then sends a
+  message every 0.2 s until bob receives one, and this prints how long it took.
 """
 
 import json
@@ -15,7 +18,7 @@ import time
 
 import socketio
 
-node_a, node_b, room = sys.argv[1:4]
+node_a, node_b, room, mode = sys.argv[1:5]
 WAIT = 10.0
 LEAVE_WAIT = 30.0
 
@@ -55,7 +58,21 @@ result["aliceGotB"] = alice.wait_for({"from": "bob", "message": "hi from B"})
 print(json.dumps(result), flush=True)
 print("READY", flush=True)
 
-killed = time.monotonic()
-left = bob.wait_for({"from": "Server", "message": "alice left the chat"}, LEAVE_WAIT)
-print(json.dumps({"leftSeen": left, "seconds": time.monotonic() - killed}), flush=True)
+if mode == "death":
+    killed = time.monotonic()
+    left = bob.wait_for({"from": "Server", "message": "alice left the chat"}, LEAVE_WAIT)
+    print(json.dumps({"leftSeen": left, "seconds": time.monotonic() - killed}), flush=True)
+else:
+    sys.stdin.readline()
+    back = time.monotonic()
+    arrived = False
+    for n in range(int(LEAVE_WAIT / 0.2)):
+        alice.sio.emit("message", {"message": f"after {n}"})
+        with bob.changed:
+            arrived = bob.changed.wait_for(
+                lambda: any(m.get("message", "").startswith("after") for m in bob.received), 0.2)
+        if arrived:
+            break
+    print(json.dumps({"arrived": arrived, "seconds": time.monotonic() - back}), flush=True)
+    alice.sio.disconnect()
 bob.sio.disconnect()
