@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import attrs
@@ -99,6 +99,8 @@ class EndpointLimits:
     max_message_size: int
     messages_per_second: float | None = 200.0
     burst: int = 400
+    # Off for endpoints whose protocol has a heartbeat of its own (Engine.IO).
+    auto_ping: bool = True
 
 
 @attrs.frozen
@@ -213,6 +215,56 @@ class TokenBucket:
         return False
 
 
+class RateVerdict(enum.Enum):
+    ALLOW = "allow"
+    DROP = "drop"  # over the limit: drop the message silently
+    WARN = "warn"  # over the limit: drop it and tell the client (at most once a second)
+    CLOSE = "close"  # over the limit for the whole grace period: disconnect
+
+
+@attrs.define
+class RateLimiter:
+    """
+    The rate rule of every endpoint: a token bucket, and an episode of excess that
+    lasts while messages keep being dropped less than a second apart.  A client
+    sending at three times its rate is over the limit for good, even though a third
+    of its messages still get through; past C{grace} seconds it is disconnected.
+    """
+
+    bucket: TokenBucket
+    grace: float
+    _over_limit_since: float | None = None
+    _last_drop: float = float("-inf")
+    _last_warning: float = float("-inf")
+
+    @classmethod
+    def per_second(cls, rate: float, burst: int, grace: float,
+                   clock: IReactorTime) -> "RateLimiter":
+        return cls(TokenBucket(rate, burst, clock), grace)
+
+    def check(self) -> RateVerdict:
+        if self.bucket.take():
+            return RateVerdict.ALLOW
+        now = self.bucket.clock.seconds()
+        if self._over_limit_since is None or now - self._last_drop > 1.0:
+            self._over_limit_since = now
+        self._last_drop = now
+        if now - self._over_limit_since >= self.grace:
+            return RateVerdict.CLOSE
+        if now - self._last_warning >= 1.0:
+            self._last_warning = now
+            return RateVerdict.WARN
+        return RateVerdict.DROP
+
+
+class ManagedConnection(Protocol):
+    """What L{Connections} needs of a connection: WebSockets, Engine.IO polling sessions."""
+
+    def serverShuttingDown(self) -> None: ...
+
+    def dropConnection(self, abort: bool = False) -> None: ...
+
+
 # ---------------------------------------------------------------------------
 # Open connections
 
@@ -228,15 +280,15 @@ class Connections:
     def __init__(self, limits: ServerLimits, clock: IReactorTime) -> None:
         self.limits = limits
         self.clock = clock
-        self._open: set[JSONProtocol] = set()
+        self._open: set[ManagedConnection] = set()
         self._per_address: Counter[str] = Counter()
-        self._closed_waiters: dict[JSONProtocol, Deferred[None]] = {}
+        self._closed_waiters: dict[ManagedConnection, Deferred[None]] = {}
         self.shutting_down = False
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def admit(self, proto: "JSONProtocol", address: str) -> bool:
+    def admit(self, proto: ManagedConnection, address: str) -> bool:
         """Count C{proto} against C{address}; C{False} if that address is at its cap."""
         if self.shutting_down:
             return False
@@ -246,7 +298,7 @@ class Connections:
         self._open.add(proto)
         return True
 
-    def release(self, proto: "JSONProtocol", address: str) -> None:
+    def release(self, proto: ManagedConnection, address: str) -> None:
         if proto in self._open:
             self._open.discard(proto)
             self._per_address[address] -= 1
@@ -327,8 +379,8 @@ def make_factory(
         failByDrop=False,
         openHandshakeTimeout=server.open_handshake_timeout,
         closeHandshakeTimeout=server.close_handshake_timeout,
-        autoPingInterval=server.auto_ping_interval,
-        autoPingTimeout=server.auto_ping_timeout,
+        autoPingInterval=server.auto_ping_interval if limits.auto_ping else 0,
+        autoPingTimeout=server.auto_ping_timeout if limits.auto_ping else 0,
         # Origins are checked by OriginPolicy in onConnect: Autobahn only matches patterns.
         allowedOrigins=["*"],
         # setProtocolOptions resets allowNullOrigin to False unless it is passed.
@@ -444,15 +496,14 @@ class JSONProtocol(WebSocketServerProtocol):
         self._address = peer_address(request.peer)
         self._admitted = context.connections.admit(self, self._address)
         limits: EndpointLimits = self.factory.endpoint_limits
+        self._limiter: RateLimiter | None = None
         if limits.messages_per_second is not None:
-            self._bucket: TokenBucket | None = TokenBucket(
-                limits.messages_per_second, limits.burst, context.clock
+            self._limiter = RateLimiter.per_second(
+                limits.messages_per_second,
+                limits.burst,
+                context.server_limits.rate_limit_grace,
+                context.clock,
             )
-        else:
-            self._bucket = None
-        self._over_limit_since: float | None = None
-        self._last_drop = float("-inf")
-        self._last_rate_error = float("-inf")
 
         def authenticated(user: Any) -> None:
             self.user = user
@@ -488,27 +539,17 @@ class JSONProtocol(WebSocketServerProtocol):
     # -- internals --------------------------------------------------------------
 
     def _withinRate(self) -> bool:
-        if self._bucket is None or self._bucket.take():
-            return True
-        # An episode of excess lasts while messages keep being dropped less than a
-        # second apart: a client sending at three times its rate is over the limit
-        # for good, even though a third of its messages still get through.
-        now = self.context.clock.seconds()
-        if self._over_limit_since is None or now - self._last_drop > 1.0:
-            self._over_limit_since = now
-        self._last_drop = now
-        if now - self._over_limit_since >= self.context.server_limits.rate_limit_grace:
-            if self.state == self.STATE_OPEN:
-                self._log.info(
-                    "{endpoint}: closing {peer} over its rate limit",
-                    endpoint=self.endpoint,
-                    peer=self.peer,
-                )
-                self.closeWith(CloseCode.RATE_LIMITED, "rate limit exceeded")
-        elif now - self._last_rate_error >= 1.0:
-            self._last_rate_error = now
+        verdict = RateVerdict.ALLOW if self._limiter is None else self._limiter.check()
+        if verdict is RateVerdict.CLOSE and self.state == self.STATE_OPEN:
+            self._log.info(
+                "{endpoint}: closing {peer} over its rate limit",
+                endpoint=self.endpoint,
+                peer=self.peer,
+            )
+            self.closeWith(CloseCode.RATE_LIMITED, "rate limit exceeded")
+        elif verdict is RateVerdict.WARN:
             self._guarded(self.rateLimited)
-        return False
+        return verdict is RateVerdict.ALLOW
 
     def _guarded(self, hook: Callable[..., Any], *args: Any) -> None:
         try:

@@ -79,6 +79,33 @@ class TokenBucketTests(SynchronousTestCase):
         self.assertEqual(sum(bucket.take() for _ in range(10)), 3)
 
 
+class RateLimiterTests(SynchronousTestCase):
+    def test_verdicts(self) -> None:
+        """Within the burst: allow; then drop with one warning a second; close after grace."""
+        clock = Clock()
+        limiter = wire.RateLimiter.per_second(rate=1, burst=2, grace=3, clock=clock)
+        V = wire.RateVerdict
+        self.assertEqual([limiter.check() for _ in range(4)], [V.ALLOW, V.ALLOW, V.WARN, V.DROP])
+        verdicts = []
+        for _ in range(40):
+            clock.advance(0.1)
+            verdicts.append(limiter.check())
+        self.assertIn(V.ALLOW, verdicts)  # the bucket refills at 1/s
+        self.assertEqual(verdicts.count(V.WARN), 2)  # at most one a second
+        self.assertNotIn(V.CLOSE, verdicts[:25])  # 2.5 s into a 3 s grace
+        self.assertIn(V.CLOSE, verdicts[-10:])
+
+    def test_episode_ends_after_a_quiet_second(self) -> None:
+        """A second without drops ends the episode: its time does not count."""
+        clock = Clock()
+        limiter = wire.RateLimiter.per_second(rate=1, burst=1, grace=3, clock=clock)
+        for _ in range(10):
+            limiter.check()
+            limiter.check()
+            clock.advance(1.5)
+        self.assertNotEqual(limiter.check(), wire.RateVerdict.CLOSE)
+
+
 class Echo(wire.JSONProtocol):
     """A test endpoint: echoes objects, answers malformed frames with their reason."""
 

@@ -164,12 +164,14 @@ class Session:
         self._pong_call: IDelayedCall | None = None
         self._pong_deadline_refreshed = False
         self._upgrade_call: IDelayedCall | None = None
-        self._bucket: wire.TokenBucket | None = None
+        self._limiter: wire.RateLimiter | None = None
         if self._config.messages_per_second is not None:
-            self._bucket = wire.TokenBucket(
-                self._config.messages_per_second, self._config.burst, self._clock
+            self._limiter = wire.RateLimiter.per_second(
+                self._config.messages_per_second,
+                self._config.burst,
+                engine.context.server_limits.rate_limit_grace,
+                self._clock,
             )
-        self._over_limit_since: float | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.sid} {self.state.value}>"
@@ -317,16 +319,12 @@ class Session:
         # open, upgrade and noop from a client are ignored, as the official server does.
 
     def _within_rate(self) -> bool:
-        if self._bucket is None or self._bucket.take():
-            self._over_limit_since = None
-            return True
-        now = self._clock.seconds()
-        if self._over_limit_since is None:
-            self._over_limit_since = now
+        verdict = wire.RateVerdict.ALLOW if self._limiter is None else self._limiter.check()
+        if verdict is wire.RateVerdict.WARN:
             self._log.info("Engine.IO session {sid} over its rate limit", sid=self.sid)
-        elif now - self._over_limit_since >= self.engine.context.server_limits.rate_limit_grace:
+        elif verdict is wire.RateVerdict.CLOSE:
             self._close("rate limit exceeded", drain=False, ws_code=wire.CloseCode.RATE_LIMITED)
-        return False
+        return verdict is wire.RateVerdict.ALLOW
 
     # -- polling ---------------------------------------------------------------
 
@@ -557,8 +555,11 @@ class EngineIOServer:
         self._new_sid = SessionIds()
         self.websocket_factory = wire.make_factory(
             EngineIOWebSocket,
-            # Rate limiting is per session (both transports), not per WebSocket.
-            wire.EndpointLimits(max_message_size=config.max_payload, messages_per_second=None),
+            # Rate limiting is per session (both transports), not per WebSocket, and
+            # Engine.IO's own ping/pong replaces Autobahn's WebSocket pings.
+            wire.EndpointLimits(
+                max_message_size=config.max_payload, messages_per_second=None, auto_ping=False
+            ),
             context,
             engine=self,
         )
@@ -598,7 +599,7 @@ class EngineIOServer:
     def polling_ended(self, session: Session) -> None:
         connection = self._polling.pop(session, None)
         if connection is not None:
-            self.context.connections.release(connection, session.address)  # type: ignore[arg-type]
+            self.context.connections.release(connection, session.address)
 
     def drain(self, sid: str, packets: list[EnginePacket]) -> None:
         """Keep a closed session's last packets for the client's next GET."""
@@ -680,7 +681,7 @@ class EngineIOServer:
         host = getattr(address, "host", str(address))
         session = self._new_session(host)
         connection = _PollingConnection(session)
-        if not self.context.connections.admit(connection, host):  # type: ignore[arg-type]
+        if not self.context.connections.admit(connection, host):
             self.sessions.pop(session.sid, None)
             why = "Server shutting down" if self.context.connections.shutting_down else (
                 "Too many connections"
