@@ -559,3 +559,25 @@ class PathTests(SynchronousTestCase):
         self.assertEqual(arena_id_of("/ws/arena/abc/player"), "abc")
         self.assertEqual(arena_id_of("/ws/arena/abc/control/"), "abc")
         self.assertEqual(arena_id_of("/x/ws/arena/a%20b/player"), "a b")
+
+
+class TickLatenessTests(SynchronousTestCase):
+    def test_late_ticks_recorded_and_missed_ticks_skipped(self) -> None:
+        """
+        A tick that runs late is recorded with its delay; ticks missed meanwhile are skipped,
+        not run in a burst, and the next tick is back on schedule.
+        """
+        clock = Clock()
+        service = ArenaService(clock)
+        service.startService()
+        arena = service.get(DEFAULT_ARENA)
+        clock.advance(0.02)
+        clock.advance(0.02)
+        self.assertEqual((arena.ticks, service.lateness.percentile(0.99)), (2, 0.0))
+        clock.advance(0.05)  # due at 0.06, runs at 0.09: 30 ms late, the 0.08 tick skipped
+        self.assertEqual(arena.ticks, 3)
+        self.assertAlmostEqual(service.lateness.percentile(0.99), 0.03)
+        clock.advance(0.0105)  # the 0.10 tick, half a millisecond late
+        self.assertEqual(arena.ticks, 4)
+        self.assertEqual(service.lateness.count, 4)
+        self.assertLess(service.lateness.percentile(0.5), 0.001)

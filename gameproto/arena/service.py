@@ -20,10 +20,12 @@ else in this module assumes a single node.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import secrets
 import string
+from collections import deque
 from collections.abc import Hashable, Iterable
 from typing import Any, Callable, Final, Protocol
 
@@ -145,6 +147,7 @@ class Arena:
         rng: random.Random,
         idle_timeout: float | None = None,
         on_idle: Callable[[Arena], None] | None = None,
+        lateness: TickLateness | None = None,
     ) -> None:
         self.id = arena_id
         self.owner = owner
@@ -154,8 +157,10 @@ class Arena:
         self.controller: ArenaSocket | None = None
         # A dict for its order: players hear broadcasts in the order they connected.
         self._players: dict[ArenaSocket, None] = {}
-        self._loop = LoopingCall(self.tick)
+        self._loop = LoopingCall(self._scheduled_tick)
         self._loop.clock = clock
+        self._due = 0.0
+        self._lateness = lateness
         self._idle_timeout = idle_timeout
         self._on_idle = on_idle
         self._idle_call: IDelayedCall | None = None
@@ -173,6 +178,7 @@ class Arena:
         """Start ticking (the first tick comes one period from now)."""
         if not self._loop.running and not self.closed:
             self._loop.start(self.config.tick_ms / 1000, now=False)
+            self._due = self.clock.seconds() + self.config.tick_ms / 1000
 
     def stop(self) -> None:
         if self._loop.running:
@@ -236,6 +242,20 @@ class Arena:
         """The controller's command, applied at once."""
         if socket is self.controller:
             self.deliver(self.engine.control(command))
+
+    def _scheduled_tick(self) -> None:
+        # A loop that fell behind skips the ticks it missed (LoopingCall's rule: the next
+        # call is at the next multiple of the interval), so the engine's time stays tied to
+        # the clock.  How late each tick ran is recorded.
+        now = self.clock.seconds()
+        if self._lateness is not None:
+            self._lateness.record(now - self._due)
+        interval = self.config.tick_ms / 1000
+        start = self._loop.starttime if self._loop.starttime is not None else now
+        # The epsilon absorbs float rounding at epoch-sized times: on time is on time.
+        elapsed = math.floor((now - start) / interval + 1e-6)
+        self._due = start + (elapsed + 1) * interval
+        self.tick()
 
     def tick(self) -> None:
         """One engine tick and its messages.  Never raises: the loop must keep running."""
@@ -322,6 +342,25 @@ class Arena:
 # The registry
 
 
+class TickLateness:
+    """How late the arenas' ticks ran compared with their schedule (the last 100,000)."""
+
+    def __init__(self, keep: int = 100_000) -> None:
+        self._samples: deque[float] = deque(maxlen=keep)
+        self.count = 0
+
+    def record(self, seconds: float) -> None:
+        self._samples.append(max(0.0, seconds))
+        self.count += 1
+
+    def percentile(self, fraction: float) -> float | None:
+        """@return: the C{fraction} quantile in seconds, or C{None} before any tick."""
+        if not self._samples:
+            return None
+        ordered = sorted(self._samples)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
 class ArenaError(Exception):
     """An arena cannot be created or deleted; C{status} is the REST status it maps to."""
 
@@ -388,10 +427,11 @@ class ArenaService(Service):
         self.leases: ArenaLeases = leases if leases is not None else LocalLeases()
         self._rng = rng if rng is not None else random.Random()
         self._arenas: dict[str, Arena] = {}
+        self.lateness = TickLateness()
         self.leases.acquire(DEFAULT_ARENA)
         self._arenas[DEFAULT_ARENA] = Arena(
             DEFAULT_ARENA, default_owner, default_config or ArenaConfig(), clock,
-            self._new_rng(),
+            self._new_rng(), lateness=self.lateness,
         )
 
     def _new_rng(self) -> random.Random:
@@ -407,6 +447,12 @@ class ArenaService(Service):
     def stopService(self) -> Deferred[None] | None:
         for arena in self._arenas.values():
             arena.stop()
+        p50, p99 = self.lateness.percentile(0.5), self.lateness.percentile(0.99)
+        if p50 is not None and p99 is not None:
+            self._log.info(
+                "Arena ticks: {count}, lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms",
+                count=self.lateness.count, p50=p50 * 1000, p99=p99 * 1000,
+            )
         return super().stopService()
 
     # -- queries --------------------------------------------------------------------
@@ -460,7 +506,7 @@ class ArenaService(Service):
             raise
         arena = Arena(
             arena_id, owner, config, self.clock, self._new_rng(),
-            idle_timeout=self.idle_timeout, on_idle=self._reap,
+            idle_timeout=self.idle_timeout, on_idle=self._reap, lateness=self.lateness,
         )
         self._arenas[arena_id] = arena
         if self.running:
