@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from gameproto.match.protocol import MatchCore, MatchMachine
+from gameproto.server import ServerConfig
 from gameproto.wire import CloseCode
 from tests.fakews import BINARY
 from tests.matchsupport import MatchTestCase, non_status, read
@@ -493,3 +494,20 @@ class MachineTests(MatchTestCase):
         machine.ready()
         machine.lost()
         self.assertEqual(sent, [{"status": "success", "code": 0}, "welcome", "bye", 1000])
+
+
+class RateLimitTests(MatchTestCase):
+    config = ServerConfig(store="memory:", messages_per_second=10, message_burst=5)
+
+    def test_players_told_spectators_not(self) -> None:
+        """Past the burst a player gets one rate-limit error; a spectator gets nothing."""
+        match_id, host, challenger = self.started_match()
+        spectator = self.joined(match_id, "spectator", "sam")
+        read(spectator), read(challenger)
+        for _ in range(8):
+            challenger.send_json({"command": "up"})
+            spectator.send_json({"command": "up"})
+        self.assertEqual(
+            read(challenger).messages, [{"error": "rate limit exceeded, message dropped", "code": 2}]
+        )
+        self.assertEqual(read(spectator).messages, [])

@@ -55,6 +55,8 @@ ALREADY_ELSEWHERE = Refusal(
 # Errors in answer to a client's message.
 NO_COMMAND = {"error": "no command sent", "code": 2}
 INVALID_COMMAND = {"error": "invalid command", "code": 2}
+# Sent at most once a second while a player's messages are dropped over its rate.
+RATE_LIMITED = {"error": "rate limit exceeded, message dropped", "code": 2}
 CHALLENGER_NOT_READY = {"error": "challenger not ready", "code": 3}
 MATCH_ENDED = {"error": "match ended, stop sending commands", "code": 4}
 SHUTTING_DOWN = {"error": "server shutting down", "code": 4}

@@ -287,7 +287,8 @@ class MatchProtocol(wire.JSONProtocol):
     endpoint = "match"
 
     def connectionOpened(self) -> None:
-        self.machine: MatchInputs = MatchMachine(MatchCore(self))
+        self._core = MatchCore(self)
+        self.machine: MatchInputs = MatchMachine(self._core)
         service: MatchService = self.factory.service
         if self.user is None:
             self.machine.refused(frames.UNAUTHENTICATED)
@@ -327,6 +328,13 @@ class MatchProtocol(wire.JSONProtocol):
 
     def malformedFrame(self, problem: Malformed) -> None:
         self._input(self.machine.invalidCommand)
+
+    def rateLimited(self) -> None:
+        # At most once a second while messages are dropped; spectators get no
+        # reply to anything, so they are not told either.
+        seat = self._core.seat
+        if seat is not None and seat.role is not Role.SPECTATOR:
+            self.sendObject(frames.RATE_LIMITED)
 
     def connectionClosed(self, code: int | None) -> None:
         self.machine.lost()
@@ -372,7 +380,3 @@ class MatchProtocol(wire.JSONProtocol):
         # Autobahn writes a prepared message whatever the connection's state.
         if self.state == self.STATE_OPEN:
             self.sendPreparedMessage(prepared)
-
-    def closeWith(self, code: CloseCode, reason: str) -> None:
-        if self.state == self.STATE_OPEN:
-            super().closeWith(code, reason)

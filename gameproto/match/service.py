@@ -43,6 +43,10 @@ _LIST_PAGE = 1000
 _LATENESS_SAMPLES = 100_000
 
 
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 class JoinRefused(Exception):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.error)
@@ -229,6 +233,7 @@ class MatchService(Service):
         return ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
+        self._report_all()
         for match in list(self.matches.values()):
             if match.lobby_timer is not None and match.lobby_timer.active():
                 match.lobby_timer.cancel()
@@ -262,8 +267,8 @@ class MatchService(Service):
         return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
 
     def lateness(self) -> list[float]:
-        """Tick lateness samples (seconds) of every running match, for benchmarks."""
-        return [s for m in self.matches.values() for s in m.lateness]
+        """Tick lateness samples (seconds) of every running match (logged at shutdown)."""
+        return [s for m in self.matches.values() if m.running for s in m.lateness]
 
     # -- REST operations ---------------------------------------------------------
 
@@ -501,9 +506,21 @@ class MatchService(Service):
             match=match.id,
             how=how,
             ticks=match.ticks,
-            p50=1000 * samples[len(samples) // 2],
-            p99=1000 * samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+            p50=1000 * _percentile(samples, 0.5),
+            p99=1000 * _percentile(samples, 0.99),
         )
+
+    def _report_all(self) -> None:
+        samples = sorted(self.lateness())
+        if samples:
+            self._log.info(
+                "Tick lateness of {count} running match(es): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+                " over {ticks} ticks",
+                count=sum(1 for m in self.matches.values() if m.running),
+                p50=1000 * _percentile(samples, 0.5),
+                p99=1000 * _percentile(samples, 0.99),
+                ticks=len(samples),
+            )
 
     async def _discard(self, match: LiveMatch, why: str) -> None:
         """Remove a match without a result: code 4 to every socket, close 1000."""
