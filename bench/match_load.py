@@ -97,7 +97,6 @@ def bare_server(tick: float) -> None:
 
     factory.protocol = Broadcast
     factory.setProtocolOptions(autoPingInterval=30, autoPingTimeout=10)
-    game = Resource()
     root = Resource()
     ws = Resource()
     root.putChild(b"ws", ws)
@@ -114,7 +113,6 @@ def bare_server(tick: float) -> None:
                   flush=True)
 
     reactor.addSystemEventTrigger("before", "shutdown", report)
-    del game
     reactor.run()
 
 
@@ -155,17 +153,7 @@ class Meter:
                 socket.command("up" if (seen[0] // 10) % 2 else "down")
 
         socket.on_frame = on_frame
-        # Frames are counted by on_frame; nobody awaits them, so do not queue them.
-        socket.next_frame = None  # type: ignore[assignment]
-        socket._frames = _Discard()  # type: ignore[assignment]
-
-
-class _Discard(list):  # type: ignore[type-arg]
-    def append(self, item: Any) -> None:
-        pass
-
-    def popleft(self) -> Any:
-        raise IndexError
+        socket.keep_frames = False  # counted by on_frame; nobody awaits them
 
 
 async def gameproto_load(reactor: Any, server: ServerProcess, m: int, s: int) -> list[client.MatchClient]:

@@ -40,6 +40,9 @@ class MatchClient(WebSocketClientProtocol):
     """One match connection.  Built by L{connect}; see the module docstring."""
 
     on_frame: Callable[[Frame], Any] | None = None
+    # False: frames go to on_frame only and are not queued for next_frame (a bot
+    # that never awaits frames would otherwise keep them all).
+    keep_frames: bool = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -117,7 +120,7 @@ class MatchClient(WebSocketClientProtocol):
             self.on_frame(frame)
         if self._waiters:
             self._waiters.popleft().callback(frame)
-        else:
+        elif self.keep_frames:
             self._frames.append(frame)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
