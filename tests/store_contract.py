@@ -15,11 +15,14 @@ import attrs
 
 from gameproto.match.elo import rate
 from gameproto.store import (
+    ArenaRecord,
+    ArenaTaken,
     IStore,
     MatchOutcome,
     NoSuchMatch,
     OngoingMatch,
     TokenRecord,
+    TooManyArenas,
     User,
     UsernameTaken,
 )
@@ -330,5 +333,77 @@ class StoreContract:
             self.assertEqual(await ids(user="bob", winner="ann"), [m1.id])
             self.assertEqual(await ids(user="nobody"), [])
             self.assertEqual(await ids(limit=1, offset=1), [m2.id])
+
+        return self.run_async(check())
+
+    # -- arenas ------------------------------------------------------------------
+
+    def test_arena_round_trip(self) -> Deferred[None]:
+        """A created arena reads back field for field (config JSON, owner's spelling)."""
+
+        async def check() -> None:
+            config = {"width": 500, "spawn_points": [[10, 10, 90]],
+                      "players_can_join_started_game": True}
+            record = ArenaRecord("pit-1", "Ann", config, JOINED)
+            self.assertEqual(await self.store.create_arena(record, 10, 200), record)
+            self.assertEqual(await self.store.get_arena("pit-1"), record)
+            self.assertIsNone(await self.store.get_arena("pit-2"))
+
+        return self.run_async(check())
+
+    def test_arena_duplicate_and_delete(self) -> Deferred[None]:
+        """A taken id is ArenaTaken (the first stays); a deleted id is free again."""
+
+        async def check() -> None:
+            await self.store.create_arena(ArenaRecord("a", "ann", {}, JOINED), 10, 200)
+            with self.assertRaises(ArenaTaken):
+                await self.store.create_arena(ArenaRecord("a", "bob", {}, JOINED), 10, 200)
+            self.assertEqual((await self.store.get_arena("a")).owner, "ann")
+            self.assertTrue(await self.store.delete_arena("a"))
+            self.assertFalse(await self.store.delete_arena("a"))
+            self.assertIsNone(await self.store.get_arena("a"))
+            again = ArenaRecord("a", "bob", {}, JOINED)
+            self.assertEqual(await self.store.create_arena(again, 10, 200), again)
+
+        return self.run_async(check())
+
+    def test_arena_limits(self) -> Deferred[None]:
+        """
+        Per owner (ignoring case) and in all, checked with the insert; deleting an arena
+        frees its place in both counts.
+        """
+
+        async def check() -> None:
+            await self.store.create_arena(ArenaRecord("a1", "ann", {}, JOINED), 2, 3)
+            await self.store.create_arena(ArenaRecord("a2", "ANN", {}, JOINED), 2, 3)
+            with self.assertRaises(TooManyArenas) as caught:
+                await self.store.create_arena(ArenaRecord("a3", "Ann", {}, JOINED), 2, 3)
+            self.assertEqual(caught.exception.scope, "owner")
+            await self.store.create_arena(ArenaRecord("b1", "bob", {}, JOINED), 2, 3)
+            with self.assertRaises(TooManyArenas) as caught:
+                await self.store.create_arena(ArenaRecord("c1", "cat", {}, JOINED), 2, 3)
+            self.assertEqual(caught.exception.scope, "all")
+            self.assertTrue(await self.store.delete_arena("a1"))
+            await self.store.create_arena(ArenaRecord("a3", "ann", {}, JOINED), 2, 3)
+            self.assertIsNone(await self.store.get_arena("c1"))
+
+        return self.run_async(check())
+
+    def test_arena_list_in_creation_order(self) -> Deferred[None]:
+        """Arenas are listed in creation order (not by id), in pages."""
+
+        async def check() -> None:
+            for arena_id in ("zed", "alpha", "mid"):
+                await self.store.create_arena(ArenaRecord(arena_id, "ann", {}, JOINED), 10, 200)
+
+            async def ids(limit: int = 100, offset: int = 0) -> list[str]:
+                return [a.id for a in await self.store.list_arenas(limit, offset)]
+
+            self.assertEqual(await ids(), ["zed", "alpha", "mid"])
+            self.assertEqual(await ids(1, 1), ["alpha"])
+            await self.store.delete_arena("alpha")
+            await self.store.create_arena(ArenaRecord("alpha", "ann", {}, JOINED), 10, 200)
+            self.assertEqual(await ids(), ["zed", "mid", "alpha"])
+            self.assertEqual(await ids(10, 3), [])
 
         return self.run_async(check())

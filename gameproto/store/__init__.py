@@ -93,6 +93,20 @@ class CompletedMatch:
     loser_elo_after_match: int
 
 
+@attrs.frozen
+class ArenaRecord:
+    """
+    An arena as every node sees it (the C{default} arena, which every node has, is never
+    stored): its id, the username that owns it (sign-up spelling), its configuration as
+    JSON (C{ArenaConfig.asdict()}), and when it was created.
+    """
+
+    id: str
+    owner: str
+    config: dict[str, Any] = attrs.field(hash=False)
+    created: datetime
+
+
 # rate(winner_elo, loser_elo) -> (winner_elo_after, loser_elo_after)
 Rating = Callable[[int, int], tuple[int, int]]
 
@@ -125,6 +139,21 @@ class UsernameTaken(Exception):
 
 class NoSuchMatch(Exception):
     """The ongoing match (or one of its players) named in a write does not exist."""
+
+
+class ArenaTaken(Exception):
+    """An arena with that id already exists."""
+
+
+class TooManyArenas(Exception):
+    """
+    Creating the arena would exceed a limit: C{scope} is C{"owner"} (the owner's own
+    arenas) or C{"all"} (every arena).
+    """
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(scope)
+        self.scope = scope
 
 
 USER_ORDERINGS = ("elo", "-elo", "username", "-username")
@@ -210,6 +239,29 @@ class IStore(Interface):
         Completed matches, most recently completed first (ties: higher id first);
         C{user} matches either player; the filters combine with AND.
         """
+
+    # -- arenas ---------------------------------------------------------------
+    #
+    # The arenas that exist, shared by every node of a cluster.  Owners are
+    # compared ignoring case; arenas are listed in creation order.
+
+    def create_arena(
+        record: ArenaRecord, max_per_owner: int, max_arenas: int
+    ) -> Deferred[ArenaRecord]:
+        """
+        In one atomic step: fail with L{TooManyArenas} C{"all"} if C{max_arenas} arenas
+        exist, L{TooManyArenas} C{"owner"} if the owner already has C{max_per_owner},
+        L{ArenaTaken} if the id exists; otherwise add C{record}.
+        """
+
+    def get_arena(arena_id: str) -> Deferred[ArenaRecord | None]:
+        """The arena C{arena_id}, or C{None}."""
+
+    def list_arenas(limit: int, offset: int) -> Deferred[list[ArenaRecord]]:
+        """Arenas in creation order."""
+
+    def delete_arena(arena_id: str) -> Deferred[bool]:
+        """Remove an arena; C{True} if it existed."""
 
 
 def check_store_description(description: str) -> None:

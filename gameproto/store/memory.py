@@ -10,6 +10,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from gameproto.store import (
+    ArenaRecord,
+    ArenaTaken,
     CompletedMatch,
     IStore,
     MatchOutcome,
@@ -17,6 +19,7 @@ from gameproto.store import (
     OngoingMatch,
     Rating,
     TokenRecord,
+    TooManyArenas,
     User,
     UsernameTaken,
     rate_outcome,
@@ -41,6 +44,7 @@ class MemoryStore:
         self._ongoing: dict[int, OngoingMatch] = {}
         self._completed: dict[int, CompletedMatch] = {}
         self._last_match_id = 0
+        self._arenas: dict[str, ArenaRecord] = {}  # in creation order
 
     def start(self) -> Deferred[None]:
         return succeed(None)
@@ -144,3 +148,28 @@ class MemoryStore:
             reverse=True,
         )
         return succeed(matches[offset : offset + limit])
+
+    # -- arenas ----------------------------------------------------------------
+
+    def create_arena(
+        self, record: ArenaRecord, max_per_owner: int, max_arenas: int
+    ) -> Deferred[ArenaRecord]:
+        # No yield to the reactor in between: atomic by construction.
+        owner = record.owner.lower()
+        if len(self._arenas) >= max_arenas:
+            return fail(TooManyArenas("all"))
+        if sum(1 for a in self._arenas.values() if a.owner.lower() == owner) >= max_per_owner:
+            return fail(TooManyArenas("owner"))
+        if record.id in self._arenas:
+            return fail(ArenaTaken(record.id))
+        self._arenas[record.id] = record
+        return succeed(record)
+
+    def get_arena(self, arena_id: str) -> Deferred[ArenaRecord | None]:
+        return succeed(self._arenas.get(arena_id))
+
+    def list_arenas(self, limit: int, offset: int) -> Deferred[list[ArenaRecord]]:
+        return succeed(list(self._arenas.values())[offset : offset + limit])
+
+    def delete_arena(self, arena_id: str) -> Deferred[bool]:
+        return succeed(self._arenas.pop(arena_id, None) is not None)

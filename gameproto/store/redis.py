@@ -23,6 +23,8 @@ from zope.interface import implementer
 from gameproto import redis, wire
 from gameproto.store import (
     USER_ORDERINGS,
+    ArenaRecord,
+    ArenaTaken,
     CompletedMatch,
     IStore,
     MatchOutcome,
@@ -31,6 +33,7 @@ from gameproto.store import (
     Rating,
     StoreError,
     TokenRecord,
+    TooManyArenas,
     User,
     UsernameTaken,
     rate_outcome,
@@ -80,6 +83,30 @@ return 1
 _DELETE_ONGOING = """
 redis.call('ZREM', KEYS[2], ARGV[1])
 return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS: the arena record, the index (sorted by creation), the owner's set, the sequence.
+# ARGV: id, record JSON, max per owner, max in all.
+# Returns 1 created, 0 the id is taken, -1 the owner has too many, -2 too many in all.
+_CREATE_ARENA = """
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return -2 end
+if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[3]) then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS: the arena record, the index.  ARGV: id, prefix of the owners' sets.
+_DELETE_ARENA = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+redis.call('SREM', ARGV[2] .. cjson.decode(raw)['owner_key'], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
 """
 
 
@@ -155,6 +182,20 @@ def _completed(raw: str | None) -> CompletedMatch | None:
     d["start_timestamp"] = _dt(d["start_timestamp"])
     d["completion_timestamp"] = _dt(d["completion_timestamp"])
     return CompletedMatch(**d)
+
+
+def _arena_json(record: ArenaRecord) -> str:
+    return wire.encode({
+        "id": record.id, "owner": record.owner, "owner_key": _key(record.owner),
+        "config": record.config, "created": _ts(record.created),
+    }).decode()
+
+
+def _arena(raw: str | None) -> ArenaRecord | None:
+    if raw is None:
+        return None
+    d = wire.decode(raw)
+    return ArenaRecord(d["id"], d["owner"], d["config"], _dt(d["created"]))
 
 
 @implementer(IStore)
@@ -385,6 +426,47 @@ class RedisStore:
             return matches[offset : offset + limit]
 
         return ensureDeferred(select())
+
+    # -- arenas ---------------------------------------------------------------
+
+    def create_arena(
+        self, record: ArenaRecord, max_per_owner: int, max_arenas: int
+    ) -> Deferred[ArenaRecord]:
+        def check(done: Any) -> ArenaRecord:
+            done = int(done)
+            if done == 0:
+                raise ArenaTaken(record.id)
+            if done < 0:
+                raise TooManyArenas("owner" if done == -1 else "all")
+            return record
+
+        d = self._eval(
+            "create arena", _CREATE_ARENA,
+            [self.k("arena", record.id), self.k("arenas"),
+             self.k("arenas", "owner", _key(record.owner)), self.k("arenas", "seq")],
+            [record.id, _arena_json(record), max_per_owner, max_arenas],
+        )
+        return d.addCallback(check)
+
+    def get_arena(self, arena_id: str) -> Deferred[ArenaRecord | None]:
+        return self._call("get arena", "get", self.k("arena", arena_id)).addCallback(_arena)
+
+    def list_arenas(self, limit: int, offset: int) -> Deferred[list[ArenaRecord]]:
+        async def select() -> list[ArenaRecord]:
+            if limit <= 0:
+                return []
+            ids = await self._call("list arenas", "zrange", self.k("arenas"), offset,
+                                   offset + limit - 1)
+            records = await self._mget([self.k("arena", i) for i in ids])
+            return [a for a in map(_arena, records) if a is not None]
+
+        return ensureDeferred(select())
+
+    def delete_arena(self, arena_id: str) -> Deferred[bool]:
+        d = self._eval("delete arena", _DELETE_ARENA,
+                       [self.k("arena", arena_id), self.k("arenas")],
+                       [arena_id, self.k("arenas", "owner", "")])
+        return d.addCallback(lambda n: int(n) > 0)
 
 
 def _keep(matches: Iterable[CompletedMatch], user: str | None, winner: str | None,

@@ -21,6 +21,8 @@ from zope.interface import implementer
 
 from gameproto.store import (
     USER_ORDERINGS,
+    ArenaRecord,
+    ArenaTaken,
     CompletedMatch,
     IStore,
     MatchOutcome,
@@ -29,6 +31,7 @@ from gameproto.store import (
     Rating,
     StoreError,
     TokenRecord,
+    TooManyArenas,
     User,
     UsernameTaken,
     rate_outcome,
@@ -80,6 +83,16 @@ CREATE TABLE IF NOT EXISTS completed_matches (
 CREATE INDEX IF NOT EXISTS completed_by_time ON completed_matches(completion_order, id);
 CREATE INDEX IF NOT EXISTS completed_by_winner ON completed_matches(winner_key);
 CREATE INDEX IF NOT EXISTS completed_by_loser ON completed_matches(loser_key);
+-- seq gives the creation order.
+CREATE TABLE IF NOT EXISTS arenas (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    owner_key TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS arenas_by_owner ON arenas(owner_key);
 """
 
 _ORDER_BY = {
@@ -137,6 +150,15 @@ def _completed(row: sqlite3.Row) -> CompletedMatch:
         loser_elo_before_match=row["loser_elo_before_match"],
         winner_elo_after_match=row["winner_elo_after_match"],
         loser_elo_after_match=row["loser_elo_after_match"],
+    )
+
+
+def _arena(row: sqlite3.Row) -> ArenaRecord:
+    return ArenaRecord(
+        id=row["id"],
+        owner=row["owner"],
+        config=json.loads(row["config"]),
+        created=_datetime(row["created"]),
     )
 
 
@@ -426,3 +448,62 @@ class SQLiteStore:
             return [_completed(row) for row in self.db.execute(query, (*args, limit, offset))]
 
         return self._run(select)
+
+    # -- arenas ---------------------------------------------------------------
+
+    def create_arena(
+        self, record: ArenaRecord, max_per_owner: int, max_arenas: int
+    ) -> Deferred[ArenaRecord]:
+        def transaction() -> ArenaRecord:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")  # the counts and the insert as one
+            try:
+                insert(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return record
+
+        def insert(db: sqlite3.Connection) -> None:
+            (count,) = db.execute("SELECT COUNT(*) FROM arenas").fetchone()
+            if count >= max_arenas:
+                raise TooManyArenas("all")
+            (owned,) = db.execute(
+                "SELECT COUNT(*) FROM arenas WHERE owner_key = ?", (record.owner.lower(),)
+            ).fetchone()
+            if owned >= max_per_owner:
+                raise TooManyArenas("owner")
+            try:
+                db.execute(
+                    "INSERT INTO arenas (id, owner, owner_key, config, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (record.id, record.owner, record.owner.lower(), json.dumps(record.config),
+                     _timestamp(record.created)),
+                )
+            except sqlite3.IntegrityError:
+                raise ArenaTaken(record.id) from None
+
+        return self._run(transaction)
+
+    def get_arena(self, arena_id: str) -> Deferred[ArenaRecord | None]:
+        def select() -> ArenaRecord | None:
+            row = self.db.execute("SELECT * FROM arenas WHERE id = ?", (arena_id,)).fetchone()
+            return None if row is None else _arena(row)
+
+        return self._run(select)
+
+    def list_arenas(self, limit: int, offset: int) -> Deferred[list[ArenaRecord]]:
+        def select() -> list[ArenaRecord]:
+            rows = self.db.execute(
+                "SELECT * FROM arenas ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
+            )
+            return [_arena(row) for row in rows]
+
+        return self._run(select)
+
+    def delete_arena(self, arena_id: str) -> Deferred[bool]:
+        def delete() -> bool:
+            return self.db.execute("DELETE FROM arenas WHERE id = ?", (arena_id,)).rowcount > 0
+
+        return self._run(delete)
