@@ -169,6 +169,32 @@ class LobbyTests(MatchTestCase):
         self.assertEqual(read(host).messages, [])
         self.assertFalse(self.service.matches[match_id].record.is_started)
 
+    def test_host_paddle_commands_before_start(self) -> None:
+        """Before the start the host's paddle commands and ready are invalid commands."""
+        match_id = self.create_match("hana")
+        host = self.joined(match_id, "host", "hana")
+        for command in ["up", "fdown", "ready"]:
+            host.send_json({"command": command})
+        self.assertEqual(read(host).messages, [INVALID] * 3)
+
+    def test_replaced_ready_challenger_must_ready_again(self) -> None:
+        """A ready challenger replaced before the start is not ready on the new socket."""
+        match_id = self.create_match("hana")
+        host = self.joined(match_id, "host", "hana")
+        old = self.joined(match_id, "challenger", "cole")
+        old.send_json({"command": "ready"})
+        read(host)
+        new = self.connect(match_id, "challenger", "cole")
+        self.assertEqual(
+            read(new).messages, [{"status": "success", "code": 0}, self.lobby("cole", False)]
+        )
+        self.assertEqual([code for code, _ in read(old).closes], [4009])
+        host.send_json({"command": "start_match"})
+        self.assertEqual(read(host).messages, [self.lobby("cole", False), NOT_READY])
+        new.send_json({"command": "ready"})
+        host.send_json({"command": "start_match"})
+        self.assertEqual(read(host).messages, [self.lobby("cole", True), INIT])
+
     def test_no_command_sent(self) -> None:
         """An object without command gets code 2 "no command sent", in every role but spectator."""
         match_id = self.create_match("hana")
