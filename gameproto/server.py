@@ -37,6 +37,9 @@ from gameproto.auth import Accounts
 from gameproto.match.api import MatchAPI
 from gameproto.match.protocol import MatchProtocol
 from gameproto.match.service import MatchService
+from gameproto.processor.protocol import processor_resource
+from gameproto.processor.sandbox import RunLimits, SandboxConfig
+from gameproto.processor.service import ProcessorService
 from gameproto.rest import JSONRouter
 from gameproto.store import IStore, store_from_string
 
@@ -61,6 +64,14 @@ class ServerConfig:
     match_lobby_timeout: float = 600.0
     arena_owner: str | None = None
     arena_idle_timeout: float = 600.0
+    processor_anonymous: bool = False
+    processor_dir: str = "/tmp/gameproto-runs"
+    processor_uids: range = range(60000, 60064)
+    # (language, interpreter path) pairs overriding the system interpreters.
+    processor_interpreters: tuple[tuple[str, str], ...] = ()
+    processor_max_runs: int | None = None
+    processor_max_message_size: int = 1 * wire.MiB
+    processor_limits: RunLimits = RunLimits()
 
     @property
     def server_limits(self) -> wire.ServerLimits:
@@ -163,6 +174,32 @@ class GameprotoServer(MultiService):
         ArenasAPI(self.arenas, self.accounts_api).install(self.router)
         web.mount(
             self.root, "/ws/arena", arena_resource(self.arenas, config.game_limits, self.context)
+        )
+        self.processor = ProcessorService(
+            reactor,
+            reactor,
+            SandboxConfig(
+                run_base=config.processor_dir,
+                uids=config.processor_uids,
+                interpreters=dict(config.processor_interpreters),
+            ),
+            config.processor_limits,
+            max_runs=config.processor_max_runs,
+        )
+        self.addService(self.processor)
+        web.mount(
+            self.root,
+            "/ws/processor",
+            processor_resource(
+                self.processor,
+                # A run is paced by its own engine calls: no rate limit on this endpoint.
+                wire.EndpointLimits(
+                    max_message_size=config.processor_max_message_size, messages_per_second=None
+                ),
+                self.context,
+                arenas=self.arenas,
+                anonymous=config.processor_anonymous,
+            ),
         )
         self.site: Site = web.make_site(self.root, reactor)
         self.port: IListeningPort | None = None

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from twisted.application.service import IService
 from twisted.python import usage
 
+from gameproto.processor.sandbox import RunLimits, parse_uid_range
 from gameproto.store import check_store_description
 from gameproto.server import GameprotoServer, ServerConfig
 
@@ -32,6 +33,37 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
     coerce.coerceDoc = "Must be greater than 0."  # type: ignore[attr-defined]
     return coerce
+
+
+def _size(value: str) -> int:
+    """A size in bytes: C{1048576}, C{1024KiB}, C{1MiB} (also C{k}, C{K}, C{KB}, C{M}, C{MB})."""
+    text = value.strip()
+    number = text.rstrip("KMiBkmb")
+    unit = text[len(number):].lower()
+    factor = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024,
+              "m": 1024**2, "mb": 1024**2, "mib": 1024**2}.get(unit)
+    try:
+        size = int(number) * factor if factor is not None else 0
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise ValueError(f"{value!r} is not a size in bytes (such as 1048576, 1024KiB or 1MiB)")
+    return size
+
+
+_size.coerceDoc = "Bytes, or with a unit: 256KiB, 1MiB."  # type: ignore[attr-defined]
+
+
+def _uid_range(value: str) -> range:
+    return parse_uid_range(value)
+
+
+_uid_range.coerceDoc = "FIRST-LAST, inclusive."  # type: ignore[attr-defined]
+
+_PROCESSOR_LANGUAGES = ("python", "javascript", "ruby", "php")
+_LIMITS = RunLimits()
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def _log_format(value: str) -> str:
@@ -148,6 +180,122 @@ class Options(usage.Options):
             _positive(float),
         ],
         ["log-format", None, "text", "Log output: text or json (one object per line).", _log_format],
+        [
+            "processor-dir",
+            None,
+            _DEFAULTS.processor_dir,
+            "Directory of the processor's run directories (created mode 0711; never under the "
+            "working directory).",
+        ],
+        [
+            "processor-uids",
+            None,
+            f"{_DEFAULTS.processor_uids[0]}-{_DEFAULTS.processor_uids[-1]}",
+            "Uids (and gids) given to processor runs as root, one per concurrent run.",
+            _uid_range,
+        ],
+        *[
+            [
+                f"processor-{language}",
+                None,
+                None,
+                f"Interpreter for {language} programs [default: the system's]. The run uid "
+                "must be able to execute it (not under root's home).",
+            ]
+            for language in _PROCESSOR_LANGUAGES
+        ],
+        [
+            "processor-max-runs",
+            None,
+            None,
+            "Processor runs at once [default: 2 x the cores].",
+            _positive(int),
+        ],
+        [
+            "processor-time-limit",
+            None,
+            _LIMITS.program_time,
+            "Seconds of program time per run (wall time minus time blocked in engine calls).",
+            _positive(float),
+        ],
+        [
+            "processor-session-limit",
+            None,
+            _LIMITS.session_time,
+            "Seconds of wall time per run, engine calls included.",
+            _positive(float),
+        ],
+        [
+            "processor-cpu-limit",
+            None,
+            _LIMITS.cpu_time,
+            "Seconds of CPU time per run (RLIMIT_CPU).",
+            _positive(int),
+        ],
+        [
+            "processor-memory-limit",
+            None,
+            _LIMITS.memory,
+            "Memory per run (RLIMIT_DATA).",
+            _size,
+        ],
+        [
+            "processor-process-limit",
+            None,
+            _LIMITS.processes,
+            "Processes and threads per run.",
+            _positive(int),
+        ],
+        [
+            "processor-file-size-limit",
+            None,
+            _LIMITS.file_size,
+            "Largest file a program may write (RLIMIT_FSIZE).",
+            _size,
+        ],
+        [
+            "processor-dir-size-limit",
+            None,
+            _LIMITS.run_dir_size,
+            "Size of a run's directory and /tmp (a tmpfs; root only).",
+            _size,
+        ],
+        [
+            "processor-output-limit",
+            None,
+            _LIMITS.output,
+            "Output (stdout and stderr together) per run.",
+            _size,
+        ],
+        [
+            "processor-code-limit",
+            None,
+            _LIMITS.code,
+            "Largest program a client may send.",
+            _size,
+        ],
+        [
+            "processor-engine-timeout",
+            None,
+            _LIMITS.engine_call_timeout,
+            "Seconds an engine call may wait for its reply before it fails (the run goes on).",
+            _positive(float),
+        ],
+        [
+            "processor-max-message-size",
+            None,
+            _DEFAULTS.processor_max_message_size,
+            "Largest WebSocket message on the processor endpoint.",
+            _size,
+        ],
+    ]
+
+    optFlags: list[list[Any]] = [
+        [
+            "processor-anonymous",
+            None,
+            "Let unauthenticated clients run programs on /ws/processor/ (local use only).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -161,6 +309,14 @@ class Options(usage.Options):
                     self[name] = coerce[0](value) if coerce else value
                 except ValueError as e:
                     raise usage.UsageError(f"{self.environment_name(name)}: {e}") from None
+        for name, _, _ in self.optFlags:
+            value = env.get(self.environment_name(name), "").strip().lower()
+            if value in _TRUE:
+                self[name] = 1
+            elif value not in _FALSE + ("",):
+                raise usage.UsageError(
+                    f"{self.environment_name(name)}: expected true or false, not {value!r}"
+                )
         origins = env.get("GAMEPROTO_ALLOWED_ORIGIN", "")
         self["allowed-origins"] = [o.strip() for o in origins.split(",") if o.strip()]
 
@@ -213,6 +369,32 @@ class Options(usage.Options):
             match_lobby_timeout=self["match-lobby-timeout"],
             arena_owner=self["arena-owner"] or None,
             arena_idle_timeout=self["arena-idle-timeout"],
+            processor_anonymous=bool(self["processor-anonymous"]),
+            processor_dir=self["processor-dir"],
+            processor_uids=(
+                parse_uid_range(self["processor-uids"])
+                if isinstance(self["processor-uids"], str)  # the default is not coerced
+                else self["processor-uids"]
+            ),
+            processor_interpreters=tuple(
+                (language, self[f"processor-{language}"])
+                for language in _PROCESSOR_LANGUAGES
+                if self[f"processor-{language}"]
+            ),
+            processor_max_runs=self["processor-max-runs"],
+            processor_max_message_size=self["processor-max-message-size"],
+            processor_limits=RunLimits(
+                program_time=self["processor-time-limit"],
+                session_time=self["processor-session-limit"],
+                cpu_time=self["processor-cpu-limit"],
+                memory=self["processor-memory-limit"],
+                processes=self["processor-process-limit"],
+                file_size=self["processor-file-size-limit"],
+                run_dir_size=self["processor-dir-size-limit"],
+                output=self["processor-output-limit"],
+                code=self["processor-code-limit"],
+                engine_call_timeout=self["processor-engine-timeout"],
+            ),
         )
 
 

@@ -193,3 +193,102 @@ class ArenaOptionsTests(SynchronousTestCase):
         server = tap.makeService(options, reactor=Clock())
         self.assertEqual(server.arenas.default_owner, "ann")
         self.assertEqual(server.arenas.idle_timeout, 42.0)
+
+
+class ProcessorOptionsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.patch(os, "environ", {k: v for k, v in os.environ.items()
+                                   if not k.startswith("GAMEPROTO_")})
+
+    def config(self, *argv: str) -> ServerConfig:
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options.config()
+
+    def test_processor_defaults(self) -> None:
+        """Without flags: authenticated users only, /tmp/gameproto-runs, uids 60000-60063, DESIGN.md's limits."""
+        from gameproto.processor.sandbox import RunLimits
+
+        config = self.config()
+        self.assertFalse(config.processor_anonymous)
+        self.assertEqual(config.processor_dir, "/tmp/gameproto-runs")
+        self.assertEqual(config.processor_uids, range(60000, 60064))
+        self.assertEqual(config.processor_interpreters, ())
+        self.assertIsNone(config.processor_max_runs)
+        self.assertEqual(config.processor_max_message_size, 1024 * 1024)
+        self.assertEqual(config.processor_limits, RunLimits())
+
+    def test_processor_flags(self) -> None:
+        """Every processor flag reaches the config; sizes take KiB/MiB units."""
+        from gameproto.processor.sandbox import RunLimits
+
+        config = self.config(
+            "--processor-anonymous", "--processor-dir", "/srv/runs",
+            "--processor-uids", "70000-70009", "--processor-python", "/opt/py/bin/python3",
+            "--processor-php", "/usr/local/bin/php", "--processor-max-runs", "3",
+            "--processor-time-limit", "2.5", "--processor-session-limit", "60",
+            "--processor-cpu-limit", "2", "--processor-memory-limit", "128MiB",
+            "--processor-process-limit", "16", "--processor-file-size-limit", "64KiB",
+            "--processor-dir-size-limit", "4MiB", "--processor-output-limit", "100000",
+            "--processor-code-limit", "10k", "--processor-engine-timeout", "3",
+            "--processor-max-message-size", "2MiB",
+        )
+        self.assertTrue(config.processor_anonymous)
+        self.assertEqual(config.processor_dir, "/srv/runs")
+        self.assertEqual(config.processor_uids, range(70000, 70010))
+        self.assertEqual(config.processor_interpreters,
+                         (("python", "/opt/py/bin/python3"), ("php", "/usr/local/bin/php")))
+        self.assertEqual(config.processor_max_runs, 3)
+        self.assertEqual(config.processor_max_message_size, 2 * 1024 * 1024)
+        self.assertEqual(config.processor_limits, RunLimits(
+            program_time=2.5, session_time=60.0, cpu_time=2, memory=128 * 1024 * 1024,
+            processes=16, file_size=64 * 1024, run_dir_size=4 * 1024 * 1024, output=100000,
+            code=10 * 1024, engine_call_timeout=3.0,
+        ))
+
+    def test_processor_environment(self) -> None:
+        """GAMEPROTO_PROCESSOR_* variables set the options, the flag too; flags win."""
+        self.patch(os, "environ", {
+            "GAMEPROTO_PROCESSOR_ANONYMOUS": "true",
+            "GAMEPROTO_PROCESSOR_DIR": "/srv/env-runs",
+            "GAMEPROTO_PROCESSOR_UIDS": "80000-80001",
+            "GAMEPROTO_PROCESSOR_RUBY": "/opt/ruby",
+            "GAMEPROTO_PROCESSOR_MEMORY_LIMIT": "64MiB",
+            "GAMEPROTO_PROCESSOR_TIME_LIMIT": "4",
+        })
+        config = self.config("--processor-time-limit", "6")
+        self.assertTrue(config.processor_anonymous)
+        self.assertEqual(config.processor_dir, "/srv/env-runs")
+        self.assertEqual(config.processor_uids, range(80000, 80002))
+        self.assertEqual(config.processor_interpreters, (("ruby", "/opt/ruby"),))
+        self.assertEqual(config.processor_limits.memory, 64 * 1024 * 1024)
+        self.assertEqual(config.processor_limits.program_time, 6.0)
+        self.patch(os, "environ", {"GAMEPROTO_PROCESSOR_ANONYMOUS": "0"})
+        self.assertFalse(self.config().processor_anonymous)
+
+    def test_processor_bad_values(self) -> None:
+        """Bad uid ranges, sizes, counts and flag values are usage errors, flags or environment."""
+        for argv in (["--processor-uids", "60063-60000"], ["--processor-uids", "abc"],
+                     ["--processor-memory-limit", "lots"], ["--processor-memory-limit", "0"],
+                     ["--processor-max-runs", "0"], ["--processor-cpu-limit", "1.5"],
+                     ["--processor-time-limit", "-1"]):
+            with self.assertRaises(usage.UsageError, msg=argv):
+                tap.Options().parseOptions(argv)
+        for name, value in (("GAMEPROTO_PROCESSOR_ANONYMOUS", "maybe"),
+                            ("GAMEPROTO_PROCESSOR_OUTPUT_LIMIT", "1TB")):
+            self.patch(os, "environ", {name: value})
+            with self.assertRaises(usage.UsageError, msg=name):
+                tap.Options()
+
+    def test_server_uses_processor_options(self) -> None:
+        """makeService mounts /ws/processor and hands the options to the processor service."""
+        from twisted.internet.task import Clock
+
+        options = tap.Options()
+        options.parseOptions(["--store", "memory:", "--processor-dir", "/srv/runs",
+                              "--processor-max-runs", "5", "--processor-cpu-limit", "3"])
+        server = tap.makeService(options, reactor=Clock())
+        self.assertEqual(server.processor.config.run_base, "/srv/runs")
+        self.assertEqual(server.processor.max_runs, 5)
+        self.assertEqual(server.processor.limits.cpu_time, 3)
+        self.assertIn(b"processor", server.root.children[b"ws"].children)
