@@ -167,8 +167,19 @@ class GameprotoServer(MultiService):
             mount_path="/ws/game",
         )
         web.mount(self.root, "/ws/game", WebSocketResource(match_factory))
+        arena_cluster = None
+        if self.cluster is not None:
+            # Each arena runs on one node under a Redis lease; the others route to it.
+            from gameproto.arena.cluster import ArenaCluster, RedisLeases
+
+            heartbeat = self.cluster
+            arena_cluster = ArenaCluster(
+                reactor, self.bus,
+                RedisLeases(reactor, heartbeat.node_id, lambda: heartbeat.pool), self.store,
+            )
         self.arenas = ArenaService(
-            reactor, default_owner=config.arena_owner, idle_timeout=config.arena_idle_timeout
+            reactor, default_owner=config.arena_owner, idle_timeout=config.arena_idle_timeout,
+            cluster=arena_cluster,
         )
         self.addService(self.arenas)
         ArenasAPI(self.arenas, self.accounts_api).install(self.router)

@@ -55,20 +55,19 @@ class ArenasAPI:
     async def list(self, request: IRequest) -> Response:
         await self.accounts_api.require_user(request)
         limit, offset = page(request)
-        arenas = self.arenas.arenas()[offset : offset + limit]
-        return Response(200, [arena.asjson() for arena in arenas])
+        return Response(200, await self.arenas.describe_all(limit, offset))
 
     async def get(self, request: IRequest, arena_id: str) -> Response:
         await self.accounts_api.require_user(request)
-        arena = self.arenas.get(arena_id)
+        arena = await self.arenas.describe(arena_id)
         if arena is None:
             raise ApiError(404, "no such arena")
-        return Response(200, arena.asjson())
+        return Response(200, arena)
 
     async def delete(self, request: IRequest, arena_id: str) -> Response:
         user = await self.accounts_api.require_user(request)
         try:
-            self.arenas.delete(arena_id, user.username)
+            await self.arenas.remove(arena_id, user.username)
         except KeyError:
             raise ApiError(404, "no such arena") from None
         except ArenaError as e:

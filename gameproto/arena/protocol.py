@@ -41,7 +41,7 @@ import attrs
 from automat import NoTransition, TypeMachineBuilder
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.websocket.types import ConnectionRequest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 
@@ -49,12 +49,14 @@ from gameproto import wire, web
 from gameproto.arena.commands import Command, InvalidCommand, parse_command
 from gameproto.arena.engine import invalid_command_error
 from gameproto.arena.service import Arena, ArenaService, Frame
+from gameproto.store import StoreError
 from gameproto.wire import CloseCode, Malformed
 
 _log = Logger()
 
 NO_SUCH_ARENA = "no such arena"
 UNAUTHENTICATED = "unauthenticated"
+UNREACHABLE = object()  # the cluster could not say where the arena runs (Redis is down)
 
 
 class Connection(Protocol):
@@ -294,6 +296,9 @@ class _ArenaProtocol(wire.JSONProtocol):
     _log = Logger()
     _machine: Any = None
     _arena_id = ""
+    # While the cluster finds where the arena runs: the inputs received meanwhile.
+    _pending: list[tuple[str, Any]] | None = None
+    _gone = False
 
     @property
     def service(self) -> ArenaService:
@@ -307,17 +312,71 @@ class _ArenaProtocol(wire.JSONProtocol):
         try:
             command = parse_command(message)
         except InvalidCommand as e:
-            self._machine.invalid(e.reason)
+            self._input("invalid", e.reason)
             return
-        self._machine.command(command)
+        self._input("command", command)
 
     def malformedFrame(self, problem: Malformed) -> None:
-        self._machine.invalid(problem.value)
+        self._input("invalid", problem.value)
+
+    def _input(self, name: str, argument: Any) -> None:
+        if self._pending is not None:
+            self._pending.append((name, argument))
+        else:
+            getattr(self._machine, name)(argument)
+
+    def _locate(self) -> Any:
+        """
+        The arena to attach to: one this node runs (found at once), or, with a cluster,
+        where the cluster says (L{ArenaService.resolve}: a Deferred, during which frames
+        are queued); C{None} if there is no such arena.
+        """
+        arena = self.service.get(self._arena_id)
+        if arena is not None and not arena.closed:
+            return arena
+        if self.service.cluster is None:
+            return None
+        self._pending = []
+        d = ensureDeferred(self.service.resolve(self._arena_id))
+        d.addErrback(self._unreachable)
+        return d
+
+    def _unreachable(self, failure: Any) -> None:
+        failure.trap(StoreError)
+        self._log.warn("Arena {arena}: cannot locate it: {why}", arena=self._arena_id,
+                       why=failure.getErrorMessage())
+        return UNREACHABLE
+
+    def _located(self, arena: Any) -> None:
+        """Attach (or refuse) now that the cluster answered; replay what came meanwhile."""
+        if self._gone:
+            return  # the connection ended meanwhile: nothing was attached
+        self._attach(arena)
+        pending, self._pending = self._pending or [], None
+        for name, argument in pending:
+            getattr(self._machine, name)(argument)
+
+    def _attach(self, arena: Any) -> None:
+        raise NotImplementedError
+
+    def _refuse_unreachable(self) -> None:
+        self._machine.refused("the arena's node cannot be reached; try again",
+                              CloseCode.INTERNAL_ERROR)
+
+    def _start(self) -> None:
+        located = self._locate()
+        if isinstance(located, Deferred):
+            located.addCallback(self._located)
+            located.addErrback(lambda f: self._log.failure("Arena {arena}: attaching", f,
+                                                           arena=self._arena_id))
+        else:
+            self._attach(located)
 
     def rateLimited(self) -> None:
         self.sendObject(invalid_command_error("rate limit exceeded: messages were dropped"))
 
     def connectionClosed(self, code: int | None) -> None:
+        self._gone = True
         if self._machine is not None:
             self._machine.lost()
 
@@ -351,8 +410,12 @@ class ArenaPlayerProtocol(_ArenaProtocol):
     def connectionOpened(self) -> None:
         self._core = PlayerCore(self, self, self._username())
         self._machine = PlayerMachine(self._core)
-        arena = self.service.get(self._arena_id)
-        if arena is None or arena.closed:
+        self._start()
+
+    def _attach(self, arena: Any) -> None:
+        if arena is UNREACHABLE:
+            self._refuse_unreachable()
+        elif arena is None:
             self._machine.refused(NO_SUCH_ARENA, CloseCode.NOT_FOUND)
         else:
             self._machine.joined(arena)
@@ -382,10 +445,15 @@ class ArenaControllerProtocol(_ArenaProtocol):
     endpoint = "arena controller"
 
     def connectionOpened(self) -> None:
+        self._machine = ControllerMachine(ControllerCore(self, self, self._username()))
+        self._start()
+
+    def _attach(self, arena: Any) -> None:
         username = self._username()
-        self._machine = ControllerMachine(ControllerCore(self, self, username))
-        arena = self.service.get(self._arena_id)
-        if arena is None or arena.closed:
+        if arena is UNREACHABLE:
+            self._refuse_unreachable()
+            return
+        if arena is None:
             self._machine.refused(NO_SUCH_ARENA, CloseCode.NOT_FOUND)
             return
         refusal = self.service.controller_refusal(arena, username)

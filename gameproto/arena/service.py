@@ -11,11 +11,13 @@ start and is never reaped, and the arenas created over REST, with their limits
 (10 per user, 200 in all) and their idle reaping (no connection for
 C{idle_timeout} seconds).
 
-Scale-out seam: whether this node may run an arena is asked of an
-L{ArenaLeases}.  Here it is L{LocalLeases}, an in-process set; a multi-node
-version implements it with a Redis lease (C{SET NX EX}, renewed every second)
-and routes remote players' commands to the owner node (DESIGN.md §3).  Nothing
-else in this module assumes a single node.
+On a single node, whether this node may run an arena is asked of an
+L{ArenaLeases}, here L{LocalLeases}, an in-process set, and the arenas are the ones
+in memory.  With an L{gameproto.arena.cluster.ArenaCluster} (several nodes sharing
+one Redis, DESIGN.md §3) the arenas that exist are records in the store, shared by
+every node, and each runs on the node holding its Redis lease; this service then
+holds the arenas this node runs, and L{ArenaService.resolve} finds, for a socket,
+either one of them or the node to route it to.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import secrets
 import string
 from collections import deque
 from collections.abc import Hashable, Iterable
-from typing import Any, Callable, Final, Protocol
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Final, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -39,6 +42,10 @@ from gameproto import wire
 from gameproto.arena.commands import Command
 from gameproto.arena.config import ArenaConfig
 from gameproto.arena.engine import CONTROLLER, ArenaEngine, Message, Outgoing
+from gameproto.store import ArenaRecord, ArenaTaken, StoreError, TooManyArenas
+
+if TYPE_CHECKING:
+    from gameproto.arena.cluster import ArenaCluster, RemoteArena
 
 DEFAULT_ARENA: Final = "default"
 ARENA_ID = re.compile(r"[a-z0-9-]{1,32}\Z")
@@ -418,6 +425,7 @@ class ArenaService(Service):
         default_config: ArenaConfig | None = None,
         leases: ArenaLeases | None = None,
         rng: random.Random | None = None,
+        cluster: ArenaCluster | None = None,
     ) -> None:
         self.clock = clock
         self.default_owner = default_owner
@@ -428,9 +436,15 @@ class ArenaService(Service):
         self._rng = rng if rng is not None else random.Random()
         self._arenas: dict[str, Arena] = {}
         self.lateness = TickLateness()
+        self.default_config = default_config or ArenaConfig()
+        self.cluster = cluster
+        if cluster is not None:
+            # The default arena runs on the node holding its lease (taken at start-up).
+            cluster.service = self
+            return
         self.leases.acquire(DEFAULT_ARENA)
         self._arenas[DEFAULT_ARENA] = Arena(
-            DEFAULT_ARENA, default_owner, default_config or ArenaConfig(), clock,
+            DEFAULT_ARENA, default_owner, self.default_config, clock,
             self._new_rng(), lateness=self.lateness,
         )
 
@@ -443,8 +457,23 @@ class ArenaService(Service):
         super().startService()
         for arena in self._arenas.values():
             arena.start()
+        if self.cluster is not None:
+            self.cluster.start()
+            d = ensureDeferred(self.take_over(DEFAULT_ARENA))
+            d.addErrback(lambda f: self._log.warn(
+                "Arena default: not taken at start-up ({why}); the next connection will",
+                why=f.getErrorMessage()))
 
     def stopService(self) -> Deferred[None] | None:
+        stopped: Deferred[None] | None = None
+        if self.cluster is not None:
+            # Sockets of other nodes are told (they connect again, and the arena restarts
+            # on a node that has them), and the leases are given up at once.
+            from gameproto.arena.cluster import SHUTTING_DOWN
+
+            for arena in list(self._arenas.values()):
+                self._remove(arena, SHUTTING_DOWN)
+            stopped = self.cluster.stop()
         for arena in self._arenas.values():
             arena.stop()
         p50, p99 = self.lateness.percentile(0.5), self.lateness.percentile(0.99)
@@ -453,7 +482,8 @@ class ArenaService(Service):
                 "Arena ticks: {count}, lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms",
                 count=self.lateness.count, p50=p50 * 1000, p99=p99 * 1000,
             )
-        return super().stopService()
+        super().stopService()
+        return stopped
 
     # -- queries --------------------------------------------------------------------
 
@@ -483,7 +513,7 @@ class ArenaService(Service):
 
     async def create(
         self, owner: str, config: ArenaConfig, arena_id: str | None = None
-    ) -> Arena:
+    ) -> Arena | RecordView:
         """
         Create and start an arena owned by C{owner}.
 
@@ -493,6 +523,8 @@ class ArenaService(Service):
         """
         if arena_id is not None and not ARENA_ID.match(arena_id):
             raise ArenaError("the id must be 1 to 32 characters of a-z, 0-9 and -", "id")
+        if self.cluster is not None:
+            return await self._create_shared(owner, config, arena_id)
         self._check_limits(owner)
         if arena_id is None:
             arena_id = await self._random_id()
@@ -546,6 +578,11 @@ class ArenaService(Service):
 
     def _reap(self, arena: Arena) -> None:
         if self._arenas.get(arena.id) is arena:
+            if self.cluster is not None:
+                d = self.cluster.store.delete_arena(arena.id)
+                d.addErrback(lambda f: self._log.warn(
+                    "Arena {arena}: deleting its record: {why}", arena=arena.id,
+                    why=f.getErrorMessage()))
             self._remove(arena, "the arena was idle")
             self._log.info("Arena {arena} reaped after {seconds}s without a connection",
                            arena=arena.id, seconds=self.idle_timeout)
@@ -553,4 +590,214 @@ class ArenaService(Service):
     def _remove(self, arena: Arena, reason: str) -> None:
         del self._arenas[arena.id]
         arena.close(reason)
-        self.leases.release(arena.id)
+        if self.cluster is not None:
+            self.cluster.stopped(arena.id, release=True)
+        else:
+            self.leases.release(arena.id)
+
+    # -- several nodes (with a cluster) ------------------------------------------------
+    #
+    # The arenas that exist are records in the store (the default arena exists on every
+    # node without one); self._arenas holds those this node runs under their lease.
+
+    def _require_cluster(self) -> ArenaCluster:
+        assert self.cluster is not None
+        return self.cluster
+
+    async def _create_shared(
+        self, owner: str, config: ArenaConfig, arena_id: str | None
+    ) -> Arena | RecordView:
+        cluster = self._require_cluster()
+        if arena_id == DEFAULT_ARENA:
+            raise ArenaExists("an arena with this id already exists", "id")
+        while True:
+            chosen = arena_id or "".join(
+                secrets.choice(_RANDOM_ID_ALPHABET) for _ in range(_RANDOM_ID_LENGTH)
+            )
+            record = ArenaRecord(chosen, owner, config.asdict(),
+                                 datetime.fromtimestamp(self.clock.seconds(), timezone.utc))
+            try:
+                # The default arena counts toward max_arenas without a record.
+                await cluster.store.create_arena(record, self.max_per_user, self.max_arenas - 1)
+            except ArenaTaken:
+                if arena_id is None:
+                    continue
+                raise ArenaExists("an arena with this id already exists", "id") from None
+            except TooManyArenas as e:
+                if e.scope == "owner":
+                    raise ArenaLimitReached(
+                        f"a user may own at most {self.max_per_user} arenas") from None
+                raise ServerFull(f"this server already runs {self.max_arenas} arenas") from None
+            break
+        self._log.info("Arena {arena} created by {owner}", arena=chosen, owner=owner)
+        # The node that creates an arena runs it, unless an old lease of the id (a deleted
+        # arena whose node died) is still held: then the first connection starts it.
+        if await cluster.leases.acquire(chosen):
+            return self._run(chosen, owner, config)
+        return RecordView(chosen, owner, config)
+
+    def _run(self, arena_id: str, owner: str | None, config: ArenaConfig) -> Arena:
+        """Start running an arena whose lease this node holds, empty."""
+        existing = self._arenas.get(arena_id)
+        if existing is not None and not existing.closed:
+            return existing
+        idle = None if arena_id == DEFAULT_ARENA else self.idle_timeout
+        arena = Arena(
+            arena_id, owner, config, self.clock, self._new_rng(), idle_timeout=idle,
+            on_idle=None if idle is None else self._reap, lateness=self.lateness,
+        )
+        self._arenas[arena_id] = arena
+        self._require_cluster().running(arena)
+        if self.running:
+            arena.start()
+        self._log.info("Arena {arena}: running on this node", arena=arena_id)
+        return arena
+
+    async def _record(self, arena_id: str) -> tuple[str | None, ArenaConfig] | None:
+        """The owner and configuration of an arena that exists, or C{None}."""
+        if arena_id == DEFAULT_ARENA:
+            return self.default_owner, self.default_config
+        record = await self._require_cluster().store.get_arena(arena_id)
+        if record is None:
+            return None
+        return record.owner, ArenaConfig.from_dict(record.config)
+
+    async def take_over(self, arena_id: str) -> Arena | None:
+        """
+        Run C{arena_id} here if it exists and nobody holds its lease (it is new, or its
+        node died: the lease expired a full TTL after its last renewal).
+
+        @return: the arena if this node runs it now, else C{None}.
+        """
+        local = self._arenas.get(arena_id)
+        if local is not None and not local.closed:
+            return local
+        found = await self._record(arena_id)
+        if found is None or not await self._require_cluster().leases.acquire(arena_id):
+            return None
+        return self._run(arena_id, *found)
+
+    async def resolve(self, arena_id: str) -> Arena | RemoteArena | None:
+        """
+        Where a socket connecting here for C{arena_id} attaches: the arena if this node
+        runs it (taking it over, empty, if nobody does), a L{RemoteArena} routing to the
+        node that does, or C{None} if there is no such arena.
+
+        @raise gameproto.store.StoreError: Redis is unreachable.
+        """
+        cluster = self._require_cluster()
+        local = self._arenas.get(arena_id)
+        if local is not None and not local.closed:
+            return local
+        found = await self._record(arena_id)
+        if found is None:
+            return None
+        owner, config = found
+        for _ in range(3):
+            holder = await cluster.leases.holder(arena_id)
+            local = self._arenas.get(arena_id)
+            if local is not None and not local.closed:
+                return local
+            if holder == cluster.node_id:
+                return self._run(arena_id, owner, config)
+            if holder is not None:
+                return cluster.remote(arena_id, holder, owner)
+            if await cluster.leases.acquire(arena_id):
+                return self._run(arena_id, owner, config)
+        raise StoreError(f"arena {arena_id}: the lease keeps changing hands")
+
+    def lost(self, arena: Arena, reason: str) -> None:
+        """Another node holds the arena's lease now: stop running it at once."""
+        if self._arenas.get(arena.id) is arena:
+            del self._arenas[arena.id]
+        self._require_cluster().stopped(arena.id, release=False)
+        arena.close(reason)
+
+    def remove_local(self, arena: Arena, reason: str) -> None:
+        if self._arenas.get(arena.id) is arena:
+            self._remove(arena, reason)
+
+    # -- the REST views -------------------------------------------------------------------
+
+    async def describe(self, arena_id: str) -> dict[str, Any] | None:
+        """The REST view of an arena, wherever it runs; C{None} if there is no such arena."""
+        local = self._arenas.get(arena_id)
+        if local is not None and not local.closed:
+            return local.asjson()
+        if self.cluster is None:
+            return None
+        found = await self._record(arena_id)
+        if found is None:
+            return None
+        return await self._live_view(arena_id, *found)
+
+    async def _live_view(self, arena_id: str, owner: str | None,
+                         config: ArenaConfig) -> dict[str, Any]:
+        local = self._arenas.get(arena_id)
+        if local is not None and not local.closed:
+            return local.asjson()
+        cluster = self._require_cluster()
+        try:
+            holder = await cluster.leases.holder(arena_id)
+        except StoreError:
+            holder = None
+        live = None
+        if holder is not None and holder != cluster.node_id:
+            live = await cluster.status(arena_id)
+        return live if live is not None else RecordView(arena_id, owner, config).asjson()
+
+    async def describe_all(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        """The REST list: C{default} first, then in creation order."""
+        if self.cluster is None:
+            return [a.asjson() for a in self.arenas()[offset : offset + limit]]
+        wanted: list[tuple[str, str | None, ArenaConfig]] = []
+        if offset == 0 and limit > 0:
+            wanted.append((DEFAULT_ARENA, self.default_owner, self.default_config))
+        skip = max(0, offset - 1)
+        count = limit - len(wanted)
+        if count > 0:
+            for record in await self.cluster.store.list_arenas(count, skip):
+                wanted.append((record.id, record.owner, ArenaConfig.from_dict(record.config)))
+        views = [ensureDeferred(self._live_view(*entry)) for entry in wanted]
+        return list(await gatherResults(views, consumeErrors=True))
+
+    async def remove(self, arena_id: str, username: str) -> None:
+        """
+        L{delete} on any node: the record goes, and the node running the arena closes it.
+
+        @raise NotTheOwner: see L{delete}.
+        @raise KeyError: no such arena.
+        """
+        if self.cluster is None:
+            self.delete(arena_id, username)
+            return
+        if arena_id == DEFAULT_ARENA:
+            raise NotTheOwner("the default arena cannot be deleted")
+        record = await self.cluster.store.get_arena(arena_id)
+        if record is None:
+            raise KeyError(arena_id)
+        if not same_user(record.owner, username):
+            raise NotTheOwner("only the owner of this arena can delete it")
+        if not await self.cluster.store.delete_arena(arena_id):
+            raise KeyError(arena_id)
+        local = self._arenas.get(arena_id)
+        if local is not None:
+            self._remove(local, "the arena was deleted")
+        else:
+            self.cluster.delete(arena_id)
+        self._log.info("Arena {arena} deleted by {user}", arena=arena_id, user=username)
+
+
+class RecordView:
+    """The REST view of an arena known only by its record (not running, or unreachable)."""
+
+    def __init__(self, arena_id: str, owner: str | None, config: ArenaConfig) -> None:
+        self.id = arena_id
+        self.owner = owner
+        self.config = config
+
+    def asjson(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "owner": self.owner, "config": self.config.asdict(), "players": [],
+            "started": False, "controller_connected": False,
+        }
