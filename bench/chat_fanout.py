@@ -1,0 +1,157 @@
+"""
+Chat fan-out: C Socket.IO clients in one room, spread over N real gameproto nodes that
+share one Redis; S of them send messages as fast as acks come back; every message is
+delivered to every member of the room, whichever node it is on.
+
+Prints, for one node and for --nodes nodes (each run on a fresh redis-server and fresh
+nodes): messages sent per second, deliveries per second (messages × members received),
+and the delivery latency p50/p99 (send → receipt, same clock: clients share this process).
+
+    .venv/bin/python bench/chat_fanout.py --nodes 2 --clients 40 --senders 4 --duration 10
+
+The clients speak Engine.IO/Socket.IO over raw WebSocket (Autobahn), the same packets
+the official clients send after their upgrade.  They all run in this one process, which
+on a small machine can be the limit; the nodes and redis-server share the machine too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import defer, endpoints, task
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gameproto import wire  # noqa: E402
+from tests.nodes import Node  # noqa: E402
+from tests.redisserver import RedisServer  # noqa: E402
+
+ROOM = "bench"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+class Member(WebSocketClientProtocol):
+    """One chat member over Engine.IO's WebSocket transport."""
+
+    def onOpen(self) -> None:
+        self.acks: dict[int, defer.Deferred[Any]] = {}
+        self.next_ack = 0
+        self.received = 0
+        self.factory.bench.members.append(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        text = payload.decode()
+        if text == "2":  # Engine.IO ping
+            self.sendMessage(b"3")
+        elif text.startswith("0"):  # Engine.IO open: join the room
+            self.sendMessage(b"40" + wire.encode({"room": ROOM}))
+        elif text.startswith("40"):
+            self.factory.connected.callback(self)
+        elif text.startswith("42"):
+            event, body = wire.decode(text[2:])
+            if event == "message" and body["from"] != "Server":
+                self.received += 1
+                sent = float(body["message"])
+                self.factory.bench.latencies.append(time.perf_counter() - sent)
+        elif text.startswith("43"):
+            ack_id = int(text[2 : text.index("[")])
+            self.acks.pop(ack_id).callback(wire.decode(text[text.index("[") :]))
+
+    def call(self, event: str, *args: Any) -> defer.Deferred[Any]:
+        self.next_ack += 1
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.acks[self.next_ack] = d
+        self.sendMessage(b"42" + str(self.next_ack).encode() + wire.encode([event, *args]))
+        return d
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.members: list[Member] = []
+        self.latencies: list[float] = []
+
+    async def join(self, reactor: Any, port: int, name: str) -> Member:
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket")
+        factory.protocol = Member
+        factory.bench = self
+        factory.connected = defer.Deferred()
+        await endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+        member: Member = await factory.connected
+        assert (await member.call("register", name)) == [True]
+        return member
+
+
+async def run(reactor: Any, nodes: int, clients: int, senders: int, duration: float) -> dict[str, float]:
+    redis = RedisServer()
+    await redis.start()
+    servers = [Node("--redis", redis.url) for _ in range(nodes)]
+    try:
+        ports = [await server.start() for server in servers]
+        bench = Bench()
+        members = [await bench.join(reactor, ports[i % nodes], f"user{i}") for i in range(clients)]
+        await task.deferLater(reactor, 1.0, lambda: None)  # joins settle everywhere
+        for member in members:
+            member.received = 0
+        bench.latencies.clear()
+        sent = 0
+        stop_at = time.perf_counter() + duration
+
+        async def sender(member: Member) -> None:
+            nonlocal sent
+            while time.perf_counter() < stop_at:
+                await member.call("message", {"message": repr(time.perf_counter())})
+                sent += 1
+
+        started = time.perf_counter()
+        await defer.gatherResults([defer.ensureDeferred(sender(m)) for m in members[:senders]])
+        # Let the last messages reach every node before counting.
+        await task.deferLater(reactor, 1.0, lambda: None)
+        elapsed = time.perf_counter() - started
+        delivered = sum(m.received for m in members)
+        for member in members:
+            member.sendClose()
+        return {
+            "sent": sent / elapsed,
+            "delivered": delivered / elapsed,
+            "expected": sent * clients / elapsed,
+            "p50": percentile(bench.latencies, 0.5) * 1000,
+            "p99": percentile(bench.latencies, 0.99) * 1000,
+        }
+    finally:
+        for server in servers:
+            await server.stop()
+        await redis.stop()
+
+
+def main(reactor: Any) -> defer.Deferred[None]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=40)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=10.0)
+    options = parser.parse_args()
+
+    async def both() -> None:
+        print(f"# {options.clients} members in one room, {options.senders} senders, "
+              f"{options.duration:g} s; every node on one redis-server")
+        print(f"{'nodes':>5} {'sent/s':>9} {'delivered/s':>12} {'of expected':>12} "
+              f"{'latency p50':>12} {'p99':>9}")
+        for nodes in sorted({1, options.nodes}):
+            r = await run(reactor, nodes, options.clients, options.senders, options.duration)
+            print(f"{nodes:>5} {r['sent']:>9,.0f} {r['delivered']:>12,.0f} "
+                  f"{r['delivered'] / r['expected']:>11.1%} {r['p50']:>9.2f} ms {r['p99']:>6.2f} ms")
+
+    return defer.ensureDeferred(both())
+
+
+if __name__ == "__main__":
+    task.react(main)
