@@ -435,6 +435,18 @@ class ErrorTests(ProcessorTestCase):
         self.assertEqual(messages, [self.error("cannot start the program")])
         self.assertEqual(closes, [(4011, "cannot start the program")])
 
+    def test_processor_bug(self) -> None:
+        """An unexpected failure to start a run is logged: SERVER_ERROR and close 4011."""
+        ws = self.connect()
+        self.ready(ws)
+        self.runs.refusal = RuntimeError("a bug")
+        ws.send(b"print(1)")
+        messages, closes = self.received(ws)
+        self.assertEqual(messages, [self.error("cannot start the program")])
+        self.assertEqual(closes, [(4011, "cannot start the program")])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        ws.protocol.connectionLost(Failure(ConnectionDone()))
+
     def test_unauthenticated(self) -> None:
         """Without a valid token: SERVER_ERROR "unauthenticated" instead of ready, close 4001."""
         for token in (None, "Token bad"):

@@ -322,6 +322,10 @@ def _code(inputs: ProcessorInputs, core: ProcessorCore, text: str, problem: str)
     except RunRefused as e:
         inputs.runRefused(e.message)
         return
+    except Exception:
+        _log.failure("processor: starting a run of {user} failed", user=core.user)
+        inputs.spawnFailed()
+        return
     core.run = run
     if arena is not None:
         core.engine = ArenaEngine(arena, core.username, core.clock, _max_wait(core))
@@ -431,8 +435,8 @@ def _ended(inputs: ProcessorInputs, core: ProcessorCore, result: RunResult) -> N
 
 
 def _lost_mid_run(inputs: ProcessorInputs, core: ProcessorCore) -> None:
-    assert core.run is not None
-    core.run.stop()
+    if core.run is not None:  # None when the run could not be started
+        core.run.stop()
 
 
 Starting.upon(ProcessorInputs.lost).to(Closed)(_lost_mid_run)
