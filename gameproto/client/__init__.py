@@ -3,10 +3,14 @@ Python clients for gameproto servers, for bots and tests.
 
 - L{gameproto.client.match}: a match WebSocket (C{/ws/game/{id}/?role=...}) as a
   queue of frames you await, with helpers to send commands;
+- L{gameproto.client.arena}: an arena player or controller, with the five commands;
+- L{gameproto.client.processor}: a processor run (context, code, output, engine
+  calls answered by a callback);
 - L{gameproto.client.rest}: the REST calls a bot needs (sign up, token, create a
   match, read a user).
 
-Both run on any Twisted reactor and take it as an argument::
+The WebSocket clients share L{gameproto.client.base.JSONClient}.  All run on any
+Twisted reactor and take it as an argument::
 
     from twisted.internet.task import react
     from gameproto.client import rest, match

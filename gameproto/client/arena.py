@@ -31,56 +31,28 @@ C{await controller.start_game()}.
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from typing import Any, Callable, Iterable
-from urllib.parse import quote, urlsplit
+from collections import Counter
+from typing import Any, Iterable
+from urllib.parse import quote
 
-import orjson
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeout
+from twisted.internet.defer import Deferred
 
-Message = dict[str, Any]
+from gameproto.client.base import ConnectionClosed, JSONClient, Message, open_client
+
 ERROR = "InvalidCommandError"
 
-
-class ConnectionClosed(Exception):
-    """The connection ended while a message was awaited."""
-
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"connection closed ({code}: {reason})")
-        self.code = code
-        self.reason = reason
+__all__ = ["ArenaClient", "ConnectionClosed", "ERROR", "arena_url", "connect"]
 
 
-class ArenaClient(WebSocketClientProtocol):
+class ArenaClient(JSONClient):
     """One arena connection (player or controller).  Built by L{connect}."""
-
-    on_message: Callable[[Message], Any] | None = None
 
     def __init__(self) -> None:
         super().__init__()
-        self._messages: deque[Message] = deque()
-        self._waiters: deque[Deferred[Message]] = deque()
         self.ignore: frozenset[str] = frozenset()
-        self.opened: Deferred[ArenaClient] = Deferred()
-        self.closed: Deferred[tuple[int | None, str | None]] = Deferred()
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
         self.counts: Counter[str] = Counter()
 
-    # -- sending ----------------------------------------------------------------
-
-    def send(self, message: Any) -> None:
-        """Send any JSON value as one text frame."""
-        self.sendMessage(orjson.dumps(message), isBinary=False)
-
-    def send_raw(self, payload: bytes, binary: bool = False) -> None:
-        """Send bytes as they are (malformed input, for tests)."""
-        self.sendMessage(payload, isBinary=binary)
-
-    def close(self, code: int = 1000, reason: str = "bye") -> None:
-        self.sendClose(code=code, reason=reason)
+    # -- commands ---------------------------------------------------------------
 
     async def request(
         self, message: Message, *replies: str, timeout: float | None = 10.0
@@ -116,72 +88,10 @@ class ArenaClient(WebSocketClientProtocol):
 
     # -- receiving ----------------------------------------------------------------
 
-    def next_message(self, timeout: float | None = None) -> Deferred[Message]:
-        """The next queued message; fails with L{ConnectionClosed} at the end."""
-        d: Deferred[Message] = Deferred()
-        if self._messages:
-            d.callback(self._messages.popleft())
-        elif self.closed.called:
-            d.errback(ConnectionClosed(self.close_code, self.close_reason))
-        else:
-            self._waiters.append(d)
-            if timeout is not None:
-                d.addTimeout(timeout, self.factory.reactor)
-        return d
-
-    async def wait_for(
-        self, predicate: Callable[[Message], bool], timeout: float | None = 10.0
-    ) -> Message:
-        """Take messages until one satisfies C{predicate}; return it (the others are dropped)."""
-        reactor = self.factory.reactor
-        deadline = None if timeout is None else reactor.seconds() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - reactor.seconds())
-            message = await self.next_message(left)
-            if predicate(message):
-                return message
-
-    async def wait_for_type(self, *types: str, timeout: float | None = 10.0) -> Message:
-        """Take messages until one of these types; return it."""
-        return await self.wait_for(lambda m: m.get("type") in types, timeout)
-
-    def pending(self) -> list[Message]:
-        """Take every queued message."""
-        messages = list(self._messages)
-        self._messages.clear()
-        return messages
-
-    # -- Autobahn callbacks -------------------------------------------------------
-
-    def onOpen(self) -> None:
-        self.opened.callback(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        try:
-            message = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            message = {"type": None, "unparsed": payload.decode("utf-8", "replace")}
+    def accept(self, message: Message) -> bool:
         kind = message.get("type") if isinstance(message, dict) else None
         self.counts[str(kind)] += 1
-        if self.on_message is not None:
-            self.on_message(message)
-        if kind in self.ignore:
-            return
-        if self._waiters:
-            self._waiters.popleft().callback(message)
-        else:
-            self._messages.append(message)
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.close_code, self.close_reason = code, reason
-        if not self.opened.called:
-            self.opened.errback(ConnectionClosed(code, reason))
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.called:
-                waiter.errback(ConnectionClosed(code, reason))
-        if not self.closed.called:
-            self.closed.callback((code, reason))
+        return self.keep_messages and kind not in self.ignore
 
 
 def arena_url(base: str, arena_id: str, role: str = "player") -> str:
@@ -205,22 +115,7 @@ async def connect(
     anonymously (fine for a player).  Fails with L{ConnectionClosed} if the handshake is
     refused.
     """
-    url = arena_url(base, arena_id, role)
-    headers = {} if token is None else {"Authorization": f"Token {token}"}
-    factory = WebSocketClientFactory(url, headers=headers)
-    factory.protocol = ArenaClient
-    factory.reactor = reactor
-    factory.setProtocolOptions(openHandshakeTimeout=timeout, closeHandshakeTimeout=2)
-    parts = urlsplit(url)
-    endpoint = endpoints.TCP4ClientEndpoint(
-        reactor, parts.hostname, parts.port or 80, timeout=timeout
-    )
-    protocol: ArenaClient = await endpoint.connect(factory)
-    protocol.ignore = frozenset(ignore)
-    d = protocol.opened
-    d.addTimeout(timeout, reactor)
-    try:
-        return await d
-    except DeferredTimeout:
-        protocol.dropConnection(abort=True)
-        raise
+    client = await open_client(reactor, arena_url(base, arena_id, role), ArenaClient, token,
+                               timeout)
+    client.ignore = frozenset(ignore)
+    return client

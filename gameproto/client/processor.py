@@ -30,28 +30,17 @@ C{on_command} are not queued), and C{on_output} sees each output line as it arri
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 import attrs
-import orjson
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeout, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
-Message = dict[str, Any]
+from gameproto.client.base import ConnectionClosed, JSONClient, Message, open_client
+
 PATH = "/ws/processor/"
 
-
-class ConnectionClosed(Exception):
-    """The connection ended while a message was awaited."""
-
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"connection closed ({code}: {reason})")
-        self.code = code
-        self.reason = reason
+__all__ = ["ConnectionClosed", "ProcessorClient", "RunOutcome", "connect"]
 
 
 @attrs.frozen
@@ -96,7 +85,7 @@ class RunOutcome:
         return [m for m in self.messages if m.get("type") == "command"]
 
 
-class ProcessorClient(WebSocketClientProtocol):
+class ProcessorClient(JSONClient):
     """One processor connection; built by L{connect}."""
 
     _log = Logger()
@@ -104,20 +93,10 @@ class ProcessorClient(WebSocketClientProtocol):
     def __init__(self) -> None:
         super().__init__()
         self.messages: list[Message] = []
-        self._queue: deque[Message] = deque()
-        self._waiters: deque[Deferred[Message]] = deque()
-        self.opened: Deferred[ProcessorClient] = Deferred()
-        self.closed: Deferred[tuple[int | None, str | None]] = Deferred()
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
         self.on_command: Callable[[Any], Any] | None = None
         self.on_output: Callable[[str, str], Any] | None = None
 
     # -- sending ----------------------------------------------------------------
-
-    def send(self, message: Any) -> None:
-        """Send any JSON value as one text frame."""
-        self.sendMessage(orjson.dumps(message), isBinary=False)
 
     def send_context(self, language: str, engine: str = "client", arena: str | None = None) -> None:
         context: Message = {"type": "context", "language": language, "engine": engine}
@@ -135,9 +114,6 @@ class ProcessorClient(WebSocketClientProtocol):
     def stop(self) -> None:
         """Ask the server to stop the run."""
         self.send({"type": "stop"})
-
-    def close(self, code: int = 1000, reason: str = "bye") -> None:
-        self.sendClose(code=code, reason=reason)
 
     # -- the lifecycle ------------------------------------------------------------
 
@@ -181,47 +157,15 @@ class ProcessorClient(WebSocketClientProtocol):
 
     # -- receiving ----------------------------------------------------------------
 
-    def next_message(self, timeout: float | None = None) -> Deferred[Message]:
-        """The next queued message; fails with L{ConnectionClosed} at the end."""
-        d: Deferred[Message] = Deferred()
-        if self._queue:
-            d.callback(self._queue.popleft())
-        elif self.closed.called:
-            d.errback(ConnectionClosed(self.close_code, self.close_reason))
-        else:
-            self._waiters.append(d)
-            if timeout is not None:
-                d.addTimeout(timeout, self.factory.reactor)
-        return d
-
-    async def wait_for_type(self, *types: str, timeout: float | None = 10.0) -> Message:
-        """Take messages until one of these types; return it (the others are dropped)."""
-        reactor = self.factory.reactor
-        deadline = None if timeout is None else reactor.seconds() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - reactor.seconds())
-            message = await self.next_message(left)
-            if message.get("type") in types:
-                return message
-
-    # -- Autobahn callbacks -------------------------------------------------------
-
-    def onOpen(self) -> None:
-        self.opened.callback(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        message = orjson.loads(payload)
+    def accept(self, message: Message) -> bool:
         self.messages.append(message)
         kind = message.get("type")
         if kind == "command" and self.on_command is not None:
             self._answer(message)
-            return
+            return False
         if kind == "output" and self.on_output is not None:
             self.on_output(message["stream"], message["message"])
-        if self._waiters:
-            self._waiters.popleft().callback(message)
-        else:
-            self._queue.append(message)
+        return self.keep_messages
 
     def _answer(self, command: Message) -> None:
         assert self.on_command is not None
@@ -233,17 +177,6 @@ class ProcessorClient(WebSocketClientProtocol):
 
         d.addCallback(reply)
         d.addErrback(lambda f: self._log.failure("on_command failed", f))
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.close_code, self.close_reason = code, reason
-        if not self.opened.called:
-            self.opened.errback(ConnectionClosed(code, reason))
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.called:
-                waiter.errback(ConnectionClosed(code, reason))
-        if not self.closed.called:
-            self.closed.callback((code, reason))
 
 
 async def connect(
@@ -258,25 +191,8 @@ async def connect(
     Open C{/ws/processor/} on C{base} (C{ws://HOST:PORT}).  Fails with L{ConnectionClosed}
     if the handshake is refused.
     """
-    url = base.rstrip("/") + PATH
-    headers = {} if token is None else {"Authorization": f"Token {token}"}
-    factory = WebSocketClientFactory(url, headers=headers)
-    factory.protocol = ProcessorClient
-    factory.reactor = reactor
-    factory.setProtocolOptions(
-        openHandshakeTimeout=timeout, closeHandshakeTimeout=2, maxMessagePayloadSize=0
-    )
-    parts = urlsplit(url)
-    endpoint = endpoints.TCP4ClientEndpoint(
-        reactor, parts.hostname, parts.port or 80, timeout=timeout
-    )
-    protocol: ProcessorClient = await endpoint.connect(factory)
-    protocol.on_command = on_command
-    protocol.on_output = on_output
-    d = protocol.opened
-    d.addTimeout(timeout, reactor)
-    try:
-        return await d
-    except DeferredTimeout:
-        protocol.dropConnection(abort=True)
-        raise
+    client = await open_client(reactor, base.rstrip("/") + PATH, ProcessorClient, token,
+                               timeout, maxMessagePayloadSize=0)
+    client.on_command = on_command
+    client.on_output = on_output
+    return client
