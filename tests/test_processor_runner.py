@@ -1036,6 +1036,26 @@ class LanguageIntegrationMixin:
 class PythonIntegrationTests(LanguageIntegrationMixin, IntegrationTestCase):
     language = "python"
 
+    async def test_server_installed_under_tmp(self) -> None:
+        """
+        The SDK is found when the server itself lives under /tmp (a CI checkout),
+        although each run gets a fresh /tmp of its own.
+        """
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from gameproto.processor import languages
+
+        installed = tempfile.mkdtemp(prefix="gameproto-installed-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, installed, True)
+        shutil.copy(languages.SDK_DIRECTORY / "gameproto_sdk.py", installed)
+        self.patch(languages, "SDK_DIRECTORY", Path(installed))
+        real = self.start("python", "from gameproto_sdk import send\nprint('sdk', callable(send))\n")
+        result = await self.finish(real)
+        self.assertEqual((result.exit_code, result.interpreter_error), (0, None))
+        self.assertEqual(real.stdout(), ["sdk True"])
+
 
 class JavaScriptIntegrationTests(LanguageIntegrationMixin, IntegrationTestCase):
     language = "javascript"

@@ -308,11 +308,14 @@ class Launcher:
         os.mkdir(name, 0o700, dir_fd=self.base_fd)  # fresh: fails if the name exists
         if self.uid is not None:
             os.chown(name, self.uid, self.gid or self.uid, dir_fd=self.base_fd)
+        # Read before the namespaces: a server installed under /tmp (a CI checkout)
+        # has its SDK hidden by the run's fresh /tmp afterwards.
+        with open(self.request["sdk_source"], "rb") as sdk:
+            sdk_code = sdk.read()
         if self.request["namespaces"]:
             self.enter_namespaces()
         self.write_file(self.request["file_name"], self.code)
-        with open(self.request["sdk_source"], "rb") as sdk:
-            self.write_file(self.request["sdk_file_name"], sdk.read())
+        self.write_file(self.request["sdk_file_name"], sdk_code)
 
     def enter_namespaces(self) -> None:
         unshare(CLONE_NEWNS | CLONE_NEWNET)
