@@ -134,9 +134,20 @@ class GameprotoServer(MultiService):
             server_limits=config.server_limits,
         )
         self.router = JSONRouter()
-        self.matches = MatchService(
-            self.store, reactor, tick=config.match_tick, lobby_timeout=config.match_lobby_timeout
-        )
+        if config.store.startswith("redis://"):
+            # Matches across the nodes sharing this Redis (gameproto.match.cluster);
+            # self.cluster, the node's heartbeat, is built below.
+            from gameproto.match.cluster import ClusterMatchService
+
+            self.matches: MatchService = ClusterMatchService(
+                self.store, reactor, lambda: self.cluster, self.bus,
+                tick=config.match_tick, lobby_timeout=config.match_lobby_timeout,
+            )
+        else:
+            self.matches = MatchService(
+                self.store, reactor, tick=config.match_tick,
+                lobby_timeout=config.match_lobby_timeout,
+            )
         self.addService(self.matches)
         self.accounts_api = AccountsAPI(self.accounts, whereabouts=self.matches.whereabouts)
         self.accounts_api.install(self.router)

@@ -107,3 +107,7 @@ def completed_json(match: CompletedMatch) -> dict[str, Any]:
 
 def end(match: CompletedMatch) -> dict[str, Any]:
     return {"message_type": "end", **completed_json(match)}
+# The node running a match across nodes was lost (DESIGN.md §3): no result, no Elo change.
+ABORTED_LOST = {"message_type": "aborted", "reason": "match server lost"}
+# Across nodes only: the shared store could not be reached while admitting a socket.
+UNAVAILABLE = Refusal(10, "match service unavailable, try again", CloseCode.INTERNAL_ERROR)

@@ -23,11 +23,12 @@ States of one connection::
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 from automat import NoTransition, TypeMachineBuilder
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from gameproto import wire
@@ -303,16 +304,45 @@ class MatchProtocol(wire.JSONProtocol):
         except JoinRefused as e:
             self.machine.refused(e.refusal)
             return
+        if isinstance(seat, Deferred):
+            # Across nodes the join asks the shared store: frames that arrive
+            # meanwhile wait for its outcome.
+            self._waiting: list[Callable[[], None]] | None = []
+            seat.addCallbacks(self._joined, self._join_failed)
+            seat.addErrback(lambda f: self._log.failure("Match join", f))
+            return
+        self._joined(seat)
+
+    def _joined(self, seat: Seat) -> None:
+        waiting, self._waiting = getattr(self, "_waiting", None), None
+        if self.state != self.STATE_OPEN and waiting is not None:
+            seat.leave()  # gone while the store answered
+            return
+        role = seat.role
         if role is Role.SPECTATOR:
             self.machine.spectatorJoined(seat)
-        elif seat.match.game is not None:
+        elif seat.match.game is not None or seat.match.record.is_started:
             self.machine.playerRejoined(seat)
         elif role is Role.HOST:
             self.machine.hostJoined(seat)
         else:
             self.machine.challengerJoined(seat)
+        for replay in waiting or ():
+            replay()
+
+    def _join_failed(self, failure: Any) -> None:
+        self._waiting = None
+        failure.trap(JoinRefused)
+        if self.state == self.STATE_OPEN:
+            self.machine.refused(failure.value.refusal)
 
     def objectReceived(self, message: dict[str, Any]) -> None:
+        if getattr(self, "_waiting", None) is not None:
+            self._waiting.append(lambda: self._object(message))  # type: ignore[union-attr]
+            return
+        self._object(message)
+
+    def _object(self, message: dict[str, Any]) -> None:
         if "command" not in message:
             self._input(self.machine.noCommand)
             return
@@ -327,6 +357,10 @@ class MatchProtocol(wire.JSONProtocol):
             self._input(self.machine.invalidCommand)
 
     def malformedFrame(self, problem: Malformed) -> None:
+        if getattr(self, "_waiting", None) is not None:
+            self._waiting.append(  # type: ignore[union-attr]
+                lambda: self._input(self.machine.invalidCommand))
+            return
         self._input(self.machine.invalidCommand)
 
     def rateLimited(self) -> None:
