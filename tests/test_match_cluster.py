@@ -6,6 +6,7 @@ redis-server (a port of its own).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from gameproto.bus.local import LocalBus
 from gameproto.cluster import TOMBSTONE, Lease, LeaseWatch
 from gameproto.match.cluster import CHANGED, ELSEWHERE, GONE, NOT_MINE, Outbox
+from gameproto.match.pong import PaddleCommand
 from gameproto.store import User
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -94,7 +96,7 @@ class OutboxTests(SynchronousTestCase):
         clock = Clock()
         bus = LocalBus(clock)
         got: list[Any] = []
-        bus.subscribe("c", lambda raw: got.append(__import__("json").loads(raw)))
+        bus.subscribe("c", lambda raw: got.append(json.loads(raw)))
         published: list[Deferred[int]] = []
         real = bus.publish
 
@@ -225,12 +227,15 @@ class RedisMatchScriptTests(TestCase):
                                                [("claim", "cole", f"{match.id}|challenger|a:1")])
             second = store.change_ongoing_match(match.id, match, "set", carl,
                                                 [("claim", "carl", f"{match.id}|challenger|b:1")])
-            codes = [await first, await second]
-            self.assertGreater(codes[0], 0)
-            self.assertEqual(codes[1], CHANGED)
-            self.assertEqual((await store.get_ongoing_match(match.id)).challenger, "cole")
-            self.assertEqual(await store.match_role("carl"), None)
-            self.assertEqual(await store.match_role("COLE"), f"{match.id}|challenger|a:1")
+            codes = {"cole": await first, "carl": await second}
+            # The pool's connections may run them in either order: one wins.
+            winner, loser = sorted(codes, key=lambda name: codes[name], reverse=True)
+            self.assertGreater(codes[winner], 0)
+            self.assertEqual(codes[loser], CHANGED)
+            self.assertEqual((await store.get_ongoing_match(match.id)).challenger, winner)
+            self.assertEqual(await store.match_role(loser), None)
+            self.assertEqual((await store.match_role(winner.upper())).split("|")[:2],
+                             [str(match.id), "challenger"])
 
         return ensureDeferred(scenario())
 
@@ -295,3 +300,294 @@ class RedisMatchScriptTests(TestCase):
         return ensureDeferred(scenario())
 
 
+
+
+# ---------------------------------------------------------------------------
+# Two nodes on one Clock and one LocalBus, with in-memory stand-ins for Redis.
+
+
+class FakeClusterStore:
+    """A MemoryStore with the Redis store's match scripts, as plain Python."""
+
+    def __init__(self) -> None:
+        from gameproto.store.memory import MemoryStore
+
+        self.memory = MemoryStore()
+        self.roles: dict[str, str] = {}
+        self.seq = 0
+        self.pool = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.memory, name)
+
+    def _live(self, held: str | None) -> bool:
+        return held is not None and int(held.split("|")[0]) in self.memory._ongoing
+
+    def create_hosted_match(self, host: str, created: datetime) -> Deferred[Any]:
+        from twisted.internet.defer import succeed
+
+        if self._live(self.roles.get(host.lower())):
+            return succeed(None)
+        match = self.successful(self.memory.create_ongoing_match(host, created))
+        self.roles[host.lower()] = f"{match.id}|host|"
+        return succeed(match)
+
+    @staticmethod
+    def successful(d: Deferred[Any]) -> Any:
+        result: list[Any] = []
+        d.addCallback(result.append)
+        return result[0]
+
+    def change_ongoing_match(self, match_id: int, expected: Any, mode: str, new: Any,
+                             roles: list[tuple[str, str, str]]) -> Deferred[int]:
+        from twisted.internet.defer import succeed
+
+        current = self.memory._ongoing.get(match_id)
+        if current is None:
+            return succeed(GONE)
+        if expected is not None and current != expected:
+            return succeed(CHANGED)
+        for op, user, value in roles:
+            held = self.roles.get(user.lower())
+            if op == "claim":
+                if held is not None and held != value and self._live(held) and \
+                        held.split("|")[:2] != value.split("|")[:2]:
+                    return succeed(ELSEWHERE)
+            elif op != "free" and held != value:
+                return succeed(NOT_MINE)
+        for op, user, value in roles:
+            key = user.lower()
+            if op == "claim":
+                self.roles[key] = value
+            elif op == "release":
+                del self.roles[key]
+            elif op == "vacate":
+                self.roles[key] = "|".join(value.split("|")[:2]) + "|"
+            elif op == "free" and self.roles.get(key, "").startswith(value):
+                del self.roles[key]
+        if mode == "set":
+            self.memory._ongoing[match_id] = new
+        elif mode == "delete":
+            del self.memory._ongoing[match_id]
+        self.seq += 1
+        return succeed(self.seq)
+
+    def match_role(self, username: str) -> Deferred[str | None]:
+        from twisted.internet.defer import succeed
+
+        held = self.roles.get(username.lower())
+        return succeed(held if self._live(held) else None)
+
+
+class TableLease:
+    """The lease operations of one node on a dict with expiry on a Clock."""
+
+    def __init__(self, clock: Clock, table: dict[str, tuple[str, float]], node_id: str) -> None:
+        self.clock, self.table, self.node_id = clock, table, node_id
+
+    def _get(self, key: str) -> tuple[str, float] | None:
+        entry = self.table.get(key)
+        if entry is not None and entry[1] <= self.clock.seconds():
+            del self.table[key]
+            return None
+        return entry
+
+    def _answer(self, value: Any) -> Deferred[Any]:
+        from twisted.internet.defer import succeed
+
+        return succeed(value)
+
+    def acquire(self, key: str) -> Deferred[bool]:
+        return self.renew(key)
+
+    def renew(self, key: str) -> Deferred[bool]:
+        entry = self._get(key)
+        if entry is not None and entry[0] != self.node_id:
+            return self._answer(False)
+        self.table[key] = (self.node_id, self.clock.seconds() + 3.0)
+        return self._answer(True)
+
+    def release(self, key: str) -> Deferred[bool]:
+        entry = self._get(key)
+        if entry is not None and entry[0] == self.node_id:
+            del self.table[key]
+            return self._answer(True)
+        return self._answer(False)
+
+    def read(self, key: str) -> Deferred[tuple[str | None, int]]:
+        entry = self._get(key)
+        if entry is None:
+            return self._answer((None, -2))
+        return self._answer((entry[0], int((entry[1] - self.clock.seconds()) * 1000)))
+
+    def declare_dead(self, key: str) -> Deferred[bool]:
+        if self._get(key) is not None:
+            return self._answer(False)
+        self.table[key] = (TOMBSTONE, self.clock.seconds() + 3600)
+        return self._answer(True)
+
+
+@attrs.define
+class FakeNode:
+    node_id: str
+
+    def is_alive(self, node_id: str) -> Deferred[bool]:
+        from twisted.internet.defer import succeed
+
+        return succeed(True)
+
+
+class RecordingSocket:
+    """A match socket that keeps every frame it is sent and how it was closed."""
+
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+        self.started = False
+        self.over = False
+        self.closed: int | None = None
+
+    def sendObject(self, message: Any) -> bool:
+        self.frames.append(message)
+        return True
+
+    def prepare(self, payload: bytes) -> Any:
+        return payload
+
+    def sendPrepared(self, prepared: Any) -> None:
+        import json
+
+        self.frames.append(json.loads(prepared))
+
+    def gameStarted(self) -> None:
+        self.started = True
+
+    def matchOver(self) -> None:
+        self.over = True
+
+    def farewell(self, prepared: Any) -> None:
+        self.sendPrepared(prepared)
+        self.closed = 1000
+
+    def replaced(self) -> None:
+        self.closed = 4009
+
+    def of_type(self, kind: str) -> list[Any]:
+        return [f for f in self.frames if f.get("message_type") == kind]
+
+
+class TwoNodeRelayTests(SynchronousTestCase):
+    """
+    Two cluster match services on one Clock and one LocalBus, sharing an in-memory
+    store and lease table: the relay and the lease logic without Redis.
+    """
+
+    def setUp(self) -> None:
+        from gameproto.match.cluster import ClusterMatchService
+
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.bus = LocalBus(self.clock)
+        self.store = FakeClusterStore()
+        self.table: dict[str, tuple[str, float]] = {}
+        self.nodes = {}
+        for name in ("a", "b"):
+            service = ClusterMatchService(
+                self.store, self.clock, lambda name=name: FakeNode(name), self.bus,
+                leases=lambda node_id: TableLease(self.clock, self.table, node_id))
+            self.successResultOf(service.startService())
+            self.nodes[name] = service
+
+    def tearDown(self) -> None:
+        for service in self.nodes.values():
+            for loop, _ in service._loops:
+                if loop.running:
+                    loop.stop()
+            for match in service.matches.values():
+                if match.loop is not None and match.loop.running:
+                    match.loop.stop()
+
+    def join(self, node: str, match_id: int, user: str, role: Any) -> tuple[Any, RecordingSocket]:
+        socket = RecordingSocket()
+        seat = self.successResultOf(self.nodes[node].join(str(match_id), user, role, socket))
+        seat.welcome()
+        self.clock.advance(0)
+        return seat, socket
+
+    def started(self) -> tuple[int, Any, RecordingSocket, Any, RecordingSocket, RecordingSocket]:
+        """hana hosts on A; cole (challenger) and sam (spectator) are on B; started."""
+        from gameproto.match.frames import Role
+
+        match_id = self.successResultOf(self.nodes["a"].create_match("hana")).id
+        host_seat, host = self.join("a", match_id, "hana", Role.HOST)
+        seat, challenger = self.join("b", match_id, "cole", Role.CHALLENGER)
+        _, spectator = self.join("b", match_id, "sam", Role.SPECTATOR)
+        self.assertEqual(host.of_type("lobby")[-1]["challenger"], "cole")
+        self.assertEqual(host.of_type("lobby")[-1]["spectators"], 1)
+        seat.ready()
+        self.clock.advance(0)
+        self.assertTrue(host.of_type("lobby")[-1]["challenger_ready"])
+        self.assertTrue(host_seat.start_match())
+        self.clock.advance(0)
+        return match_id, host_seat, host, seat, challenger, spectator
+
+    def test_relay_of_frames_and_inputs(self) -> None:
+        """
+        The game runs on A, which got start_match: B's challenger is told the game
+        started and gets init and every status; its paddle commands travel to A's
+        game; the spectator on B sees the same statuses as the host on A.
+        """
+        match_id, _, host, seat, challenger, spectator = self.started()
+        self.assertTrue(self.nodes["a"].matches[match_id].owner)
+        self.assertIsNone(self.nodes["b"].matches[match_id].game)
+        self.assertTrue(challenger.started)
+        self.assertEqual(len(challenger.of_type("init")), 1)
+        self.assertEqual(self.table[f"gp:match:{match_id}:lease"][0], "a")
+        for _ in range(20):
+            seat.command(PaddleCommand.FAST_UP)
+            self.clock.advance(0.01 + 1e-6)
+            self.clock.advance(0)
+        last = challenger.of_type("status")[-1]
+        self.assertLess(last["right_paddle_y"], 0.5)
+        self.assertEqual(spectator.of_type("status"), host.of_type("status"))
+
+    def test_owner_dies_then_comes_back(self) -> None:
+        """
+        A stops dead (no renewal, no ticks): B aborts its sockets within the TTL plus
+        a watch interval, drops the match and frees the roles; when A wakes up its
+        renewal fails on the tombstone and its own host gets the aborted frame too.
+        """
+        from gameproto.match.frames import ABORTED_LOST
+
+        match_id, _, host, _, challenger, spectator = self.started()
+        a = self.nodes["a"]
+        for loop, _ in a._loops:
+            loop.stop()
+        a.matches[match_id].loop.stop()
+        dead = self.clock.seconds()
+        while challenger.closed is None and self.clock.seconds() - dead < 10:
+            self.clock.advance(0.1)
+        self.assertLessEqual(self.clock.seconds() - dead, 3.0 + 0.5 + 0.1)
+        for socket in (challenger, spectator):
+            self.assertEqual((socket.frames[-1], socket.closed), (ABORTED_LOST, 1000))
+        self.assertIsNone(self.successResultOf(self.store.get_ongoing_match(match_id)))
+        self.assertIsNone(self.successResultOf(self.store.match_role("cole")))
+        self.assertIsNone(host.closed)
+        self.successResultOf(ensureDeferred(a.renew_leases()))
+        self.assertEqual((host.frames[-1], host.closed), (ABORTED_LOST, 1000))
+        self.assertIsNotNone(self.successResultOf(self.nodes["b"].create_match("hana")))
+
+    def test_outage_aborts_nothing(self) -> None:
+        """While the lease cannot be read, nothing is aborted, for longer than a TTL."""
+        match_id, _, host, _, challenger, _ = self.started()
+        b = self.nodes["b"]
+        from gameproto.redis import RedisUnavailable
+        from twisted.internet.defer import fail
+
+        real = b.leases.read
+        b.leases.read = lambda key: fail(RedisUnavailable("down"))  # type: ignore[union-attr]
+        self.clock.pump([0.1] * 60)
+        self.assertIsNone(challenger.closed)
+        b.leases.read = real  # type: ignore[union-attr]
+        self.clock.pump([0.1] * 20)
+        self.assertIsNone(challenger.closed)
+        self.assertTrue(challenger.of_type("status"))

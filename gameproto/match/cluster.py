@@ -205,6 +205,7 @@ class ClusterMatchService(MatchService):
         watch_interval: float = WATCH_INTERVAL,
         discover_interval: float = DISCOVER_INTERVAL,
         renew_interval: float = LEASE_RENEW_INTERVAL,
+        leases: Callable[[str], Any] | None = None,
     ) -> None:
         super().__init__(store, clock, tick, lobby_timeout, max_spectators, rules)
         self._node = node
@@ -212,6 +213,9 @@ class ClusterMatchService(MatchService):
         self.prefix = prefix
         self.node_id = ""
         self.leases: Lease | None = None
+        # node id -> the leases of this node (tests pass an in-memory stand-in).
+        self._lease_factory = leases or (
+            lambda node_id: Lease(self.clock, node_id, lambda: self.store.pool))
         self._seat_numbers = itertools.count(1)
         self._subscriptions: dict[str, Deferred[Subscription]] = {}
         self._outboxes: dict[str, Outbox] = {}
@@ -242,7 +246,7 @@ class ClusterMatchService(MatchService):
     async def _load(self) -> None:
         heartbeat = self._node()
         self.node_id = heartbeat.node_id
-        self.leases = Lease(self.clock, self.node_id, lambda: self.store.pool)
+        self.leases = self._lease_factory(self.node_id)
         for loop, interval in self._loops:
             loop.clock = self.clock
             loop.start(interval, now=False)
