@@ -1288,7 +1288,29 @@ class UnprivilegedLauncherTests(IntegrationTestCase):
     server's uid; no namespaces): it still runs, limits and cleans up the program.
     """
 
+    def readable_install(self) -> None:
+        """
+        The launcher and SDKs where the unprivileged uid can read them.  A real
+        non-root server owns its installation; this test's checkout may be root's
+        (a CI clone under a 0700 temporary directory).
+        """
+        from pathlib import Path
+
+        from gameproto.processor import languages, sandbox
+
+        install = Path(tempfile.mkdtemp(prefix="gameproto-install-", dir="/tmp"))
+        self.addCleanup(shutil.rmtree, install, True)
+        shutil.copy(sandbox.LAUNCHER_PATH, install / "launcher.py")
+        shutil.copytree(languages.SDK_DIRECTORY, install / "sdk")
+        for path in [install, install / "sdk"]:
+            os.chmod(path, 0o755)
+        for path in [install / "launcher.py", *(install / "sdk").iterdir()]:
+            os.chmod(path, 0o644)
+        self.patch(sandbox, "LAUNCHER_PATH", install / "launcher.py")
+        self.patch(languages, "SDK_DIRECTORY", install / "sdk")
+
     def unprivileged(self, **limits: Any) -> tuple[Sandbox, SpawnAs]:
+        self.readable_install()
         base = os.path.join(self.base, "unprivileged")
         os.mkdir(base, 0o711)
         os.chown(base, unprivileged_uid(), unprivileged_uid())
