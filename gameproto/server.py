@@ -27,6 +27,7 @@ from gameproto import wire, web
 from gameproto.api import AccountsAPI, HealthAPI
 from gameproto.bus import bus_for_store
 from gameproto.chat import mount_chat
+from gameproto.socketio.engineio import EngineIOConfig
 from gameproto.chat.cluster import RedisPresence, RoomRelay
 from gameproto.cluster import Heartbeat
 from gameproto.redis import RedisURL
@@ -72,6 +73,8 @@ class ServerConfig:
     processor_max_runs: int | None = None
     processor_max_message_size: int = 1 * wire.MiB
     processor_limits: RunLimits = RunLimits()
+    chat_engineio: EngineIOConfig = EngineIOConfig()
+    chat_connect_timeout: float = 45.0
 
     @property
     def server_limits(self) -> wire.ServerLimits:
@@ -169,7 +172,15 @@ class GameprotoServer(MultiService):
             relay = RoomRelay(
                 self.bus, self.cluster.node_id, lambda room, p: self.chat.app.deliver(room, p)
             )
-        self.chat = mount_chat(self.root, self.context, reactor, presence=presence, relay=relay)
+        self.chat = mount_chat(
+            self.root,
+            self.context,
+            reactor,
+            config=config.chat_engineio,
+            connect_timeout=config.chat_connect_timeout,
+            presence=presence,
+            relay=relay,
+        )
         match_factory = wire.make_factory(
             MatchProtocol,
             config.game_limits,

@@ -11,6 +11,7 @@ import os
 import signal
 from typing import Any, Callable
 
+import attrs
 from twisted.application.service import IService
 from twisted.python import usage
 
@@ -150,6 +151,34 @@ class Options(usage.Options):
             None,
             _DEFAULTS.auto_ping_timeout,
             "Seconds to wait for a pong before the connection is dropped.",
+            _positive(float),
+        ],
+        [
+            "chat-ping-interval",
+            None,
+            _DEFAULTS.chat_engineio.ping_interval,
+            "Seconds between the chat's Engine.IO pings (pingInterval).",
+            _positive(float),
+        ],
+        [
+            "chat-ping-timeout",
+            None,
+            _DEFAULTS.chat_engineio.ping_timeout,
+            "Seconds the chat waits for a pong before closing the session (pingTimeout).",
+            _positive(float),
+        ],
+        [
+            "chat-max-payload",
+            None,
+            _DEFAULTS.chat_engineio.max_payload,
+            "Largest chat message or polling request in bytes (maxPayload).",
+            _positive(int),
+        ],
+        [
+            "chat-connect-timeout",
+            None,
+            _DEFAULTS.chat_connect_timeout,
+            "Seconds a chat session has to send its Socket.IO CONNECT (connectTimeout).",
             _positive(float),
         ],
         [
@@ -365,6 +394,13 @@ class Options(usage.Options):
             open_handshake_timeout=self["handshake-timeout"],
             auto_ping_interval=self["auto-ping-interval"],
             auto_ping_timeout=self["auto-ping-timeout"],
+            chat_engineio=attrs.evolve(
+                _DEFAULTS.chat_engineio,
+                ping_interval=self["chat-ping-interval"],
+                ping_timeout=self["chat-ping-timeout"],
+                max_payload=self["chat-max-payload"],
+            ),
+            chat_connect_timeout=self["chat-connect-timeout"],
             match_tick=self["match-tick"],
             match_lobby_timeout=self["match-lobby-timeout"],
             arena_owner=self["arena-owner"] or None,

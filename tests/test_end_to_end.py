@@ -87,6 +87,29 @@ class RestartTests(TestCase):
 
         return ensureDeferred(scenario())
 
+    def test_chat_served_with_its_options(self) -> Deferred[None]:
+        """The chat answers an Engine.IO handshake at /socket.io/ with the configured timings."""
+        from twisted.web.client import Agent, readBody
+
+        async def scenario() -> None:
+            node = stop_on_cleanup(self, Node("--store", "memory:", "--chat-ping-interval", "0.3",
+                                              "--chat-ping-timeout", "0.2",
+                                              "--chat-max-payload", "5000"))
+            await node.start()
+            response = await Agent(reactor).request(
+                b"GET", node.url("/socket.io/?EIO=4&transport=polling").encode())
+            body = await readBody(response)
+            self.assertEqual(response.code, 200)
+            self.assertTrue(body.startswith(b"0"), body)
+            handshake = wire.decode(body[1:])
+            self.assertEqual(
+                (handshake["pingInterval"], handshake["pingTimeout"], handshake["maxPayload"]),
+                (300, 200, 5000),
+            )
+            self.assertEqual(await node.stop(), 0, node.text())
+
+        return ensureDeferred(scenario())
+
     def test_bad_option_exits_non_zero(self) -> Deferred[None]:
         """An unknown store is reported as a usage error, without a traceback."""
 

@@ -102,6 +102,17 @@ class OptionsTests(SynchronousTestCase):
                 self.parse("--store", store)
             self.assertIn("--store", str(e.exception))
 
+    def test_chat_options(self) -> None:
+        """The chat's Engine.IO timings and payload limit reach its configuration."""
+        config = self.parse("--chat-ping-interval", "0.3", "--chat-ping-timeout", "0.2",
+                            "--chat-max-payload", "5000", "--chat-connect-timeout", "1").config()
+        self.assertEqual(
+            (config.chat_engineio.ping_interval, config.chat_engineio.ping_timeout,
+             config.chat_engineio.max_payload, config.chat_connect_timeout),
+            (0.3, 0.2, 5000, 1.0),
+        )
+        self.assertEqual(self.parse().config().chat_engineio.ping_interval, 25.0)
+
     def test_redis_alias(self) -> None:
         """--redis URL selects the Redis store, as --store URL does."""
         self.assertEqual(self.parse("--redis", "redis://10.0.0.5:6380/2").config().store,
