@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gameproto.client import match as client  # noqa: E402
 from gameproto.client.rest import RestClient  # noqa: E402
-from tests.serverprocess import ServerProcess, start_server  # noqa: E402
+from tests.nodes import Node, ServerProcess  # noqa: E402
 
 STATUS = (
     b'{"message_type":"status","has_bounced":false,"left_paddle_margin_reached":false,'
@@ -116,12 +116,10 @@ def bare_server(tick: float) -> None:
     reactor.run()
 
 
-def start_bare(reactor: Any, tick: float) -> ServerProcess:
-    server = ServerProcess()
-    args = [sys.executable, os.path.abspath(__file__), "--bare-server", "--tick", str(tick)]
-    env = dict(os.environ)
-    reactor.spawnProcess(server, sys.executable, args, env=env)
-    return server
+def start_bare(tick: float) -> ServerProcess:
+    return ServerProcess(
+        [sys.executable, os.path.abspath(__file__), "--bare-server", "--tick", str(tick)]
+    )
 
 
 # -- the load ---------------------------------------------------------------------
@@ -228,14 +226,14 @@ async def run(reactor: Any, options: argparse.Namespace) -> None:
     for name in options.servers * options.rounds:
         if name == "gameproto":
             directory = tempfile.mkdtemp(prefix="gameproto-bench-")
-            server = start_server(
-                reactor, os.path.join(directory, "bench.sqlite3"),
+            server: ServerProcess = Node(
+                "--store", "sqlite:" + os.path.join(directory, "bench.sqlite3"),
                 "--match-tick", str(options.tick), "--connections-per-address", "100000",
                 cwd=directory,
             )
         else:
-            server = start_bare(reactor, options.tick)
-        await server.listening
+            server = start_bare(options.tick)
+        await server.start()
         loader = gameproto_load if name == "gameproto" else bare_load
         sockets = await loader(reactor, server, m, s)
         meter = await measure(reactor, sockets, 2, 2 + s, options.duration, options.warmup)

@@ -1,19 +1,18 @@
 """
-Real server processes for end-to-end tests: C{twistd --pidfile= -n gameproto ...}
-started with the test's reactor, its port read from its own log line, stopped with
-SIGTERM.  Also a small HTTP JSON client for talking to them.
+Real server processes for end-to-end tests and benchmarks: C{twistd --pidfile= -n
+gameproto ...} started with the test's reactor, its port read from its own log line,
+stopped with SIGTERM.  Also a small HTTP JSON client for talking to them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
@@ -28,7 +27,7 @@ START_TIMEOUT = 30.0
 
 
 class _NodeProtocol(ProcessProtocol):
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: "ServerProcess") -> None:
         self.node = node
 
     def outReceived(self, data: bytes) -> None:
@@ -47,18 +46,22 @@ class _NodeProtocol(ProcessProtocol):
         self.node.exit_signal = getattr(reason.value, "signal", None)
         if not self.node.listening.called:
             self.node.listening.errback(
-                RuntimeError(f"gameproto exited before listening:\n{self.node.text()}")
+                RuntimeError(f"the server exited before listening:\n{self.node.text()}")
             )
         self.node.ended.callback(code)
 
 
-class Node:
-    """One C{twistd -n gameproto} process."""
+class ServerProcess:
+    """
+    A server process that logs C{listening on HOST:PORT} once it serves: started
+    with the test's reactor, stopped with SIGTERM.  Its environment has no
+    C{GAMEPROTO_*} variable unless C{env} says so, so a developer's settings never
+    leak into a test.
+    """
 
-    def __init__(self, *options: str, twistd_options: tuple[str, ...] = (),
-                 cwd: str | None = None, env: dict[str, str] | None = None) -> None:
-        self.options = options
-        self.twistd_options = twistd_options
+    def __init__(self, argv: list[str], cwd: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.argv = argv
         self.cwd = cwd
         self.env = env
         self.output = b""
@@ -72,23 +75,34 @@ class Node:
     def text(self) -> str:
         return self.output.decode("utf-8", "replace")
 
+    log = text
+
     def start(self) -> Deferred[int]:
         """Spawn the process; fires with its port once it listens."""
-        env = dict(os.environ if self.env is None else self.env)
+        if self.env is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GAMEPROTO_")}
+        else:
+            env = dict(self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        argv = [TWISTD, "--pidfile=", "-n", *self.twistd_options, "gameproto",
-                "--port", "tcp:0:interface=127.0.0.1", *self.options]
         self.process = reactor.spawnProcess(
-            _NodeProtocol(self), TWISTD, argv, env=env, path=self.cwd
+            _NodeProtocol(self), self.argv[0], self.argv, env=env, path=self.cwd
         )
         self.listening.addTimeout(START_TIMEOUT, reactor)
         return self.listening
 
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.http + path
 
     def ws_url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
+        return self.ws + path
 
     def signal(self, name: str) -> None:
         if self.exit_code is None and self.exit_signal is None:
@@ -105,6 +119,17 @@ class Node:
         if not self.ended.called:
             self.signal("KILL")
         return self.ended
+
+
+class Node(ServerProcess):
+    """One C{twistd --pidfile= -n gameproto} process on a free port of 127.0.0.1."""
+
+    def __init__(self, *options: str, twistd_options: tuple[str, ...] = (),
+                 cwd: str | None = None, env: dict[str, str] | None = None) -> None:
+        argv = [TWISTD, "--pidfile=", "-n", *twistd_options, "gameproto",
+                "--port", "tcp:0:interface=127.0.0.1", *options]
+        super().__init__(argv, cwd, env)
+        self.options = options
 
 
 async def _value(value: Any) -> Any:
@@ -132,4 +157,4 @@ def stop_on_cleanup(testcase: Any, node: Node) -> Node:
     return node
 
 
-__all__ = ["Node", "http_json", "stop_on_cleanup", "signal", "ensureDeferred"]
+__all__ = ["Node", "ServerProcess", "http_json", "stop_on_cleanup"]

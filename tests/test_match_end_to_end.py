@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from gameproto.client import match as client
 from gameproto.client.rest import RestClient
-from tests.serverprocess import ServerProcess, start_server
+from tests.nodes import Node
 
 SUCCESS = {"status": "success", "code": 0}
 INIT = {"message_type": "init", "ball_radius": 0.02, "paddle_height": 0.13, "paddle_width": 0.02}
@@ -27,12 +27,12 @@ class MatchEndToEndTests(TestCase):
     def setUp(self) -> Deferred[None]:
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
-        self.server: ServerProcess = start_server(
-            reactor, os.path.join(directory, "gameproto.sqlite3"), cwd=directory
+        self.server = Node(
+            "--store", "sqlite:" + os.path.join(directory, "gameproto.sqlite3"), cwd=directory
         )
         self.sockets: list[client.MatchClient] = []
         self.addCleanup(self._stop)
-        return self.server.listening.addCallback(lambda _: None)
+        return self.server.start().addCallback(lambda _: None)
 
     async def _stop_async(self) -> None:
         for socket in self.sockets:
