@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, maybeDeferred
 from twisted.web.iweb import IRequest
 
 import gameproto
@@ -23,12 +24,13 @@ from gameproto.rest import (
 )
 from gameproto.store import USER_ORDERINGS, User
 
-# Where a user is right now: (ongoing match id, role) or (None, None).  The match
-# service provides the real one.
-Whereabouts = Callable[[str], tuple[int | None, str | None]]
+# Where a user is right now: (ongoing match id, role) or (None, None), or a Deferred
+# of it (with several nodes the answer is in Redis).  The match service provides it.
+Place = tuple[int | None, str | None]
+Whereabouts = Callable[[str], "Place | Deferred[Place]"]
 
 
-def nowhere(username: str) -> tuple[int | None, str | None]:
+def nowhere(username: str) -> Place:
     return None, None
 
 
@@ -44,8 +46,8 @@ class AccountsAPI:
         router.add("POST", "/api/token", self.obtain_token)
         router.add("DELETE", "/api/token", self.revoke_token)
 
-    def user_json(self, user: User) -> dict[str, Any]:
-        match, role = self.whereabouts(user.username)
+    async def user_json(self, user: User) -> dict[str, Any]:
+        match, role = await maybeDeferred(self.whereabouts, user.username)
         return {
             "username": user.username,
             "date_joined": timestamp(user.date_joined),
@@ -72,7 +74,7 @@ class AccountsAPI:
             user = await self.accounts.sign_up(body.get("username"), body.get("password"))
         except AccountError as e:
             raise ApiError(400, e.message, field=e.field) from None
-        return Response(201, self.user_json(user))
+        return Response(201, await self.user_json(user))
 
     async def obtain_token(self, request: IRequest) -> Response:
         body = read_json(request)
@@ -101,14 +103,15 @@ class AccountsAPI:
             )
         limit, offset = page(request)
         users = await self.accounts.store.list_users(ordering, limit, offset)
-        return Response(200, [self.user_json(user) for user in users])
+        places = [ensureDeferred(self.user_json(user)) for user in users]
+        return Response(200, await gatherResults(places, consumeErrors=True))
 
     async def get_user(self, request: IRequest, username: str) -> Response:
         await self.require_user(request)
         user = await self.accounts.store.get_user(username)
         if user is None:
             raise ApiError(404, "no such user")
-        return Response(200, self.user_json(user))
+        return Response(200, await self.user_json(user))
 
 
 class HealthAPI:

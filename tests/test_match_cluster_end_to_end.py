@@ -93,6 +93,12 @@ class ClusterMatchTests(TestCase):
             # The challenger's commands, sent to B, move its paddle in A's game.
             await host.wait_for(lambda f: f.get("right_paddle_margin_reached") is True
                                 and f.get("right_paddle_y", 1) < 0.1, FRAME_TIMEOUT)
+            # Every node knows where every player is, whichever node holds the socket.
+            for node in (a, b):
+                api = RestClient(reactor, node.url(""), tokens["sam"])
+                for name, role in [("hana", "host"), ("cole", "challenger")]:
+                    user = await api.user(name)
+                    self.assertEqual((user["ongoing_match"], user["role"]), (match_id, role))
             end = await host.wait_for_type("end", 40)
             self.assertEqual(await challenger.wait_for_type("end", FRAME_TIMEOUT), end)
             self.assertEqual(await spectator.wait_for_type("end", FRAME_TIMEOUT), end)
@@ -108,8 +114,11 @@ class ClusterMatchTests(TestCase):
             for node in (a, b):
                 api = RestClient(reactor, node.url(""), tokens["sam"])
                 self.assertEqual(await api.completed_match(match_id), completed)
-                self.assertEqual((await api.user("hana"))["elo"], 1016)
-                self.assertEqual((await api.user("cole"))["elo"], 984)
+                hana, cole = await api.user("hana"), await api.user("cole")
+                self.assertEqual((hana["elo"], hana["ongoing_match"], hana["role"]),
+                                 (1016, None, None))
+                self.assertEqual((cole["elo"], cole["ongoing_match"], cole["role"]),
+                                 (984, None, None))
             for node in (a, b):
                 self.assertEqual(await node.stop(), 0, node.text())
                 self.assertNotIn("Traceback", node.text())

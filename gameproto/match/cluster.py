@@ -456,6 +456,17 @@ class ClusterMatchService(MatchService):
 
     # -- REST operations ---------------------------------------------------------
 
+    def whereabouts(self, username: str) -> Deferred[tuple[int | None, str | None]]:  # type: ignore[override]
+        """Where C{username} is on any node: the roles live in Redis, not on this node."""
+
+        def parse(held: str | None) -> tuple[int | None, str | None]:
+            if held is None:
+                return None, None
+            match_id, role, _ = held.split("|", 2)
+            return int(match_id), role
+
+        return self.store.match_role(username).addCallback(parse)
+
     async def create_match(self, host: str) -> OngoingMatch:
         record = await self.store.create_hosted_match(host, self.now())
         if record is None:
