@@ -3,7 +3,7 @@ Arenas across the nodes sharing one Redis (DESIGN.md §3, the arena bullet).
 
 Every arena, C{default} included, runs (ticks) on exactly one node, its owner, which
 holds the arena's lease: the key C{gp:arena:{id}:lease} set to the node's id with
-C{SET NX PX 3000} and renewed every second by a compare-and-set script (L{RENEW}).  The
+C{SET NX PX 3000} and renewed every second by a compare-and-set script (L{gameproto.cluster.LEASE_RENEW}).  The
 script extends the lease when it holds this node's id, and re-creates it when it is
 absent (a Redis restarted empty, or an expiry nobody acted on), but never takes it from
 another node: a stalled ex-owner whose arena was taken over finds the other node's id,
@@ -63,39 +63,19 @@ from gameproto.arena.commands import (
     parse_command,
 )
 from gameproto.bus import IBus, Subscription
+from gameproto.cluster import LEASE_RENEW_INTERVAL, LEASE_TTL_MS, Lease
 from gameproto.store import StoreError
 
 if TYPE_CHECKING:
     from gameproto.arena.service import Arena, ArenaService, Frame
 
-LEASE_TTL_MS = 3000
-RENEW_INTERVAL = 1.0
+RENEW_INTERVAL = LEASE_RENEW_INTERVAL
 STATUS_TIMEOUT = 1.0
 
 RESTARTED = "the arena's node was lost: the arena restarted empty, connect again"
 MOVED = "the arena is now run by another node: it restarted empty, connect again"
 SHUTTING_DOWN = "the arena's node is shutting down: connect again"
 GONE = "the arena moved to another node: connect again"
-
-# Extend this node's lease, or re-create it when absent; never take another node's.
-# KEYS: the lease.  ARGV: node id, TTL in ms.  Returns 1 held, 0 held by another node.
-RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] or not holder then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-    return 1
-end
-return 0
-"""
-
-# Delete the lease only if this node holds it.  KEYS: the lease.  ARGV: node id.
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 
 # ---------------------------------------------------------------------------
 # Leases
@@ -120,45 +100,37 @@ class ClusterLeases(Protocol):
 
 
 class RedisLeases:
-    """Leases in Redis; every call fails with L{redis.RedisUnavailable} within 1.5 s."""
+    """
+    Arena leases on the nodes' shared L{Lease} scripts (key C{gp:arena:{id}:lease});
+    every call fails with L{redis.RedisUnavailable} within 1.5 s.
+    """
 
     _log = Logger()
 
     def __init__(self, clock: IReactorTime, node_id: str, pool: Callable[[], Any],
                  prefix: str = "gp:", ttl_ms: int = LEASE_TTL_MS) -> None:
-        self._clock = clock
         self.node_id = node_id
-        self._pool = pool  # the pool is opened when the heartbeat starts
         self._prefix = prefix
-        self.ttl_ms = ttl_ms
+        # The pool is opened when the heartbeat starts, hence a callable.
+        self._lease = Lease(clock, node_id, pool, ttl_ms)
 
     def key(self, arena_id: str) -> str:
         return f"{self._prefix}arena:{arena_id}:lease"
 
-    def _within(self, d: Deferred[Any], what: str) -> Deferred[Any]:
-        return redis.within(d, self._clock, what)
-
     def acquire(self, arena_id: str) -> Deferred[bool]:
-        d = self._within(self._pool().set(self.key(arena_id), self.node_id,
-                                          pexpire=self.ttl_ms, only_if_not_exists=True),
-                         "arena lease")
-        return d.addCallback(lambda reply: reply is not None)
+        return self._lease.acquire(self.key(arena_id))
 
     def renew(self, arena_id: str) -> Deferred[bool]:
-        d = self._within(self._pool().eval(RENEW, [self.key(arena_id)],
-                                           [self.node_id, str(self.ttl_ms)]),
-                         "arena lease renewal")
-        return d.addCallback(lambda n: int(n) == 1)
+        return self._lease.renew(self.key(arena_id))
 
     def release(self, arena_id: str) -> None:
-        d = self._within(self._pool().eval(RELEASE, [self.key(arena_id)], [self.node_id]),
-                         "arena lease release")
+        d = self._lease.release(self.key(arena_id))
         # Not released (Redis down): the lease expires by itself within its TTL.
         d.addErrback(lambda f: self._log.warn("Arena {arena}: releasing the lease: {why}",
                                               arena=arena_id, why=f.getErrorMessage()))
 
     def holder(self, arena_id: str) -> Deferred[str | None]:
-        return self._within(self._pool().get(self.key(arena_id)), "arena lease holder")
+        return self._lease.read(self.key(arena_id)).addCallback(lambda read: read[0])
 
 
 class LeaseTable:
