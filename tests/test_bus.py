@@ -10,7 +10,8 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from gameproto.bus import IBus
+from gameproto import wire
+from gameproto.bus import IBus, Outbox
 from gameproto.bus.local import LocalBus
 from gameproto.redis import RedisUnavailable, RedisURL
 from tests.redisserver import started_redis
@@ -151,6 +152,41 @@ class RedisBusTests(TestCase):
             self.assertLess(reactor.seconds() - started, 2 + 2)
 
         return ensureDeferred(scenario())
+
+
+class OutboxTests(SynchronousTestCase):
+    """Messages relayed between nodes keep their order and are batched per reactor turn."""
+
+    def test_order_and_batches(self) -> None:
+        """
+        What is queued in one turn goes out as one message; the next batch waits
+        until the bus took the previous one.
+        """
+        clock = Clock()
+        bus = LocalBus(clock)
+        got: list[Any] = []
+        bus.subscribe("c", lambda raw: got.append(wire.decode(raw)))
+        published: list[Deferred[int]] = []
+        real = bus.publish
+
+        def slow(channel: str, message: str) -> Deferred[int]:
+            real(channel, message)
+            d: Deferred[int] = Deferred()
+            published.append(d)
+            return d
+
+        bus.publish = slow  # type: ignore[method-assign]
+        box = Outbox(bus, clock, "c", {"node": "node-a"})
+        box.put({"n": 1})
+        box.put({"n": 2})
+        clock.advance(0)
+        box.put({"n": 3})
+        clock.advance(0)
+        self.assertEqual(len(published), 1)  # 3 waits for the first publish
+        published[0].callback(1)
+        clock.advance(0)
+        self.assertEqual([m["items"] for m in got], [[{"n": 1}, {"n": 2}], [{"n": 3}]])
+        self.assertEqual({m["node"] for m in got}, {"node-a"})
 
 
 class RedisURLTests(SynchronousTestCase):

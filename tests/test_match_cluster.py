@@ -6,7 +6,6 @@ redis-server (a port of its own).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,9 +15,10 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from gameproto import wire
 from gameproto.bus.local import LocalBus
 from gameproto.cluster import TOMBSTONE, Lease, LeaseWatch
-from gameproto.match.cluster import CHANGED, ELSEWHERE, GONE, NOT_MINE, Outbox
+from gameproto.match.cluster import CHANGED, ELSEWHERE, GONE, NOT_MINE
 from gameproto.match.pong import PaddleCommand
 from gameproto.store import User
 
@@ -83,41 +83,6 @@ class LeaseWatchTests(SynchronousTestCase):
         """A tombstone: another node declared the owner dead."""
         self.watch.seen("node-a", 3000)
         self.assertEqual(self.watch.seen(TOMBSTONE, 3_600_000), "gone")
-
-
-class OutboxTests(SynchronousTestCase):
-    """Frames relayed between nodes keep their order and are batched per reactor turn."""
-
-    def test_order_and_batches(self) -> None:
-        """
-        What is queued in one turn goes out as one message; the next batch waits
-        until the bus took the previous one.
-        """
-        clock = Clock()
-        bus = LocalBus(clock)
-        got: list[Any] = []
-        bus.subscribe("c", lambda raw: got.append(json.loads(raw)))
-        published: list[Deferred[int]] = []
-        real = bus.publish
-
-        def slow(channel: str, message: str) -> Deferred[int]:
-            real(channel, message)
-            d: Deferred[int] = Deferred()
-            published.append(d)
-            return d
-
-        bus.publish = slow  # type: ignore[method-assign]
-        box = Outbox(bus, clock, "c", "node-a")
-        box.put({"n": 1})
-        box.put({"n": 2})
-        clock.advance(0)
-        box.put({"n": 3})
-        clock.advance(0)
-        self.assertEqual(len(published), 1)  # 3 waits for the first publish
-        published[0].callback(1)
-        clock.advance(0)
-        self.assertEqual([m["items"] for m in got], [[{"n": 1}, {"n": 2}], [{"n": 3}]])
-        self.assertEqual({m["node"] for m in got}, {"node-a"})
 
 
 class RedisLeaseTests(TestCase):
@@ -454,9 +419,7 @@ class RecordingSocket:
         return payload
 
     def sendPrepared(self, prepared: Any) -> None:
-        import json
-
-        self.frames.append(json.loads(prepared))
+        self.frames.append(wire.decode(prepared))
 
     def gameStarted(self) -> None:
         self.started = True

@@ -46,7 +46,7 @@ import itertools
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -62,7 +62,7 @@ from gameproto.arena.commands import (
     StartGameCommand,
     parse_command,
 )
-from gameproto.bus import IBus, Subscription
+from gameproto.bus import IBus, Outbox, Subscription
 from gameproto.cluster import LEASE_RENEW_INTERVAL, LEASE_TTL_MS, Lease
 from gameproto.store import StoreError
 
@@ -225,62 +225,6 @@ def command_json(command: Command) -> dict[str, Any]:
         return {"type": "ConfigurePlayerCommand",
                 "data": [{"op": "radarType", "args": [radar.value]} for radar in command.radars]}
     raise TypeError(f"not a command: {command!r}")
-
-
-# ---------------------------------------------------------------------------
-# Ordered, batched publishing
-
-
-class Outbox:
-    """
-    Messages for one channel, published in order: what is queued during one reactor turn
-    goes out as one message, and the next batch only once Redis has taken the previous
-    one (the bus's pool has several connections, which would not keep the order).
-    """
-
-    _log = Logger()
-
-    def __init__(self, bus: IBus, clock: IReactorTime, channel: str,
-                 header: dict[str, Any] | None = None) -> None:
-        self._bus = bus
-        self._clock = clock
-        self.channel = channel
-        self._header = header or {}
-        self._items: list[dict[str, Any]] = []
-        self._busy = False
-        self._scheduled: IDelayedCall | None = None
-        self.idle: list[Deferred[None]] = []
-
-    def put(self, item: dict[str, Any]) -> None:
-        self._items.append(item)
-        if not self._busy and self._scheduled is None:
-            self._scheduled = self._clock.callLater(0, self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = None
-        if not self._items:
-            waiting, self.idle = self.idle, []
-            for d in waiting:
-                d.callback(None)
-            return
-        items, self._items = self._items, []
-        self._busy = True
-        message = wire.encode({**self._header, "items": items}).decode()
-        d = self._bus.publish(self.channel, message)
-        d.addErrback(lambda f: self._log.warn("Arena bus: publishing to {channel}: {why}",
-                                              channel=self.channel, why=f.getErrorMessage()))
-        d.addBoth(self._done)
-
-    def _done(self, _: Any) -> None:
-        self._busy = False
-        self._flush()
-
-    def drained(self) -> Deferred[None]:
-        if not self._busy and not self._items and self._scheduled is None:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self.idle.append(d)
-        return d
 
 
 # ---------------------------------------------------------------------------

@@ -15,8 +15,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 from zope.interface import Interface
+
+from gameproto import wire
 
 Handler = Callable[[str], None]
 
@@ -87,6 +91,61 @@ class Subscriptions:
 
     def handlers(self, channel: str) -> list[Subscription]:
         return list(self._handlers.get(channel, ()))
+
+
+
+class Outbox:
+    """
+    Messages for one channel, published in order: what is queued during one reactor
+    turn goes out as one message C{{**header, "items": [...]}}, and the next batch
+    only once the bus has taken the previous one (the Redis bus publishes through a
+    pool of several connections, which alone would not keep the order).
+    """
+
+    _log = Logger()
+
+    def __init__(self, bus: IBus, clock: IReactorTime, channel: str,
+                 header: dict[str, Any] | None = None) -> None:
+        self._bus = bus
+        self._clock = clock
+        self.channel = channel
+        self._header = header or {}
+        self._items: list[dict[str, Any]] = []
+        self._busy = False
+        self._scheduled: IDelayedCall | None = None
+        self._idle: list[Deferred[None]] = []
+
+    def put(self, item: dict[str, Any]) -> None:
+        self._items.append(item)
+        if not self._busy and self._scheduled is None:
+            self._scheduled = self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = None
+        if not self._items:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
+            return
+        items, self._items = self._items, []
+        self._busy = True
+        message = wire.encode({**self._header, "items": items}).decode()
+        d = self._bus.publish(self.channel, message)
+        d.addErrback(lambda f: self._log.warn("Bus: publishing to {channel}: {why}",
+                                              channel=self.channel, why=f.getErrorMessage()))
+        d.addBoth(self._done)
+
+    def _done(self, _: Any) -> None:
+        self._busy = False
+        self._flush()
+
+    def drained(self) -> Deferred[None]:
+        """Fires once everything put so far has been published (or failed to be)."""
+        if not self._busy and not self._items and self._scheduled is None:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle.append(d)
+        return d
 
 
 def bus_for_store(reactor: Any, store_description: str) -> Any:

@@ -51,13 +51,13 @@ from datetime import datetime
 from typing import Any, Callable
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from gameproto import wire
-from gameproto.bus import IBus, Subscription
+from gameproto.bus import IBus, Outbox, Subscription
 from gameproto.cluster import TOMBSTONE, Lease, LeaseWatch, LEASE_RENEW_INTERVAL
 from gameproto.match import frames
 from gameproto.match.frames import Role
@@ -100,57 +100,6 @@ def record_from(d: dict[str, Any]) -> OngoingMatch:
         d["start_timestamp"] = datetime.fromisoformat(d["start_timestamp"])
     d["spectators"] = tuple(d["spectators"])
     return OngoingMatch(**d)
-
-
-class Outbox:
-    """
-    Items for one channel, published in order: what is queued during one reactor
-    turn goes out as one message, the next only once Redis took the previous one
-    (the bus's pool has several connections, which would not keep the order).
-    """
-
-    _log = Logger()
-
-    def __init__(self, bus: IBus, clock: IReactorTime, channel: str, node: str) -> None:
-        self._bus = bus
-        self._clock = clock
-        self.channel = channel
-        self._node = node
-        self._items: list[dict[str, Any]] = []
-        self._busy = False
-        self._scheduled: IDelayedCall | None = None
-        self._idle: list[Deferred[None]] = []
-
-    def put(self, item: dict[str, Any]) -> None:
-        self._items.append(item)
-        if not self._busy and self._scheduled is None:
-            self._scheduled = self._clock.callLater(0, self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = None
-        if not self._items:
-            idle, self._idle = self._idle, []
-            for d in idle:
-                d.callback(None)
-            return
-        items, self._items = self._items, []
-        self._busy = True
-        message = wire.encode({"node": self._node, "items": items}).decode()
-        d = self._bus.publish(self.channel, message)
-        d.addErrback(lambda f: self._log.warn("Match bus: publishing to {channel}: {why}",
-                                              channel=self.channel, why=f.getErrorMessage()))
-        d.addBoth(self._done)
-
-    def _done(self, _: Any) -> None:
-        self._busy = False
-        self._flush()
-
-    def drained(self) -> Deferred[None]:
-        if not self._busy and not self._items and self._scheduled is None:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle.append(d)
-        return d
 
 
 @attrs.define(eq=False)
@@ -312,7 +261,7 @@ class ClusterMatchService(MatchService):
     def _outbox(self, channel: str) -> Outbox:
         box = self._outboxes.get(channel)
         if box is None:
-            box = self._outboxes[channel] = Outbox(self.bus, self.clock, channel, self.node_id)
+            box = self._outboxes[channel] = Outbox(self.bus, self.clock, channel, {"node": self.node_id})
         return box
 
     def _publish(self, match_id: int, item: dict[str, Any]) -> None:
