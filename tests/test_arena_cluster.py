@@ -25,7 +25,6 @@ from gameproto.arena.cluster import (
     command_json,
 )
 from gameproto.arena.commands import (
-    ConfigurePlayerCommand,
     MovePlayerCommand,
     RegisterPlayerCommand,
     StartGameCommand,

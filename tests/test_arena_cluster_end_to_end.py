@@ -5,8 +5,6 @@ one real redis-server, the Autobahn arena client (gameproto.client.arena) and re
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from gameproto.match.elo import rate
 from gameproto.store import MatchOutcome
-from tests.matchsupport import MatchTestCase, read
+from tests.matchsupport import MatchTestCase
 
 
 class OngoingMatchTests(MatchTestCase):

@@ -6,7 +6,6 @@ L{gameproto.client.processor}, and real programs in each of the four languages.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from typing import Any

@@ -31,7 +31,6 @@ from gameproto.processor.runner import (
 )
 from gameproto.processor.sandbox import Limit, RunLimits
 from gameproto.processor.service import ProcessorService
-from gameproto.wire import CloseCode
 from tests.fakews import BINARY, CLOSE, TEXT, FakeWebSocket, open_websocket
 
 START = 1_800_000_000.0

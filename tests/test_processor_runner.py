@@ -31,8 +31,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from gameproto.processor.languages import LANGUAGES, PYTHON
-from gameproto.processor.launcher import descendants
+from gameproto.processor.languages import PYTHON
 from gameproto.processor.runner import (
     CodeTooLarge,
     EngineCallError,

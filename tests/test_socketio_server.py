@@ -446,7 +446,7 @@ class RoomTests(ServerTestCase):
         reaches the whole namespace; a socket that left no longer receives.
         """
         a, b, c = self.session("0"), self.session("0"), self.session("0")
-        sa, sb, sc = self.socket_of(a), self.socket_of(b), self.socket_of(c)
+        sa, sb = self.socket_of(a), self.socket_of(b)
         for s in (a, b, c):
             s.take()
         sa.join("r")

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import wire, web
 from gameproto.wire import CloseCode, Malformed
-from tests.fakews import CLOSE, TEXT, open_websocket
+from tests.fakews import open_websocket
 
 
 class CodecTests(SynchronousTestCase):
@@ -235,7 +235,8 @@ class JSONProtocolTests(SynchronousTestCase):
 
     def test_per_address_cap(self) -> None:
         """Past the per-address cap a connection is closed with 4029; a slot frees on close."""
-        first, second = self.connect(port=1), self.connect(port=2)
+        first = self.connect(port=1)
+        self.connect(port=2)
         third = self.connect(port=3)
         self.assertEqual(third.closes(), [(CloseCode.BUSY, "too many connections")])
         first.transport.loseConnection()
