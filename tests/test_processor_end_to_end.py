@@ -36,14 +36,18 @@ MARGIN = 2.0
 #: Three processes (one in a session of its own), each printing its pid, then sleeping.
 THREE_SLEEPERS = (
     "import os, time\n"
+    # One write per line: print() writes its parts separately, and three processes
+    # sharing one stdout would interleave them.
+    "def say_pid():\n"
+    "    os.write(1, f'pid {os.getpid()}\\n'.encode())\n"
     "if os.fork() == 0:\n"
     "    os.setsid()\n"
     "    if os.fork() == 0:\n"
-    "        print('pid', os.getpid(), flush=True)\n"
+    "        say_pid()\n"
     "        time.sleep(3600)\n"
-    "    print('pid', os.getpid(), flush=True)\n"
+    "    say_pid()\n"
     "    time.sleep(3600)\n"
-    "print('pid', os.getpid(), flush=True)\n"
+    "say_pid()\n"
     "time.sleep(3600)\n"
 )
 
