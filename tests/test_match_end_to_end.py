@@ -148,21 +148,115 @@ class MatchEndToEndTests(TestCase):
         return ensureDeferred(check())
 
     def test_connection_phase_errors(self) -> Deferred[None]:
-        """Unauthenticated, bad query, unknown match and a foreign host: frame then close."""
+        """
+        Every refusal of the connection phase, with its exact frame and close code, in
+        DESIGN.md's order (authentication first, then the query string, the match, the
+        host check, the role check).
+        """
+        bad_key = {"error": "bad key in query string. expected: role", "code": 7}
+        bad_value = {"error": "bad value in query string. expected: [spectator, host, "
+                              "challenger]", "code": 7}
+        unauthenticated = {"error": "unauthenticated user, please send auth token", "code": 6}
+        no_match = {"error": "non existent requested match", "code": 5}
+        not_host = {"error": "trying to join a match as host which you did not start", "code": 8}
+        taken = {"error": "trying to join a match while already in another match or the match "
+                          "is full", "code": 9}
+
+        async def check() -> None:
+            hana, cole, sam = await self.user("hana"), await self.user("cole"), await self.user("sam")
+            match_id = (await RestClient(reactor, self.server.http, hana).create_match())["id"]
+            holder = await self.connect(cole, match_id, "challenger")
+            self.assertEqual(await self.frame(holder), SUCCESS)
+            cases = [
+                # unauthenticated beats a bad query string and an unknown match
+                (None, 424242, "?role=nobody&x=1", unauthenticated, 4001),
+                (cole, match_id, "?role=host&x=1", bad_key, 4000),
+                (cole, match_id, "?team=host", bad_key, 4000),
+                (cole, match_id, "", bad_key, 4000),
+                # a bad query string beats an unknown match
+                (cole, 424242, "?role=referee", bad_value, 4000),
+                (cole, 424242, "?role=host", no_match, 4004),
+                (cole, match_id, "?role=host", not_host, 1000),
+                (sam, match_id, "?role=challenger", taken, 1000),  # the slot is cole's
+                (cole, match_id, "?role=spectator", taken, 1000),  # cole holds a role
+            ]
+            for token, target, query, frame, close in cases:
+                socket = await self.connect(token, target, None, query)
+                self.assertEqual(await self.frame(socket), frame, query)
+                self.assertEqual((await socket.closed)[0], close, query)
+
+        return ensureDeferred(check())
+
+    def test_lobby_errors(self) -> Deferred[None]:
+        """
+        Before the start: a frame without command, a start before the challenger is
+        ready, and any challenger command after ready each get the spec's error; the
+        match then starts normally.
+        """
 
         async def check() -> None:
             hana, cole = await self.user("hana"), await self.user("cole")
             match_id = (await RestClient(reactor, self.server.http, hana).create_match())["id"]
-            cases = [
-                (None, match_id, "?role=host", 6, 4001),
-                (cole, match_id, "?role=host&x=1", 7, 4000),
-                (cole, match_id, "?role=referee", 7, 4000),
-                (cole, 424242, "?role=host", 5, 4004),
-                (cole, match_id, "?role=host", 8, 1000),
-            ]
-            for token, target, query, code, close in cases:
-                socket = await self.connect(token, target, None, query)
-                self.assertEqual((await self.frame(socket))["code"], code, query)
-                self.assertEqual((await socket.closed)[0], close, query)
+            host = await self.connect(hana, match_id, "host")
+            self.assertEqual(await self.frame(host), SUCCESS)
+            host.send({"hello": 1})
+            await host.wait_for(lambda f: f == {"error": "no command sent", "code": 2},
+                                FRAME_TIMEOUT)
+            host.command("start_match")  # nobody there yet
+            await host.wait_for(lambda f: f == {"error": "challenger not ready", "code": 3},
+                                FRAME_TIMEOUT)
+            challenger = await self.connect(cole, match_id, "challenger")
+            self.assertEqual(await self.frame(challenger), SUCCESS)
+            host.command("start_match")  # there, not ready
+            await host.wait_for(lambda f: f == {"error": "challenger not ready", "code": 3},
+                                FRAME_TIMEOUT)
+            challenger.command("ready")
+            await challenger.wait_for(lambda f: f.get("challenger_ready") is True, FRAME_TIMEOUT)
+            challenger.command("ready")
+            challenger.command("up")
+            for _ in range(2):
+                self.assertEqual(await self.frame(challenger),
+                                 {"error": "invalid command", "code": 2})
+            host.command("start_match")
+            self.assertEqual(await host.wait_for_type("init", FRAME_TIMEOUT), INIT)
+            self.assertEqual(await challenger.wait_for_type("init", FRAME_TIMEOUT), INIT)
+
+        return ensureDeferred(check())
+
+    def test_malformed_input_mid_game(self) -> Deferred[None]:
+        """
+        A binary frame, invalid JSON, a list and a non-string command each get
+        "invalid command", a valid command gets no reply; a 100 KiB frame closes that
+        socket with 1009; the game goes on for the host all along.
+        """
+
+        async def check() -> None:
+            tokens, match_id, host, challenger = await self.started_match()
+            await challenger.wait_for_type("status", FRAME_TIMEOUT)
+            challenger.keep_frames = False  # statuses are not of interest now
+            errors: list[Any] = []
+            five: Deferred[None] = Deferred()
+
+            def on_frame(frame: Any) -> None:
+                if "error" in frame:
+                    errors.append(frame)
+                    if len(errors) == 5:
+                        five.callback(None)
+
+            challenger.on_frame = on_frame
+            challenger.send_raw(b"\x00\x01", binary=True)
+            challenger.send_raw(b"{nope")
+            challenger.send_raw(b"[1, 2]")
+            challenger.send({"command": 5})
+            challenger.command("up")  # valid: no reply
+            challenger.send({})  # a marker with an error of its own, after up's (if any)
+            await five.addTimeout(FRAME_TIMEOUT, reactor)
+            self.assertEqual(errors, [{"error": "invalid command", "code": 2}] * 4
+                             + [{"error": "no command sent", "code": 2}])
+            challenger.send_raw(b'{"command": "' + b"u" * (100 * 1024) + b'"}')
+            self.assertEqual((await challenger.closed)[0], 1009)
+            before = (await host.wait_for_type("status", FRAME_TIMEOUT))["match_time"]
+            after = await host.wait_for(lambda f: f.get("match_time", -1) > before, 3.0)
+            self.assertEqual(after["message_type"], "status")
 
         return ensureDeferred(check())
