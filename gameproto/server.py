@@ -26,22 +26,22 @@ import gameproto
 from gameproto import wire, web
 from gameproto.api import AccountsAPI, HealthAPI
 from gameproto.bus import bus_for_store
-from gameproto.chat import mount_chat
-from gameproto.socketio.engineio import EngineIOConfig
-from gameproto.chat.cluster import RedisPresence, RoomRelay
-from gameproto.cluster import Heartbeat
-from gameproto.redis import RedisURL
 from gameproto.arena.api import ArenasAPI
 from gameproto.arena.protocol import arena_resource
 from gameproto.arena.service import ArenaService
 from gameproto.auth import Accounts
+from gameproto.chat import mount_chat
+from gameproto.chat.cluster import RedisPresence, RoomRelay
+from gameproto.cluster import Heartbeat
 from gameproto.match.api import MatchAPI
 from gameproto.match.protocol import MatchProtocol
 from gameproto.match.service import MatchService
 from gameproto.processor.protocol import processor_resource
 from gameproto.processor.sandbox import RunLimits, SandboxConfig
 from gameproto.processor.service import ProcessorService
+from gameproto.redis import RedisURL
 from gameproto.rest import JSONRouter
+from gameproto.socketio.engineio import EngineIOConfig
 from gameproto.store import IStore, store_from_string
 
 
@@ -98,8 +98,10 @@ class ServerConfig:
 class GameprotoServer(MultiService):
     """
     The server.  Its parts are attributes so that an embedding application (or a
-    test) can reach them: C{store}, C{accounts}, C{context}, C{router}, C{root},
-    C{site}.  Children added with C{addService} start after the store is open.
+    test) can reach them: C{store}, C{bus}, C{cluster} (with Redis), C{accounts},
+    C{context}, C{router}, C{root}, C{site}, and the protocols' services
+    C{matches}, C{chat}, C{arenas}, C{processor}.  Children added with C{addService}
+    start, in order, after the store and the bus are open.
     """
 
     _log = Logger()
@@ -122,12 +124,13 @@ class GameprotoServer(MultiService):
         self.reactor = reactor
         self.store = store if store is not None else store_from_string(reactor, config.store)
         self.bus = bus_for_store(reactor, config.store)
-        self.accounts = Accounts(
-            self.store,
-            reactor,
-            run_in_thread,
-            token_ttl=config.token_ttl,
-        )
+        # With a Redis store the node is one of several: its heartbeat (and Redis
+        # connections) comes first, so that the services after it can use them.
+        self.cluster: Heartbeat | None = None
+        if config.store.startswith("redis://"):
+            self.cluster = Heartbeat(reactor, RedisURL.parse(config.store))
+            self.addService(self.cluster)
+        self.accounts = Accounts(self.store, reactor, run_in_thread, token_ttl=config.token_ttl)
         self.connections = wire.Connections(config.server_limits, reactor)
         self.context = wire.WireContext(
             clock=reactor,
@@ -137,13 +140,32 @@ class GameprotoServer(MultiService):
             server_limits=config.server_limits,
         )
         self.router = JSONRouter()
-        if config.store.startswith("redis://"):
-            # Matches across the nodes sharing this Redis (gameproto.match.cluster);
-            # self.cluster, the node's heartbeat, is built below.
+        self.root = web.Tree()
+        web.mount(self.root, "/api", self.router)
+        web.mount(self.root, "/healthz", self.router)
+        self._mount_matches()
+        self.accounts_api = AccountsAPI(self.accounts, whereabouts=self.matches.whereabouts)
+        self.accounts_api.install(self.router)
+        HealthAPI(self.store, self.bus, reactor).install(self.router)
+        MatchAPI(self.matches, self.accounts_api).install(self.router)
+        self._mount_chat()
+        self._mount_arenas()
+        self._mount_processor()
+        self.site: Site = web.make_site(self.root, reactor)
+        self.port: IListeningPort | None = None
+        self._started: Deferred[None] | None = None
+
+    # -- the parts ---------------------------------------------------------------
+
+    def _mount_matches(self) -> None:
+        config, reactor = self.config, self.reactor
+        if self.cluster is not None:
+            # Matches across the nodes sharing this Redis (gameproto.match.cluster).
             from gameproto.match.cluster import ClusterMatchService
 
+            cluster = self.cluster
             self.matches: MatchService = ClusterMatchService(
-                self.store, reactor, lambda: self.cluster, self.bus,
+                self.store, reactor, lambda: cluster, self.bus,
                 tick=config.match_tick, lobby_timeout=config.match_lobby_timeout,
             )
         else:
@@ -152,22 +174,20 @@ class GameprotoServer(MultiService):
                 lobby_timeout=config.match_lobby_timeout,
             )
         self.addService(self.matches)
-        self.accounts_api = AccountsAPI(self.accounts, whereabouts=self.matches.whereabouts)
-        self.accounts_api.install(self.router)
-        HealthAPI(self.store, self.bus, reactor).install(self.router)
-        MatchAPI(self.matches, self.accounts_api).install(self.router)
-        self.root = web.Tree()
-        web.mount(self.root, "/api", self.router)
-        web.mount(self.root, "/healthz", self.router)
-        self.cluster: Heartbeat | None = None
+        factory = wire.make_factory(
+            MatchProtocol, config.game_limits, self.context,
+            service=self.matches, mount_path="/ws/game",
+        )
+        web.mount(self.root, "/ws/game", WebSocketResource(factory))
+
+    def _mount_chat(self) -> None:
         presence = relay = None
-        if config.store.startswith("redis://"):
-            # Nodes sharing this Redis are one server: names unique across nodes,
-            # rooms relayed through the bus, a dead node's users announced gone.
-            self.cluster = Heartbeat(reactor, RedisURL.parse(config.store))
-            self.addService(self.cluster)
+        if self.cluster is not None:
+            # Names unique across nodes, rooms relayed through the bus, a dead
+            # node's users announced gone.
             presence = RedisPresence(
-                reactor, self.cluster, lambda room, name: self.chat.app.announce_left(room, name)
+                self.reactor, self.cluster,
+                lambda room, name: self.chat.app.announce_left(room, name),
             )
             relay = RoomRelay(
                 self.bus, self.cluster.node_id, lambda room, p: self.chat.app.deliver(room, p)
@@ -175,20 +195,15 @@ class GameprotoServer(MultiService):
         self.chat = mount_chat(
             self.root,
             self.context,
-            reactor,
-            config=config.chat_engineio,
-            connect_timeout=config.chat_connect_timeout,
+            self.reactor,
+            config=self.config.chat_engineio,
+            connect_timeout=self.config.chat_connect_timeout,
             presence=presence,
             relay=relay,
         )
-        match_factory = wire.make_factory(
-            MatchProtocol,
-            config.game_limits,
-            self.context,
-            service=self.matches,
-            mount_path="/ws/game",
-        )
-        web.mount(self.root, "/ws/game", WebSocketResource(match_factory))
+
+    def _mount_arenas(self) -> None:
+        config, reactor = self.config, self.reactor
         arena_cluster = None
         if self.cluster is not None:
             # Each arena runs on one node under a Redis lease; the others route to it.
@@ -208,9 +223,12 @@ class GameprotoServer(MultiService):
         web.mount(
             self.root, "/ws/arena", arena_resource(self.arenas, config.game_limits, self.context)
         )
+
+    def _mount_processor(self) -> None:
+        config = self.config
         self.processor = ProcessorService(
-            reactor,
-            reactor,
+            self.reactor,
+            self.reactor,
             SandboxConfig(
                 run_base=config.processor_dir,
                 uids=config.processor_uids,
@@ -234,9 +252,8 @@ class GameprotoServer(MultiService):
                 anonymous=config.processor_anonymous,
             ),
         )
-        self.site: Site = web.make_site(self.root, reactor)
-        self.port: IListeningPort | None = None
-        self._started: Deferred[None] | None = None
+
+    # -- the service ---------------------------------------------------------------
 
     def startService(self) -> None:
         self.running = 1  # MultiService.startService would start the children now
