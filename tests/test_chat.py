@@ -365,6 +365,37 @@ class MessageTests(ChatTestCase):
         self.assertEqual(self.bob.take(), [])
 
 
+class RoomIsolationTests(ChatTestCase):
+    def test_rooms_isolate_traffic(self) -> None:
+        """
+        Messages, join and leave announcements stay in their room, and the same
+        name may be used in each room.
+        """
+        lobby_alice, lobby_bob = self.connect(), self.connect()
+        match_alice, match_carol = self.connect({"room": "match:1"}), self.connect({"room": "match:1"})
+        for session, name in [
+            (lobby_alice, "alice"),
+            (lobby_bob, "bob"),
+            (match_alice, "alice"),
+            (match_carol, "carol"),
+        ]:
+            session.take()  # earlier arrivals in its room
+            self.assertEqual(self.register(session, name)[0], ("ack", 1, True))
+        for session in (lobby_alice, lobby_bob, match_alice, match_carol):
+            session.take()
+        lobby_alice.receive('22["message",{"message":"in the lobby"}]')
+        match_carol.receive('23["message",{"message":"in the match"}]')
+        lobby_line = ("event", "message", {"from": "alice", "message": "in the lobby"})
+        match_line = ("event", "message", {"from": "carol", "message": "in the match"})
+        self.assertEqual(events(lobby_alice.take()), [lobby_line, ("ack", 2, True)])
+        self.assertEqual(events(lobby_bob.take()), [lobby_line])
+        self.assertEqual(events(match_alice.take()), [match_line])
+        self.assertEqual(events(match_carol.take()), [match_line, ("ack", 3, True)])
+        lobby_bob.close("transport close")
+        self.assertEqual(events(lobby_alice.take()), [server_says("bob left the chat")])
+        self.assertEqual(match_alice.take() + match_carol.take(), [])
+
+
 class LeaveTests(ChatTestCase):
     def test_leave_message(self) -> None:
         """

@@ -244,6 +244,28 @@ class ErrorTests(EngineTestCase):
         self.assertEqual(preflight.headers["access-control-allow-headers"], "content-type")
 
 
+    def test_headers_not_utf8(self) -> None:
+        """
+        Header values that are not UTF-8 are refused or echoed like any other, never
+        an internal error: an Origin is simply not on the list, and a preflight's
+        requested headers come back byte for byte.
+        """
+        self.assertError(
+            self.respond("GET", "EIO=4&transport=polling", headers={"Origin": "http://\xe9vil"}),
+            4,
+            "Forbidden",
+            403,
+        )
+        preflight = self.request(
+            "OPTIONS",
+            "EIO=4&transport=polling",
+            headers={"Origin": "http://allowed.example", "Access-Control-Request-Headers": "x-\xe9"},
+        )
+        self.assertIn(b"Access-Control-Allow-Headers: x-\xe9\r\n", preflight.transport.value())
+        self.assertEqual(preflight.response.status, 204)  # type: ignore[union-attr]
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
 class WildcardCORSTests(EngineTestCase):
     origins = ["*"]
 
@@ -481,6 +503,11 @@ class WebSocketTests(EngineTestCase):
         ws.send_text("4" + "x" * MAX_PAYLOAD)
         ws.messages()
         self.assertEqual(ws.close_code, 1009)
+        # The session goes with its socket, and the app never saw the message.
+        ws.send_close(1009)
+        self.assertNotIn(sid, self.engine.sessions)
+        self.assertEqual(self.app.closed, [(sid, "transport close")])
+        self.assertEqual(self.app.messages, [])
 
 
 class UpgradeTests(EngineTestCase):
@@ -512,17 +539,25 @@ class UpgradeTests(EngineTestCase):
 
     def test_second_websocket_closed(self) -> None:
         """
-        A WebSocket for a session already upgraded is accepted, then closed.
+        A WebSocket for a session already upgraded is accepted, then closed; the
+        first WebSocket carries on, both ways.
         """
         sid = self.handshake()
         ws = self.websocket(f"EIO=4&transport=websocket&sid={sid}")
         ws.send_text("2probe")
         ws.send_text("5")
+        self.assertEqual(ws.messages(), ["3probe"])
         extra = self.websocket(f"EIO=4&transport=websocket&sid={sid}")
         self.assertTrue(extra.accepted)
         extra.messages()
         self.assertTrue(extra.closed)
+        extra.send_close()
         self.assertIn(sid, self.engine.sessions)
+        ws.send_text("4echo still here")
+        self.assertEqual(ws.messages(), ["4still here"])
+        self.assertFalse(ws.closed)
+        self.assertEqual(self.app.messages, ["echo still here"])
+        self.assertEqual(self.app.closed, [])
 
     def test_probe_failure_keeps_polling(self) -> None:
         """

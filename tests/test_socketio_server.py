@@ -514,6 +514,28 @@ class RawWebSocketTests(SynchronousTestCase):
         self.assertTrue(reply.startswith('40{"sid":'), reply)  # type: ignore[union-attr]
         return ws
 
+    def test_unknown_namespace(self) -> None:
+        """
+        C{40/nope,} gets C{44/nope,{"message":"Invalid namespace"}}, the shape
+        socket.io-client reads, and the connection stays usable.
+        """
+        ws = WebSocketClient(self.site, "/socket.io/?EIO=4&transport=websocket")
+        ws.messages()
+        ws.send_text("40/nope,")
+        self.assertEqual(ws.messages(), ['44/nope,{"message":"Invalid namespace"}'])
+        ws.send_text("40")
+        [reply] = ws.messages()
+        self.assertTrue(reply.startswith('40{"sid":'), reply)  # type: ignore[union-attr]
+        self.assertFalse(ws.closed)
+
+    def test_ack_id_zero(self) -> None:
+        """
+        Ack id 0 (the first id socket.io-client uses) is answered with C{430}.
+        """
+        ws = self.connected()
+        ws.send_text('420["echo",1,"two"]')
+        self.assertEqual(ws.messages(), ['430[1,"two"]'])
+
     def test_event_and_binary_ack(self) -> None:
         """
         C{42...} with an ack id and an attachment frame gets C{46...} and the bytes.

@@ -506,6 +506,14 @@ def _query(request: "Request", name: bytes) -> str | None:
         return ""
 
 
+def _header(request: "Request", name: bytes) -> str | None:
+    # getHeader with a str name decodes the value as UTF-8 and raises on anything
+    # else, which a client controls: bytes in, then a latin-1 decode that cannot
+    # fail.  A value that was not ASCII then matches no listed origin.
+    value = request.getHeader(name)
+    return None if value is None else value.decode("latin-1")
+
+
 class _PollingConnection:
     """
     A polling session as L{wire.Connections} sees it: one connection of its client
@@ -634,8 +642,8 @@ class EngineIOServer:
     # -- HTTP ------------------------------------------------------------------
 
     def render(self, request: "Request", websocket: WebSocketResource) -> bytes | int:
-        origin = request.getHeader("origin")
-        origin_allowed = self.context.origins.allows(origin, request.getHeader("host"))
+        origin = _header(request, b"origin")
+        origin_allowed = self.context.origins.allows(origin, _header(request, b"host"))
         if origin_allowed and origin:
             self._cors_headers(request, origin)
         if request.method == b"OPTIONS":
@@ -647,7 +655,7 @@ class EngineIOServer:
         if _query(request, b"EIO") != "4":
             return self._refuse(request, EngineError.UNSUPPORTED_PROTOCOL_VERSION)
         sid = _query(request, b"sid")
-        upgrade = (request.getHeader("upgrade") or "").lower() == "websocket"
+        upgrade = (_header(request, b"upgrade") or "").lower() == "websocket"
         if sid is not None and sid not in self.sessions:
             if sid in self._draining and request.method == b"GET" and not upgrade:
                 packets, call = self._draining.pop(sid)
@@ -719,9 +727,10 @@ class EngineIOServer:
             request.setHeader("Vary", "Origin")
         if request.method == b"OPTIONS":
             request.setHeader("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-            wanted = request.getHeader("access-control-request-headers")
+            # Bytes in, bytes out: the value is echoed exactly as the client sent it.
+            wanted = request.getHeader(b"access-control-request-headers")
             if wanted:
-                request.setHeader("Access-Control-Allow-Headers", wanted)
+                request.setHeader(b"Access-Control-Allow-Headers", wanted)
                 request.setHeader("Vary", "Origin, Access-Control-Request-Headers")
             request.setHeader("Access-Control-Max-Age", "86400")
 

@@ -38,6 +38,18 @@ def fake_context(clock: Any, origins: list[str] | None = None) -> wire.WireConte
 # HTTP
 
 
+class FakeConnection(StringTransportWithDisconnection):
+    """
+    An in-memory connection that, like a real transport, says it is disconnecting
+    once closed: Twisted's HTTP parser stops reading the rest of a buffer then, and
+    without it a second malformed header would close the channel twice.
+    """
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+        super().loseConnection()
+
+
 @attrs.frozen
 class Response:
     status: int
@@ -92,7 +104,7 @@ class HTTPExchange:
         port: int = 40000,
     ) -> None:
         self.protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
-        self.transport = StringTransportWithDisconnection()
+        self.transport = FakeConnection()
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
         all_headers = {"Host": "localhost"}
