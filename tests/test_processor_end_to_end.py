@@ -51,17 +51,29 @@ THREE_SLEEPERS = (
     "time.sleep(3600)\n"
 )
 
-#: Registers in the default arena, waits for the start, turns to 90 degrees and moves.
+#: Registers in the default arena, waits for the start, turns to 90 degrees and moves, then
+#: shoots; prints each reply's type and figures.
 ARENA_PROGRAM = (
     "from gameproto_sdk import send\n"
     "ack = send({'type': 'RegisterPlayerCommand'})\n"
-    "print('registered', ack['type'], flush=True)\n"
+    "data = ack['data']\n"
+    "print('registered', ack['type'], data['id'], data['x'], data['y'], flush=True)\n"
     "for _ in range(10):\n"
     "    note = send({'type': 'WaitNotification', 'timeout_ms': 5000})\n"
     "    if note and note['type'] == 'StartGameOrder':\n"
     "        break\n"
     "moved = send({'type': 'MovePlayerCommand', 'data': [{'rotate': 90}, {'move': 'forward'}]})\n"
-    "print('moved', moved['type'], moved['data']['y'] - ack['data']['y'])\n"
+    "print('moved', moved['type'], moved['data']['x'], moved['data']['y'],\n"
+    "      moved['data']['y'] - data['y'])\n"
+    "shot = send({'type': 'PlayerShootCommand'})\n"
+    "print('shot', shot['type'], data['shooting']['tokens'] - shot['data']['shooting']['tokens'])\n"
+)
+
+#: Says it waits, then blocks in one engine call until the client answers it.
+WAIT_FOR_CLIENT = (
+    "from gameproto_sdk import send\n"
+    "print('waiting', flush=True)\n"
+    "print('answered', send({'wait': True})['go'])\n"
 )
 
 
@@ -76,6 +88,8 @@ def alive(pid: int) -> bool:
 
 class ProcessorEndToEndTestCase(TestCase):
     timeout = 120
+    #: More options for the server.
+    node_options: tuple[str, ...] = ()
 
     def setUp(self) -> Deferred[None]:
         base = tempfile.mkdtemp(prefix="gameproto-e2e-runs-", dir="/tmp")
@@ -85,6 +99,7 @@ class ProcessorEndToEndTestCase(TestCase):
             "--store", "memory:",
             "--processor-dir", base,
             "--processor-uids", f"{uids[0]}-{uids[-1]}",
+            *self.node_options,
         ))
         self.sockets: list[Any] = []
         self.addCleanup(self._close_sockets)
@@ -92,21 +107,28 @@ class ProcessorEndToEndTestCase(TestCase):
 
     async def _start(self) -> None:
         await self.node.start()
+        self.token = await self.sign_up("ann")
+
+    async def sign_up(self, username: str) -> str:
+        """A new user of the server; its token."""
         status, _ = await http_json("POST", self.node.url("/api/users/sign_up/"),
-                                    {"username": "ann", "password": "password1"})
+                                    {"username": username, "password": "password1"})
         self.assertEqual(status, 201)
         status, body = await http_json("POST", self.node.url("/api/token/"),
-                                       {"username": "ann", "password": "password1"})
+                                       {"username": username, "password": "password1"})
         self.assertEqual(status, 200)
-        self.token = str(body["token"])
+        return str(body["token"])
 
     def _close_sockets(self) -> None:
         for socket in self.sockets:
             if socket.state == socket.STATE_OPEN:
                 socket.dropConnection(abort=True)
 
-    async def connect(self, **options: Any) -> client.ProcessorClient:
-        socket = await client.connect(reactor, self.node.ws_url(""), self.token, **options)
+    async def connect(self, token: str | None = "", **options: Any) -> client.ProcessorClient:
+        """A processor connection with C{token} (ann's by default, none if None)."""
+        if token == "":
+            token = self.token
+        socket = await client.connect(reactor, self.node.ws_url(""), token, **options)
         self.sockets.append(socket)
         return socket
 
@@ -243,27 +265,164 @@ class RunEndToEndTests(ProcessorEndToEndTestCase):
     async def test_arena_engine(self) -> None:
         """
         An engine "arena" program registers in the default arena, waits for the
-        controller's start, then moves: it gets the arena's replies; nothing of the arena is
-        relayed to the processor client.
+        controller's start, moves and shoots: it gets the arena's replies, the controller's
+        snapshots show the program's player at its moved coordinates and then its shot, and
+        nothing of the arena is relayed to the processor client.
         """
+        controllers: list[arena_client.ArenaClient] = []
         controller_started: Deferred[Any] = Deferred()
 
         async def start_game() -> None:
             controller = await arena_client.connect(
                 reactor, self.node.ws_url(""), "default", role="control", token=self.token,
-                ignore={"GameSnapshotNotification"},
             )
             self.sockets.append(controller)
+            controllers.append(controller)
             controller_started.callback(await controller.start_game())
 
         def on_output(stream: str, text: str) -> None:
-            if text == "registered RegisterPlayerAck":
+            if text.startswith("registered RegisterPlayerAck "):
                 Deferred.fromCoroutine(start_game()).addErrback(controller_started.errback)
 
         socket = await self.connect(on_output=on_output)
         outcome = await socket.run("python", ARENA_PROGRAM, engine="arena", arena="default")
         self.assertEqual((await controller_started)["type"], "StartGameAck")
         self.assertEqual(outcome.errors(), [])
-        self.assertEqual(outcome.stdout, ["registered RegisterPlayerAck", "moved MovePlayerAck 2.0"])
+        registered, moved, shot = (line.split() for line in outcome.stdout)
+        self.assertEqual(registered[:2], ["registered", "RegisterPlayerAck"])
+        self.assertEqual((moved[:2], moved[4]), (["moved", "MovePlayerAck"], "2.0"))
+        self.assertEqual(shot, ["shot", "PlayerShotAck", "6"])  # the default shot cost
         self.assertEqual(outcome.commands, [])
         self.assertEqual(outcome.end["exit_code"], 0)
+
+        # The controller's snapshots (queued since its StartGameAck, one per tick) show the
+        # player where the program moved it, then its shot flying the way it faces.
+        player_id = registered[2]
+        position = {"x": float(moved[2]), "y": float(moved[3])}
+
+        def players(snapshot: dict[str, Any]) -> dict[str, Any]:
+            return {p["id"]: p for p in snapshot["data"]["arena_snapshot"]["players_snapshots"]}
+
+        def shows_move(message: dict[str, Any]) -> bool:
+            if message.get("type") != "GameSnapshotNotification":
+                return False
+            player = players(message).get(player_id)
+            return player is not None and player["coordinates"] == position
+
+        [controller] = controllers
+        snapshot = await controller.wait_for(shows_move, timeout=10)
+        self.assertEqual(players(snapshot)[player_id]["rotation"], 90)
+        snapshot = await controller.wait_for(
+            lambda m: shows_move(m) and bool(m["data"]["arena_snapshot"]["shots_snapshots"]),
+            timeout=10,
+        )
+        [flying] = snapshot["data"]["arena_snapshot"]["shots_snapshots"]
+        self.assertEqual(flying["rotation"], 90)
+        self.assertGreater(flying["coordinates"]["y"], position["y"])
+        self.assertEqual(flying["coordinates"]["x"], position["x"])
+
+
+class LimitsEndToEndTests(ProcessorEndToEndTestCase):
+    """A server that runs at most two programs at once."""
+
+    node_options = ("--processor-max-runs", "2")
+
+    def setUp(self) -> Deferred[None]:
+        interpreter("python")
+        return super().setUp()
+
+    async def waiting_run(self, token: str, answer: Deferred[Any]) -> tuple[
+            client.ProcessorClient, Deferred[client.RunOutcome]]:
+        """
+        A run of L{WAIT_FOR_CLIENT} by C{token}'s user, once it says it waits: its only
+        engine call is answered with C{answer}'s result, when C{answer} fires.
+        """
+        waiting: Deferred[None] = Deferred()
+
+        def on_command(command: Any) -> Deferred[Any]:
+            reply: Deferred[Any] = Deferred()
+
+            def give(value: Any) -> Any:
+                reply.callback(value)
+                return value  # unchanged for the other runs waiting on it
+
+            answer.addCallback(give)
+            return reply
+
+        def on_output(stream: str, text: str) -> None:
+            if text == "waiting":
+                waiting.callback(None)
+
+        socket = await self.connect(token, on_command=on_command,
+                                    on_output=on_output)
+        outcome = Deferred.fromCoroutine(socket.run("python", WAIT_FOR_CLIENT))
+        await waiting.addTimeout(10, reactor)
+        return socket, outcome
+
+    async def test_busy(self) -> None:
+        """
+        Two runs going on, a third user's code gets SERVER_ERROR "server busy" and close
+        4029 (its context was accepted); the two runs finish normally with their end; then
+        the third user's program runs.
+        """
+        answer: Deferred[Any] = Deferred()
+        bob, carol = await self.sign_up("bob"), await self.sign_up("carol")
+        _, ann_outcome = await self.waiting_run(self.token, answer)
+        _, bob_outcome = await self.waiting_run(bob, answer)
+        refused = await (await self.connect(carol)).run("python", HELLO["python"])
+        self.assertEqual([m["type"] for m in refused.messages], ["ready", "ready", "error"])
+        [error] = refused.errors()
+        self.assertEqual((error["code"], error["message"]), ("SERVER_ERROR", "server busy"))
+        self.assertEqual(refused.close_code, 4029)
+
+        self.assertFalse(ann_outcome.called or bob_outcome.called)
+        answer.callback({"go": "yes"})
+        for outcome in (await ann_outcome, await bob_outcome):
+            self.assertEqual(outcome.errors(), [])
+            self.assertEqual(outcome.stdout, ["waiting", "answered yes"])
+            self.assertEqual([c["message"] for c in outcome.commands], [{"wait": True}])
+            self.assertEqual(outcome.end["exit_code"], 0)
+            self.assertEqual(outcome.close_code, 1000)
+
+        outcome = await (await self.connect(carol)).run("python", HELLO["python"])
+        self.assertEqual((outcome.stdout, outcome.end["exit_code"]), (["hello, world"], 0))
+
+    async def test_one_run_per_user(self) -> None:
+        """A user's second program while the first runs: "server busy (one run per user)"."""
+        answer: Deferred[Any] = Deferred()
+        _, first = await self.waiting_run(self.token, answer)
+        refused = await (await self.connect()).run("python", HELLO["python"])
+        self.assertEqual([(m["code"], m["message"]) for m in refused.errors()],
+                         [("SERVER_ERROR", "server busy (one run per user)")])
+        self.assertEqual(refused.close_code, 4029)
+        answer.callback({"go": 1})
+        self.assertEqual((await first).stdout, ["waiting", "answered 1"])
+
+
+class RefusalEndToEndTests(ProcessorEndToEndTestCase):
+    def setUp(self) -> Deferred[None]:
+        interpreter("python")
+        return super().setUp()
+
+    async def test_code_too_large(self) -> None:
+        """
+        Code over 256 KiB, one frame well under the endpoint's message limit: SERVER_ERROR
+        "code too large (max 256 KiB)" and no run; code of exactly 256 KiB runs.
+        """
+        socket = await self.connect()
+        refused = await socket.run("python", "#" * (256 * 1024 + 1))
+        self.assertEqual([(m["code"], m["message"]) for m in refused.errors()],
+                         [("SERVER_ERROR", "code too large (max 256 KiB)")])
+        self.assertNotIn("started", [m["type"] for m in refused.messages])
+        self.assertEqual(refused.close_code, 1000)  # closed by the client, not the server
+        code = "print('ok')\n" + "#" * (256 * 1024 - 12)
+        self.assertEqual(len(code.encode()), 256 * 1024)
+        outcome = await (await self.connect()).run("python", code)
+        self.assertEqual((outcome.stdout, outcome.end["exit_code"]), (["ok"], 0))
+
+    async def test_unauthenticated(self) -> None:
+        """Without a token: SERVER_ERROR "unauthenticated" instead of ready, then close 4001."""
+        outcome = await (await self.connect(None)).run("python", HELLO["python"])
+        self.assertEqual([(m["type"], m["code"], m["message"]) for m in outcome.messages],
+                         [("error", "SERVER_ERROR", "unauthenticated")])
+        self.assertEqual(outcome.close_code, 4001)

@@ -25,7 +25,9 @@ from gameproto.processor.protocol import processor_resource
 from gameproto.processor.runner import (
     CodeTooLarge,
     LanguageUnavailable,
+    RunLimiter,
     RunResult,
+    RunSlot,
     ServerBusy,
     SpawnError,
 )
@@ -35,6 +37,8 @@ from tests.fakews import BINARY, CLOSE, TEXT, FakeWebSocket, open_websocket
 
 START = 1_800_000_000.0
 GOOD = "Token good"
+#: The users of the tests, by their Authorization header.
+USERS = {GOOD: "Ann", "Token bob": "Bob", "Token carol": "Carol"}
 LANGUAGES = ("python", "javascript", "ruby", "php")
 
 
@@ -56,6 +60,7 @@ class FakeRun:
         self.ended: Deferred[RunResult] = Deferred()
         self.stops = 0
         self.calls = 0
+        self.slot: RunSlot | None = None
 
     def stop(self) -> None:
         self.stops += 1
@@ -66,17 +71,26 @@ class FakeRun:
         return self.on_engine(self.calls, command)
 
     def end(self, exit_code: int | None = 0, signal: str | None = None, **fields: Any) -> None:
+        """The run is over: its slot is freed first, as the runner does."""
+        if self.slot is not None:
+            self.slot.release()
         self.ended.callback(RunResult(exit_code=exit_code, signal=signal, duration_ms=42, **fields))
 
 
 @attrs.define
 class FakeRuns:
-    """The processor as the protocol sees it; records runs, refuses on demand."""
+    """
+    The processor as the protocol sees it; records runs, refuses on demand.  Like the
+    runner, it refuses code over the code limit, and admits runs through C{limiter} when
+    a test sets one.
+    """
 
     engine_call_timeout: float = 10.0
     disabled: dict[str, str] = attrs.Factory(dict)
     refusal: Exception | None = None
     runs: list[FakeRun] = attrs.Factory(list)
+    limits: RunLimits = attrs.Factory(RunLimits)
+    limiter: RunLimiter | None = None
 
     def language_refusal(self, language: str) -> str | None:
         if language in self.disabled:
@@ -88,7 +102,11 @@ class FakeRuns:
                   on_engine: Callable[[int, Any], Any]) -> FakeRun:
         if self.refusal is not None:
             raise self.refusal
+        if len(code.encode("utf-8")) > self.limits.code:
+            raise CodeTooLarge(self.limits.code_too_large())
+        slot = self.limiter.acquire(user) if self.limiter is not None else None
         run = FakeRun(user, language, code, on_output, on_engine)
+        run.slot = slot
         self.runs.append(run)
         return run
 
@@ -98,10 +116,9 @@ class FakeRuns:
 
 
 def authenticate(request: Any, cookies_allowed: bool) -> Deferred[Any]:
-    """The user "Ann" for the header C{Authorization: Token good}, nobody otherwise."""
-    if request.headers.get("authorization") == GOOD:
-        return succeed(SimpleNamespace(username="Ann"))
-    return succeed(None)
+    """The user of L{USERS} named by the header C{Authorization}, nobody otherwise."""
+    username = USERS.get(request.headers.get("authorization"))
+    return succeed(None if username is None else SimpleNamespace(username=username))
 
 
 # ---------------------------------------------------------------------------
@@ -338,6 +355,25 @@ class ErrorTests(ProcessorTestCase):
         ws.send_json({"type": "context", "language": "javascript", "engine": "client"})
         self.assertEqual(self.messages(ws)[0]["message"], "send code")
 
+    def test_unknown_language(self) -> None:
+        """
+        An unknown language is a SERVER_ERROR naming it (cut to 50 characters); no run, and
+        the context is still awaited.
+        """
+        ws = self.connect()
+        self.messages(ws)
+        ws.send_json({"type": "context", "language": "brainfuck"})
+        ws.send_json({"type": "context", "language": "x" * 80})
+        self.assertEqual(self.messages(ws), [
+            self.error("unknown language: brainfuck"),
+            self.error("unknown language: " + "x" * 50),
+        ])
+        ws.send(b"print(1)")
+        self.assertEqual(self.messages(ws), [self.error("invalid JSON")])
+        self.assertEqual(self.runs.runs, [])
+        ws.send_json({"type": "context", "language": "php"})
+        self.assertEqual(self.messages(ws)[0]["message"], "send code")
+
     def test_invalid_json(self) -> None:
         """Invalid JSON while a run goes on: SERVER_ERROR, the connection and run go on."""
         ws = self.connect()
@@ -393,15 +429,25 @@ class ErrorTests(ProcessorTestCase):
         self.assertEqual(len(self.runs.runs), 1)
 
     def test_code_too_large(self) -> None:
-        """The processor's refusal of a large program is a SERVER_ERROR; smaller code may follow."""
+        """
+        A code frame over 256 KiB is a SERVER_ERROR "code too large (max 256 KiB)" and
+        starts nothing; the code is awaited again, and code of exactly 256 KiB runs.
+        """
         ws = self.connect()
         self.ready(ws)
-        self.runs.refusal = CodeTooLarge(RunLimits().code_too_large())
-        ws.send(b"x" * (256 * 1024 + 1))
+        ws.send(b"#" * (256 * 1024 + 1))
         self.assertEqual(self.messages(ws), [self.error("code too large (max 256 KiB)")])
-        self.runs.refusal = None
-        ws.send(b"print(1)")
-        self.assertEqual(self.runs.run.code, "print(1)")
+        self.assertEqual(self.runs.runs, [])
+        self.assertFalse(ws.disconnected)
+        # The limit counts UTF-8 bytes, not characters: 2 bytes each here.
+        ws.send(("é" * (128 * 1024) + "#").encode())
+        self.assertEqual(self.messages(ws), [self.error("code too large (max 256 KiB)")])
+        self.assertEqual(self.runs.runs, [])
+        code = "print(1)\n" + "#" * (256 * 1024 - 9)
+        ws.send(code.encode())
+        self.assertEqual(self.runs.run.code, code)
+        self.runs.run.started.callback(None)
+        self.assertEqual([m["type"] for m in self.messages(ws)], ["started"])
 
     def test_language_turned_off(self) -> None:
         """A language refused when the code arrives is a SERVER_ERROR; the code is awaited again."""
@@ -421,6 +467,62 @@ class ErrorTests(ProcessorTestCase):
         messages, closes = self.received(ws)
         self.assertEqual(messages, [self.error("server busy (one run per user)")])
         self.assertEqual(closes, [(4029, "server busy")])
+
+    def test_more_runs_than_the_limit(self) -> None:
+        """
+        With two runs allowed at once, a third user's code gets SERVER_ERROR "server busy"
+        and close 4029, after its context was accepted; the two runs see nothing of it and
+        finish normally (output, end, close 1000); once they are over, a run is admitted.
+        """
+        self.runs.limiter = RunLimiter(2, None)
+        ann, bob = self.connect(GOOD), self.connect("Token bob")
+        ann_run, bob_run = self.running(ann), self.running(bob)
+        carol = self.connect("Token carol")
+        self.ready(carol)
+        carol.send(b"print(3)")
+        messages, closes = self.received(carol)
+        self.assertEqual(messages, [self.error("server busy")])
+        self.assertEqual(closes, [(4029, "server busy")])
+        self.assertEqual(self.runs.runs, [ann_run, bob_run])
+        for ws, run, name in ((ann, ann_run, "ann"), (bob, bob_run, "bob")):
+            self.assertEqual(self.messages(ws), [])
+            self.assertEqual((run.user, run.stops), (name, 0))
+            run.on_output("stdout", f"still here {name}")
+            run.end(0)
+            messages, closes = self.received(ws)
+            self.assertEqual(messages, [
+                {"type": "output", "message": f"still here {name}", "stream": "stdout",
+                 "time": self.time()},
+                {"type": "end", "message": "exited with code 0", "exit_code": 0, "signal": None,
+                 "duration_ms": 42, "time": self.time()},
+            ])
+            self.assertEqual(closes, [(1000, "run ended")])
+        again = self.connect("Token carol")
+        self.assertEqual(self.running(again).user, "carol")
+
+    def test_second_run_of_a_user(self) -> None:
+        """
+        One run per user: the same user's second code is "server busy (one run per user)"
+        even with free slots, and the first run goes on.
+        """
+        self.runs.limiter = RunLimiter(8, None)
+        first = self.connect()
+        run = self.running(first)
+        second = self.connect()
+        self.ready(second)
+        second.send(b"print(2)")
+        messages, closes = self.received(second)
+        self.assertEqual(messages, [self.error("server busy (one run per user)")])
+        self.assertEqual(closes, [(4029, "server busy")])
+        self.assertEqual((self.runs.runs, run.stops), ([run], 0))
+        run.end(0)
+        self.assertEqual([m["type"] for m in self.messages_then_close(first)], ["end"])
+
+    def messages_then_close(self, ws: FakeWebSocket) -> list[Any]:
+        """The messages the server sent, which must end with its close 1000."""
+        messages, closes = self.received(ws)
+        self.assertEqual(closes, [(1000, "run ended")])
+        return messages
 
     def test_spawn_failure(self) -> None:
         """A run that cannot start: SERVER_ERROR, close 4011, and its end sends nothing."""
