@@ -12,26 +12,45 @@ and the delivery latency p50/p99 (send → receipt, same clock: clients share th
 The clients speak Engine.IO/Socket.IO over raw WebSocket (Autobahn), the same packets
 the official clients send after their upgrade.  They all run in this one process, which
 on a small machine can be the limit; the nodes and redis-server share the machine too.
+
+Peer comparison (--peer, on by default when what it needs is there): the same room
+and load driven by the official socket.io-client (npm, WebSocket transport, all
+clients in one node process: bench/chat_fanout_clients.js) against one gameproto node
+and then, in the same run, against the same chat on python-socketio's server with
+aiohttp (bench/peers/python_socketio_chat.py).  It needs node, `npm ci` in
+tests/interop, and the peer's packages, which gameproto itself does not use:
+
+    .venv/bin/pip install python-socketio aiohttp
+
+    .venv/bin/python bench/chat_fanout.py --peer-only --clients 200 --senders 4 --rounds 2
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
+import shutil
 import sys
 import time
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet import defer, endpoints, task
+from twisted.internet import defer, endpoints, protocol, task
+from twisted.python.failure import Failure
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gameproto import wire  # noqa: E402
-from tests.nodes import Node  # noqa: E402
+from tests.nodes import Node, ServerProcess  # noqa: E402
 from tests.redisserver import RedisServer  # noqa: E402
 
 ROOM = "bench"
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENTS_JS = os.path.join(HERE, "chat_fanout_clients.js")
+PEER = os.path.join(HERE, "peers", "python_socketio_chat.py")
+SOCKETIO_CLIENT = os.path.join(HERE, "..", "tests", "interop", "node_modules", "socket.io-client")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -132,15 +151,91 @@ async def run(reactor: Any, nodes: int, clients: int, senders: int, duration: fl
         await redis.stop()
 
 
+def peer_missing() -> str | None:
+    """Why the peer comparison cannot run here, or C{None} if it can."""
+    if shutil.which("node") is None:
+        return "node is not on PATH"
+    if not os.path.isdir(SOCKETIO_CLIENT):
+        return "socket.io-client is not installed: run `npm ci` in tests/interop"
+    missing = [name for name in ("socketio", "aiohttp") if importlib.util.find_spec(name) is None]
+    if missing:
+        return (f"{' and '.join(missing)} not installed for the python-socketio peer: "
+                ".venv/bin/pip install python-socketio aiohttp")
+    return None
+
+
+class _Output(protocol.ProcessProtocol):
+    """Collects a child's output until it exits."""
+
+    def __init__(self) -> None:
+        self.out = b""
+        self.err = b""
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+
+
+async def drive(reactor: Any, port: int, clients: int, senders: int, duration: float) -> dict[str, Any]:
+    """Run bench/chat_fanout_clients.js against the chat on C{port}; its JSON figures."""
+    node = shutil.which("node")
+    assert node is not None
+    output = _Output()
+    argv = [node, CLIENTS_JS, f"http://127.0.0.1:{port}", str(clients), str(senders), str(duration), ROOM]
+    reactor.spawnProcess(output, node, argv, env=os.environ)
+    await output.ended
+    try:
+        figures: dict[str, Any] = json.loads(output.out.decode().strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError(f"the node clients failed:\n{output.out.decode()}{output.err.decode()}")
+    if "error" in figures:
+        raise RuntimeError(f"the node clients failed: {figures['error']}\n{output.err.decode()}")
+    return figures
+
+
+async def run_peer(reactor: Any, server: str, clients: int, senders: int, duration: float) -> dict[str, Any]:
+    """One server (a fresh process) under the node clients' load."""
+    if server == "gameproto":
+        process: ServerProcess = Node("--store", "memory:")
+    else:
+        process = ServerProcess([sys.executable, PEER, "--port", "0"])
+    port = await process.start()
+    try:
+        return await drive(reactor, port, clients, senders, duration)
+    finally:
+        await process.stop()
+
+
 def main(reactor: Any) -> defer.Deferred[None]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=None,
+                        help="compare with the python-socketio peer under socket.io-client load "
+                             "(default: when node, socket.io-client, python-socketio and aiohttp "
+                             "are installed)")
+    parser.add_argument("--peer-only", action="store_true",
+                        help="only the peer comparison, not the --nodes one")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="peer comparison: alternate the two servers this many times")
     options = parser.parse_args()
+    missing = peer_missing()
+    if (options.peer or options.peer_only) and missing:
+        print(f"cannot compare with the python-socketio peer: {missing}", file=sys.stderr)
+        sys.exit(2)
+    peer = missing is None if options.peer is None else options.peer
+    if options.peer_only:
+        peer = True
 
-    async def both() -> None:
+    async def nodes_comparison() -> None:
         print(f"# {options.clients} members in one room, {options.senders} senders, "
               f"{options.duration:g} s; every node on one redis-server")
         print(f"{'nodes':>5} {'sent/s':>9} {'delivered/s':>12} {'of expected':>12} "
@@ -150,7 +245,27 @@ def main(reactor: Any) -> defer.Deferred[None]:
             print(f"{nodes:>5} {r['sent']:>9,.0f} {r['delivered']:>12,.0f} "
                   f"{r['delivered'] / r['expected']:>11.1%} {r['p50']:>9.2f} ms {r['p99']:>6.2f} ms")
 
-    return defer.ensureDeferred(both())
+    async def peer_comparison() -> None:
+        print(f"# {options.clients} socket.io-client members (websocket) in one room, "
+              f"{options.senders} senders, {options.duration:g} s; one server process")
+        print(f"{'server':<16} {'sent/s':>9} {'delivered/s':>12} {'of expected':>12} "
+              f"{'latency p50':>12} {'p99':>9}")
+        for _ in range(options.rounds):
+            for server in ("gameproto", "python-socketio"):
+                r = await run_peer(reactor, server, options.clients, options.senders, options.duration)
+                print(f"{server:<16} {r['sent_per_s']:>9,.0f} {r['delivered_per_s']:>12,.0f} "
+                      f"{r['delivered'] / max(r['expected'], 1):>11.1%} {r['p50_ms']:>9.2f} ms "
+                      f"{r['p99_ms']:>6.2f} ms", flush=True)
+
+    async def everything() -> None:
+        if not options.peer_only:
+            await nodes_comparison()
+        if peer:
+            await peer_comparison()
+        elif missing:
+            print(f"# no comparison with the python-socketio peer: {missing}")
+
+    return defer.ensureDeferred(everything())
 
 
 if __name__ == "__main__":
