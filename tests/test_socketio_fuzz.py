@@ -311,6 +311,9 @@ class GoodClient:
 class InMemoryFuzzTests(SynchronousTestCase):
     """The bulk of the fuzzing, on a Clock with in-memory transports."""
 
+    # The fuzzer's generator, shared with the helpers so one seed replays a whole run.
+    rng: random.Random
+
     def setUp(self) -> None:
         self.clock = Clock()
         # Autobahn's own timers (handshake and close timeouts) run on txaio's loop.
@@ -476,7 +479,7 @@ class _RawHTTPClient(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.received += data
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.done.callback(self.received)
 
 
