@@ -190,6 +190,8 @@ class Player:
 class Shot:
     id: str
     pose: Pose
+    # The move of one tick: a shot keeps its heading, so the trigonometry is done once.
+    step: tuple[float, float] | None = None
 
 
 def _shot_snapshot(shot: Shot) -> Message:
@@ -389,20 +391,27 @@ class ArenaEngine:
         """
         width, height = self.config.width, self.config.height
         reach = self.config.player_radius + self.config.shot_radius
-        targets = self._in_arena()
+        # Squared distances: this loop runs for every shot in flight at every tick.
+        reach_squared = reach * reach
+        targets = [(p, p.pose.x, p.pose.y) for p in self._in_arena()]
         hits: list[Player] = []
         flying: list[Shot] = []
         for shot in self._shots:
-            shot.pose = shot.pose.advanced(self.config.shot_speed)
-            x, y = shot.pose.x, shot.pose.y
+            if shot.step is None:
+                moved = shot.pose.advanced(self.config.shot_speed)
+                shot.step = (moved.x - shot.pose.x, moved.y - shot.pose.y)
+            pose = shot.pose
+            x, y = pose.x + shot.step[0], pose.y + shot.step[1]
+            shot.pose = Pose(x, y, pose.rotation)
             if x <= 0 or y <= 0 or x >= width or y >= height:
                 continue
             # The shooter is a target like any other: it can run into its own shot.
-            target = next((p for p in targets if p.pose.distance_to(shot.pose) <= reach), None)
-            if target is None:
-                flying.append(shot)
+            for player, px, py in targets:
+                if (px - x) * (px - x) + (py - y) * (py - y) <= reach_squared:
+                    hits.append(player)  # the first in registration order
+                    break
             else:
-                hits.append(target)
+                flying.append(shot)
         self._shots = flying
         return hits
 
