@@ -111,6 +111,21 @@ class ArenaRecord:
 Rating = Callable[[int, int], tuple[int, int]]
 
 
+def matches_filters(
+    match: CompletedMatch, user: str | None, winner: str | None, loser: str | None
+) -> bool:
+    """
+    Whether C{match} passes C{list_completed_matches}' filters (names ignoring case;
+    C{user} is either player; C{None} does not filter), for stores that filter in Python.
+    """
+    w, l = match.winner.lower(), match.loser.lower()
+    return (
+        (user is None or user.lower() in (w, l))
+        and (winner is None or winner.lower() == w)
+        and (loser is None or loser.lower() == l)
+    )
+
+
 def rate_outcome(outcome: MatchOutcome, winner: User, loser: User, rate: Rating) -> CompletedMatch:
     """The completed match of C{outcome} given both players as they are now."""
     winner_after, loser_after = rate(winner.elo, loser.elo)

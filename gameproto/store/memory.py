@@ -22,6 +22,7 @@ from gameproto.store import (
     TooManyArenas,
     User,
     UsernameTaken,
+    matches_filters,
     rate_outcome,
 )
 
@@ -134,16 +135,8 @@ class MemoryStore:
     def list_completed_matches(
         self, user: str | None, winner: str | None, loser: str | None, limit: int, offset: int
     ) -> Deferred[list[CompletedMatch]]:
-        def keep(m: CompletedMatch) -> bool:
-            w, l = m.winner.lower(), m.loser.lower()
-            return (
-                (user is None or user.lower() in (w, l))
-                and (winner is None or winner.lower() == w)
-                and (loser is None or loser.lower() == l)
-            )
-
         matches = sorted(
-            (m for m in self._completed.values() if keep(m)),
+            (m for m in self._completed.values() if matches_filters(m, user, winner, loser)),
             key=lambda m: (m.completion_timestamp, m.id),
             reverse=True,
         )

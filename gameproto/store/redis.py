@@ -14,7 +14,7 @@ L{gameproto.redis.RedisUnavailable}, a L{StoreError}, instead of hanging.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -36,6 +36,7 @@ from gameproto.store import (
     TooManyArenas,
     User,
     UsernameTaken,
+    matches_filters,
     rate_outcome,
 )
 
@@ -561,11 +562,11 @@ class RedisStore:
             index = self.k("completed", "user", _key(name)) if name else self.k("completed")
             members = await self._call("list completed", "zrevrange", index, 0, -1)
             ids = [int(m.rpartition(":")[2]) for m in members]
-            matches = _keep(
-                (m for m in map(_completed, await self._mget(
-                    [self.k("completed", i) for i in ids])) if m is not None),
-                user, winner, loser,
-            )
+            records = await self._mget([self.k("completed", i) for i in ids])
+            matches = [
+                m for m in map(_completed, records)
+                if m is not None and matches_filters(m, user, winner, loser)
+            ]
             return matches[offset : offset + limit]
 
         return ensureDeferred(select())
@@ -610,19 +611,6 @@ class RedisStore:
                        [self.k("arena", arena_id), self.k("arenas")],
                        [arena_id, self.k("arenas", "owner", "")])
         return d.addCallback(lambda n: int(n) > 0)
-
-
-def _keep(matches: Iterable[CompletedMatch], user: str | None, winner: str | None,
-          loser: str | None) -> list[CompletedMatch]:
-    def keep(m: CompletedMatch) -> bool:
-        w, l = m.winner.lower(), m.loser.lower()
-        return (
-            (user is None or user.lower() in (w, l))
-            and (winner is None or winner.lower() == w)
-            and (loser is None or loser.lower() == l)
-        )
-
-    return [m for m in matches if keep(m)]
 
 
 async def _nothing() -> None:
