@@ -44,6 +44,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import percentile, serve_bare  # noqa: E402
 from gameproto.client import arena as client  # noqa: E402
 from tests.nodes import Node, ServerProcess, http_json  # noqa: E402
 
@@ -97,7 +98,6 @@ def bare_server(tick: float, snapshot_bytes: int) -> None:
     from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
     from twisted.internet import reactor
     from twisted.web.resource import Resource
-    from twisted.web.server import Site
 
     radar = orjson.dumps(RADAR)
     state_frame = snapshot(snapshot_bytes)
@@ -180,23 +180,8 @@ def bare_server(tick: float, snapshot_bytes: int) -> None:
                 return self
             return resource
 
-    root = Resource()
-    ws = Resource()
-    root.putChild(b"ws", ws)
-    ws.putChild(b"arena", Paths())
-    port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
-    print(f"bare server listening on 127.0.0.1:{port.getHost().port}", flush=True)
-
-    def report() -> None:
-        ordered = sorted(lateness)
-        if ordered:
-            p50 = 1000 * ordered[len(ordered) // 2]
-            p99 = 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-            print(f"Arena ticks: {len(ordered)}, lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms",
-                  flush=True)
-
-    reactor.addSystemEventTrigger("before", "shutdown", report)
-    reactor.run()
+    serve_bare(reactor, b"arena", Paths(), lateness,
+               "Arena ticks: {count}, lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms")
 
 
 def start_bare(tick_ms: int, snapshot_bytes: int) -> ServerProcess:
@@ -205,11 +190,6 @@ def start_bare(tick_ms: int, snapshot_bytes: int) -> ServerProcess:
 
 
 # -- the load ---------------------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
 class Bot:

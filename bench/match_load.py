@@ -36,6 +36,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import percentile, serve_bare  # noqa: E402
 from gameproto.client import match as client  # noqa: E402
 from gameproto.client.rest import RestClient  # noqa: E402
 from tests.nodes import Node, ServerProcess  # noqa: E402
@@ -54,8 +55,6 @@ def bare_server(tick: float) -> None:
     from autobahn.twisted.resource import WebSocketResource
     from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
     from twisted.internet import reactor
-    from twisted.web.resource import Resource
-    from twisted.web.server import Site
 
     groups: dict[str, set[Any]] = {}
     loops: dict[str, task.LoopingCall] = {}
@@ -97,23 +96,8 @@ def bare_server(tick: float) -> None:
 
     factory.protocol = Broadcast
     factory.setProtocolOptions(autoPingInterval=30, autoPingTimeout=10)
-    root = Resource()
-    ws = Resource()
-    root.putChild(b"ws", ws)
-    ws.putChild(b"game", WebSocketResource(factory))
-    port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
-    print(f"bare server listening on 127.0.0.1:{port.getHost().port}", flush=True)
-
-    def report() -> None:
-        ordered = sorted(lateness)
-        if ordered:
-            p50 = 1000 * ordered[len(ordered) // 2]
-            p99 = 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-            print(f"Tick lateness: p50 {p50:.2f} ms, p99 {p99:.2f} ms over {len(ordered)} ticks",
-                  flush=True)
-
-    reactor.addSystemEventTrigger("before", "shutdown", report)
-    reactor.run()
+    serve_bare(reactor, b"game", WebSocketResource(factory), lateness,
+               "Tick lateness: p50 {p50:.2f} ms, p99 {p99:.2f} ms over {count} ticks")
 
 
 def start_bare(tick: float) -> ServerProcess:
@@ -206,13 +190,6 @@ async def measure(reactor: Any, sockets: list[client.MatchClient], players_per_m
     return meter
 
 
-def percentiles(values: list[float]) -> tuple[float, float]:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan"), float("nan")
-    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
 _LATENESS = re.compile(r"p50 ([\d.]+) ms, p99 ([\d.]+) ms over (\d+) ticks")
 
 
@@ -242,7 +219,7 @@ async def run(reactor: Any, options: argparse.Namespace) -> None:
         await server.stop()
         found = _LATENESS.findall(server.log())
         late50, late99 = (float(found[0][0]), float(found[0][1])) if found else (float("nan"),) * 2
-        gap50, gap99 = percentiles(meter.gaps)
+        gap50, gap99 = (percentile(meter.gaps, f, float("nan")) for f in (0.5, 0.99))
         rate = meter.statuses / meter.elapsed  # type: ignore[attr-defined]
         rows.append((name, rate, late50, late99, 1000 * gap50, 1000 * gap99))
     print(f"{'server':<14} {'status/s':>10} {'of ideal':>9} {'tick late p50':>14} "

@@ -1,0 +1,39 @@
+"""What the benchmark scripts share: percentiles, and serving a bare comparison server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+
+def percentile(values: list[float], fraction: float, empty: float = 0.0) -> float:
+    """The value below which C{fraction} of C{values} lie (index int(fraction·n)); C{empty} if none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else empty
+
+
+def serve_bare(reactor: Any, path: bytes, resource: Any, lateness: list[float],
+               report_line: str) -> None:
+    """
+    Serve C{resource} at C{/ws/PATH} on a free port of 127.0.0.1, print the port in the
+    form tests.nodes.ServerProcess reads, run the reactor, and at shutdown print the
+    tick lateness with C{report_line} (fields C{count}, C{p50}, C{p99} in ms) in the
+    format the script parses out of gameproto's own log.
+    """
+    root = Resource()
+    ws = Resource()
+    root.putChild(b"ws", ws)
+    ws.putChild(path, resource)
+    port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+    print(f"bare server listening on 127.0.0.1:{port.getHost().port}", flush=True)
+
+    def report() -> None:
+        if lateness:
+            print(report_line.format(count=len(lateness),
+                                     p50=1000 * percentile(lateness, 0.5),
+                                     p99=1000 * percentile(lateness, 0.99)), flush=True)
+
+    reactor.addSystemEventTrigger("before", "shutdown", report)
+    reactor.run()
