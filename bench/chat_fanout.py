@@ -42,20 +42,21 @@ from twisted.python.failure import Failure
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import percentile  # noqa: E402
 from gameproto import wire  # noqa: E402
+from gameproto.socketio.engineio import EngineIOConfig  # noqa: E402
 from tests.nodes import Node, ServerProcess  # noqa: E402
 from tests.redisserver import RedisServer  # noqa: E402
 
 ROOM = "bench"
+# Under the chat's default per-session limit (1000 packets/s): a benchmark measures
+# delivery, not the rate limiter.
+SENDER_RATE = 0.9 * EngineIOConfig().messages_per_second
+ACK_TIMEOUT = 2.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENTS_JS = os.path.join(HERE, "chat_fanout_clients.js")
 PEER = os.path.join(HERE, "peers", "python_socketio_chat.py")
 SOCKETIO_CLIENT = os.path.join(HERE, "..", "tests", "interop", "node_modules", "socket.io-client")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
 class Member(WebSocketClientProtocol):
@@ -121,14 +122,27 @@ async def run(reactor: Any, nodes: int, clients: int, senders: int, duration: fl
         for member in members:
             member.received = 0
         bench.latencies.clear()
-        sent = 0
+        sent = lost = 0
         stop_at = time.perf_counter() + duration
 
         async def sender(member: Member) -> None:
-            nonlocal sent
+            # Each sender stays under the chat's per-session rate (past it the server
+            # drops packets, whose acks then never come), and gives up on an ack that
+            # does not come within ACK_TIMEOUT rather than waiting forever.
+            nonlocal sent, lost
+            began = time.perf_counter()
+            mine = 0
             while time.perf_counter() < stop_at:
-                await member.call("message", {"message": repr(time.perf_counter())})
-                sent += 1
+                ahead = mine / SENDER_RATE - (time.perf_counter() - began)
+                if ahead > 0:
+                    await task.deferLater(reactor, ahead, lambda: None)
+                ack = member.call("message", {"message": repr(time.perf_counter())})
+                try:
+                    await ack.addTimeout(ACK_TIMEOUT, reactor)
+                    sent += 1
+                except defer.TimeoutError:
+                    lost += 1
+                mine += 1
 
         started = time.perf_counter()
         await defer.gatherResults([defer.ensureDeferred(sender(m)) for m in members[:senders]])
@@ -144,6 +158,7 @@ async def run(reactor: Any, nodes: int, clients: int, senders: int, duration: fl
             "expected": sent * clients / elapsed,
             "p50": percentile(bench.latencies, 0.5) * 1000,
             "p99": percentile(bench.latencies, 0.99) * 1000,
+            "lost": lost,
         }
     finally:
         for server in servers:
@@ -244,6 +259,8 @@ def main(reactor: Any) -> defer.Deferred[None]:
             r = await run(reactor, nodes, options.clients, options.senders, options.duration)
             print(f"{nodes:>5} {r['sent']:>9,.0f} {r['delivered']:>12,.0f} "
                   f"{r['delivered'] / r['expected']:>11.1%} {r['p50']:>9.2f} ms {r['p99']:>6.2f} ms")
+            if r["lost"]:
+                print(f"      {r['lost']} message(s) not acknowledged within {ACK_TIMEOUT:g} s")
 
     async def peer_comparison() -> None:
         print(f"# {options.clients} socket.io-client members (websocket) in one room, "
