@@ -76,7 +76,7 @@ class CommandTests(SynchronousTestCase):
 
     def test_environment_minimal(self) -> None:
         """The environment is explicit; only node gets NODE_PATH (to find the SDK)."""
-        base = {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL"}
+        base = {"PATH", "HOME", "PWD", "TMPDIR", "LANG", "LC_ALL"}
         self.assertEqual(set(PYTHON.environment(RUN_DIR)), base)
         self.assertEqual(set(JAVASCRIPT.environment(RUN_DIR)), base | {"NODE_PATH"})
         self.assertEqual(JAVASCRIPT.environment(RUN_DIR)["NODE_PATH"], RUN_DIR)

@@ -46,7 +46,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameproto.processor.languages import Language, relativize
-from gameproto.processor.sandbox import LAUNCHER_CHILD_FDS, Limit, RunLimits, Sandbox, UidPool
+from gameproto.processor.sandbox import Limit, RunLimits, Sandbox
+from gameproto.processor.uids import UidPool
 
 _T = TypeVar("_T")
 
@@ -271,7 +272,8 @@ class Run(ProcessProtocol):
         self.language = language
         self.user = slot.user
         self.uid = slot.uid
-        self.run_dir = sandbox.new_run_dir(slot.uid)
+        self.name = sandbox.new_run_name(slot.uid)
+        self.run_dir = sandbox.run_dir(self.name)
         self.pid: int | None = None  # the interpreter's, once started
         self._reactor = reactor
         self._clock = clock
@@ -313,7 +315,7 @@ class Run(ProcessProtocol):
         self._hang_timer: IDelayedCall | None = None
 
     def __repr__(self) -> str:
-        return f"<Run {os.path.basename(self.run_dir)} {self.language.name} {self._state.value}>"
+        return f"<Run {self.name} {self.language.name} {self._state.value}>"
 
     # -- public ------------------------------------------------------------
 
@@ -342,7 +344,7 @@ class Run(ProcessProtocol):
                 argv,
                 env=self._sandbox.launcher_env(),
                 path="/",
-                childFDs=dict(LAUNCHER_CHILD_FDS),
+                childFDs=self._sandbox.child_fds(self.uid),
             )
         except Exception as error:
             self._log.failure("cannot spawn the processor launcher", run=repr(self))
@@ -352,7 +354,7 @@ class Run(ProcessProtocol):
         self._session_timer = self._clock.callLater(
             self._limits.session_time, self._limit_reached, Limit.SESSION
         )
-        request = self._sandbox.launch_request(self.language, self._code, self.run_dir, self.uid)
+        request = self._sandbox.launch_request(self.language, self._code, self.name, self.uid)
         self._code = ""
         self.transport.writeToChild(0, request)  # type: ignore[union-attr]
         self.transport.closeChildFD(0)  # type: ignore[union-attr]
@@ -728,8 +730,10 @@ class Run(ProcessProtocol):
         failed = bool(status) and exit_code != 0
         stderr = self._stderr_tail.decode("utf-8", errors="replace")
         limit = self._limit
-        if limit is None and status.get("reason") == "processes":
-            limit = Limit.PROCESSES
+        if limit is None:
+            # Limits of the whole run, seen by the launcher in the run's cgroup (or, in the
+            # weak sandbox, in its process tree).
+            limit = _LAUNCHER_LIMITS.get(status.get("reason"))
         if limit is None and failed:
             limit = self._limit_from_status(signum, cpu, stderr)
         interpreter_error = None
@@ -774,6 +778,10 @@ class Run(ProcessProtocol):
 
 # ---------------------------------------------------------------------------
 # the processor
+
+
+#: The launcher's end reasons that are limits.
+_LAUNCHER_LIMITS = {"processes": Limit.PROCESSES, "memory": Limit.MEMORY, "cpu": Limit.CPU}
 
 
 class Processor:
