@@ -10,7 +10,6 @@ import hashlib
 import os
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
@@ -144,38 +143,10 @@ class TokenStorageTests(TestCase):
             node = stop_on_cleanup(self, Node("--redis", redis.url))
             await node.start()
             keys = await self.mint_tokens(node)
-            contents = await redis_contents(redis.port)
+            contents = (await redis.contents()).encode()
             self.assertIn(b"ann", contents)  # the dump sees the store's records
             self.assertOnlyDigests(contents, keys)
             self.assertEqual(await node.stop(), 0, node.text())
 
         return ensureDeferred(scenario())
 
-
-async def redis_contents(port: int) -> bytes:
-    """Every key of every database of the redis-server on C{port}, and its value."""
-    import txredisapi
-
-    out = []
-    for db in range(16):
-        connection = await txredisapi.Connection("127.0.0.1", port, dbid=db, reconnect=False)
-        try:
-            for key in await connection.keys("*"):
-                kind = await connection.type(key)
-                value: Any
-                if kind == "string":
-                    value = await connection.get(key)
-                elif kind == "hash":
-                    value = await connection.hgetall(key)
-                elif kind == "list":
-                    value = await connection.lrange(key, 0, -1)
-                elif kind == "set":
-                    value = await connection.smembers(key)
-                elif kind == "zset":
-                    value = await connection.zrange(key, 0, -1, withscores=True)
-                else:
-                    raise AssertionError(f"{key}: a {kind} the dump cannot read")
-                out.append(f"{key!r} {value!r}")
-        finally:
-            await connection.disconnect()
-    return "\n".join(out).encode()
