@@ -3,7 +3,8 @@ Promises of docs/chat.md that no other test states, against the chat as the serv
 mounts it (a L{GameprotoServer} with its default configuration, on a Clock, driven with
 raw Engine.IO requests and raw WebSocket frames): the per-session rate limit (1000
 packets/s, burst 2000, 5 s over it closes with 4008), the 1000 sessions per address, an
-unknown event ignored without an ack, and nothing a client says in its log.
+unknown event ignored without an ack, and nothing a client says in its log events; and
+the same for the whole output of a real C{twistd} node driven by python-socketio.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import uuid
 from typing import Any
 
 import txaio
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
+from twisted.internet.threads import deferToThread
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gameproto import wire
 from gameproto.socketio.testing import HTTPExchange, Response, WebSocketClient
+from tests.nodes import Node, stop_on_cleanup
+from tests.support import require_module
 from tests.test_rest import make_server
 
 PATH = "/socket.io/?EIO=4&transport="
@@ -283,3 +288,44 @@ class LoggingTests(ChatServerTestCase):
         for event, text in zip(events, texts):
             self.assertNotIn(marker, text)
             self.assertNotIn(marker, repr(event))
+
+
+class ServerOutputTests(TestCase):
+    timeout = 60
+
+    def test_marker_not_in_server_output(self) -> None:
+        """
+        The same promise end to end: the official python-socketio client, over polling
+        then WebSocket, polling alone and WebSocket alone, sends a marker as an auth
+        field, a name, a message, a C{from}, an event name and its argument to a real
+        C{twistd} node; the node's whole output (access log and debug events included)
+        never shows it, and does show the sessions.
+        """
+        socketio = require_module("socketio")
+        marker = "mk" + uuid.uuid4().hex[:20]
+
+        def talk(url: str) -> list[Any]:
+            answers = []
+            for transports in (None, ["polling"], ["websocket"]):
+                client = socketio.Client(reconnection=False)
+                client.connect(url, auth={"room": "lobby", "secret": marker},
+                               transports=transports, wait_timeout=10)
+                answers.append(client.call("register", marker, timeout=10))
+                answers.append(client.call("message", {"message": marker, "from": marker},
+                                           timeout=10))
+                client.emit(marker, marker)
+                client.disconnect()
+            return answers
+
+        async def scenario() -> None:
+            node = stop_on_cleanup(self, Node("--store", "memory:"))
+            await node.start()
+            self.assertEqual(await deferToThread(talk, node.http), [True] * 6)
+            self.assertEqual(await node.stop(), 0, node.text())
+            output = node.text()
+            self.assertIn("opened over polling", output)
+            self.assertIn("opened over websocket", output)
+            self.assertIn("Chat: a name was registered", output)
+            self.assertNotIn(marker, output)
+
+        return ensureDeferred(scenario())
