@@ -11,7 +11,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from gameproto.processor.languages import (
     JAVASCRIPT,
     LANGUAGES,
-    MAX_ERROR_BYTES,
     PHP,
     PYTHON,
     RUBY,
@@ -19,6 +18,8 @@ from gameproto.processor.languages import (
     relativize,
 )
 
+# docs/processor.md: an error message shows at most 4 KiB of the program's stderr.
+MAX_ERROR_BYTES = 4096
 RUN_DIR = "/tmp/gameproto-runs/60007-0123456789abcdef"
 
 

@@ -20,7 +20,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from gameproto import web, wire
 from gameproto.arena.config import ArenaConfig, SpawnPoint
 from gameproto.arena.service import ArenaService
-from gameproto.processor.engines import MAX_PENDING_NOTIFICATIONS, NOTIFICATIONS_PER_CALL
 from gameproto.processor.protocol import processor_resource
 from gameproto.processor.runner import (
     CodeTooLarge,
@@ -705,14 +704,14 @@ class ArenaEngineTests(ProcessorTestCase):
         self.tick()
         self.successResultOf(registered)
         self.arenas.get("default").control(None, _start_game())  # type: ignore[union-attr]
-        for _ in range(MAX_PENDING_NOTIFICATIONS + 10):
+        for _ in range(1024 + 10):
             self.tick()
         first = self.successResultOf(run.engine({"type": "GetNotifications"}))
-        self.assertEqual(len(first), NOTIFICATIONS_PER_CALL)
+        self.assertEqual(len(first), 256)
         total = len(first)
         while batch := self.successResultOf(run.engine({"type": "GetNotifications"})):
             total += len(batch)
-        self.assertEqual(total, MAX_PENDING_NOTIFICATIONS)
+        self.assertEqual(total, 1024)
 
     def test_arena_deleted_before_code(self) -> None:
         """An arena gone between the context and the code: SERVER_ERROR, code awaited again."""
