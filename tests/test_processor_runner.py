@@ -21,6 +21,7 @@ from twisted.internet import reactor as _global_reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -558,6 +559,44 @@ class TimeTests(RunUnitTestCase):
         self.assertEqual(result.limit, Limit.SESSION)
         self.assertEqual(result.interpreter_error, "session limit exceeded (30 s)")
 
+    def test_engine_wait_limit(self) -> None:
+        """
+        Time blocked in engine calls is counted across calls against the engine wait
+        limit (a client that never answers cannot hold a run slot until the session
+        limit); program time in between is not.
+        """
+        calls: list[Deferred[Any]] = []
+        run, launcher, _ = self.start(
+            program_time=100, engine_wait=30, engine_call_timeout=25,
+            engine=lambda i, c: remember(calls, Deferred()),
+        )
+        launcher.started()
+        run.childDataReceived(3, b"1\n")
+        self.reactor.advance(20)
+        calls[0].callback("answered")
+        self.reactor.advance(50)  # program time: not engine wait
+        run.childDataReceived(3, b"2\n")
+        self.reactor.advance(9.5)
+        self.assertEqual(launcher.signals, [])
+        self.reactor.advance(0.5)
+        self.assertEqual(launcher.signals, ["TERM"])
+        launcher.exit(None, signal.SIGTERM)
+        result = self.result(run)
+        self.assertEqual(result.limit, Limit.ENGINE_WAIT)
+        self.assertEqual(result.interpreter_error, "engine wait limit exceeded (30 s)")
+
+    def test_memory_and_cpu_of_the_whole_run(self) -> None:
+        """The launcher's cgroup verdicts (memory, cpu) are the run's limits."""
+        for reason, limit, text in (
+            ("memory", Limit.MEMORY, "memory limit exceeded"),
+            ("cpu", Limit.CPU, "CPU time limit exceeded (5 s)"),
+        ):
+            run, launcher, _ = self.start()
+            launcher.started()
+            launcher.exit(None, signal.SIGKILL, reason=reason)
+            result = self.result(run)
+            self.assertEqual((result.limit, result.interpreter_error), (limit, text))
+
     def test_duration(self) -> None:
         """duration_ms runs from the program's start to the launcher's exit report."""
         run, launcher, _ = self.start()
@@ -694,10 +733,14 @@ class ResultTests(RunUnitTestCase):
 
 
 class AdmissionTests(SynchronousTestCase):
+    def pool(self, uids: range) -> UidPool:
+        """A pool whose host-wide locks live in a directory of this test's own."""
+        return UidPool(uids, self.mktemp())
+
     def test_limiter(self) -> None:
         """At most max_runs at once, one per user, each with its own uid."""
-        pool = UidPool(range(100, 103))
-        limiter = RunLimiter(2, pool)
+        pool = self.pool(range(100, 103))
+        limiter = RunLimiter(2, pool, Clock())
         alice = limiter.acquire("alice")
         self.assertEqual(str(self.assertRaises(ServerBusy, limiter.acquire, "alice")),
                          "server busy (one run per user)")
@@ -710,13 +753,72 @@ class AdmissionTests(SynchronousTestCase):
         self.assertEqual(carol.uid, 102)  # least recently used first
         self.assertEqual(limiter.running, 2)
 
+    def test_retry_after(self) -> None:
+        """
+        A refusal says when to try again: a user's own run, or the first of the running
+        runs, must be over its worst case (here 75 s) after it started.
+        """
+        clock = Clock()
+        limiter = RunLimiter(2, None, clock, worst_case=75)
+        limiter.acquire("alice")
+        clock.advance(20)
+        limiter.acquire("bob")
+        clock.advance(5)
+        self.assertEqual(self.assertRaises(ServerBusy, limiter.acquire, "alice").retry_after, 50)
+        self.assertEqual(self.assertRaises(ServerBusy, limiter.acquire, "carol").retry_after, 50)
+        self.assertEqual(self.assertRaises(ServerBusy, limiter.acquire, "bob").retry_after, 70)
+
+    def test_runs_per_minute(self) -> None:
+        """
+        A user may start at most runs_per_minute runs in any 60 s; the refusal says when
+        the oldest of them leaves the window.  Other users are not affected.
+        """
+        clock = Clock()
+        limiter = RunLimiter(8, None, clock, runs_per_minute=3)
+        for _ in range(3):
+            limiter.acquire("alice").release()
+            clock.advance(10)
+        refused = self.assertRaises(ServerBusy, limiter.acquire, "alice")
+        self.assertEqual(str(refused), "server busy (3 runs per minute per user)")
+        self.assertEqual(refused.retry_after, 30)  # the first started at 0, it is now 30
+        limiter.acquire("bob").release()
+        clock.advance(30)
+        limiter.acquire("alice").release()
+        self.assertRaises(ServerBusy, limiter.acquire, "alice")
+
     def test_uid_pool(self) -> None:
         """The pool hands out each uid once and refuses double or foreign releases."""
-        pool = UidPool(range(5, 7))
+        pool = self.pool(range(5, 7))
         self.assertEqual([pool.acquire(), pool.acquire(), pool.acquire()], [5, 6, None])
         pool.release(5)
         self.assertRaises(ValueError, pool.release, 5)
         self.assertRaises(ValueError, pool.release, 99)
+
+    def test_uid_claimed_across_pools(self) -> None:
+        """
+        Two pools over one lock directory (two servers on one host) never hand out the
+        same uid; a uid comes back once its holder lets go of the lock; the start-up
+        sweep claims only the uids nobody holds.
+        """
+        directory = self.mktemp()
+        first, second = UidPool(range(5, 8), directory), UidPool(range(5, 8), directory)
+        self.assertEqual([first.acquire(), first.acquire()], [5, 6])
+        self.assertEqual([second.acquire(), second.acquire()], [7, None])
+        self.assertEqual(second.claim_each_free(), [])
+        first.release(5)
+        self.assertEqual(second.claim_each_free(), [5])
+
+    def test_launcher_keeps_the_claim(self) -> None:
+        """A uid stays claimed while any process (the launcher) holds the lock's fd."""
+        directory = self.mktemp()
+        pool = UidPool(range(5, 6), directory)
+        uid = pool.acquire()
+        inherited = os.dup(pool.lock_fd(5))  # what spawnProcess hands the launcher
+        pool.release(5)
+        other = UidPool(range(5, 6), directory)
+        self.assertEqual((uid, other.acquire()), (5, None))
+        os.close(inherited)
+        self.assertEqual(other.acquire(), 5)
 
     def test_parse_uid_range(self) -> None:
         """--processor-uids FIRST-LAST is inclusive; uid 0 and junk are refused."""
@@ -761,6 +863,7 @@ class AdmissionTests(SynchronousTestCase):
                 "process limit exceeded (64)",
                 "session limit exceeded (600 s)",
                 "engine request limit exceeded (1 MiB)",
+                "engine wait limit exceeded (60 s)",
             ],
         )
         self.assertEqual(RunLimits(program_time=2.5).message(Limit.TIME), "time limit exceeded (2.5 s)")

@@ -89,6 +89,7 @@ class Limit(enum.Enum):
     PROCESSES = "processes"
     SESSION = "session"
     ENGINE_CHANNEL = "engine_channel"
+    ENGINE_WAIT = "engine_wait"
 
 
 @attrs.frozen
@@ -111,6 +112,9 @@ class RunLimits:
     @ivar engine_channel: engine requests buffered and not yet answered (a request line
         longer than this, or a program writing requests without reading replies, ends the
         run).
+    @ivar engine_wait: the time a run may spend blocked in engine calls, all of them
+        together: a program waiting on a client that never answers holds a run slot for
+        this long at most.
     @ivar output_line: longer output lines are delivered in pieces of this size.
     @ivar open_files: RLIMIT_NOFILE.
     @ivar kill_grace: KILL follows TERM after this long.
@@ -129,6 +133,7 @@ class RunLimits:
     code: int = attrs.field(default=256 * KiB, validator=_positive)
     engine_call_timeout: float = attrs.field(default=10.0, validator=_positive)
     engine_channel: int = attrs.field(default=1 * MiB, validator=_positive)
+    engine_wait: float = attrs.field(default=60.0, validator=_positive)
     output_line: int = attrs.field(default=8 * KiB, validator=_positive)
     open_files: int = attrs.field(default=256, validator=_positive)
     kill_grace: float = attrs.field(default=0.2, validator=_positive)
@@ -147,6 +152,7 @@ class RunLimits:
             Limit.ENGINE_CHANNEL: (
                 f"engine request limit exceeded ({format_size(self.engine_channel)})"
             ),
+            Limit.ENGINE_WAIT: f"engine wait limit exceeded ({format_seconds(self.engine_wait)})",
         }[limit]
 
     def code_too_large(self) -> str:
