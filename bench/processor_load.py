@@ -22,6 +22,16 @@ C{--users} users and measures, over the processor WebSocket (L{gameproto.client.
     per player per tick, so bounded by the tick rate (50/s at the default 20 ms).
   The program times its own loop (a monotonic clock around the calls) and prints it.
 
+Beside gameproto, in the same run, the floor each figure is compared with:
+
+- a bare C{reactor.spawnProcess} of C{/usr/bin/python3 -c "print('hi')"}, timed from the
+  spawn to the first bytes on its stdout (no sandbox, no WebSocket): the ratio of Python's
+  spawn-to-first-output p50 to it;
+- a bare Twisted pipe echo between two processes: a C{/usr/bin/python3} child writing a
+  JSON line on one pipe and blocking on the reply from another (the SDK's own shape), this
+  process's C{ProcessProtocol} writing each line straight back: the ratio of Python's arena
+  C{GetNotifications} round trips per second to it.
+
     .venv/bin/python bench/processor_load.py --runs 100 --users 2 --calls 5000
 
 Client and server share this machine: the figures include the client's own time.
@@ -30,7 +40,6 @@ Client and server share this machine: the figures include the client's own time.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys
@@ -39,11 +48,15 @@ import time
 from typing import Any
 
 from twisted.internet import defer, task
+from twisted.internet.protocol import ProcessProtocol
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import percentile  # noqa: E402
 from gameproto.client import processor as client  # noqa: E402
 from tests.nodes import Node, http_json  # noqa: E402
+
+SYSTEM_PYTHON = "/usr/bin/python3"
 
 LANGUAGES = ("python", "javascript", "ruby", "php")
 
@@ -111,10 +124,66 @@ ARENA_COMMANDS = (
 )
 
 
-def percentile(samples: list[float], p: float) -> float:
-    """The nearest-rank C{p}th percentile."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+#: The bare echo's child: C{N} round trips of a JSON line (fd 3 out, fd 4 in), then its rate.
+ECHO_CHILD = (
+    "import os, sys, time\n"
+    "n = int(sys.argv[1])\n"
+    "out, replies = os.fdopen(3, 'wb', buffering=0), os.fdopen(4, 'rb', buffering=0)\n"
+    "line = b'{\"type\": \"GetNotifications\"}\\n'\n"
+    "t = time.perf_counter()\n"
+    "for _ in range(n):\n"
+    "    out.write(line)\n"
+    "    replies.readline()\n"
+    "print('rtt', n, time.perf_counter() - t, flush=True)\n"
+)
+
+
+class _FirstOutput(ProcessProtocol):
+    """Fires C{first} at the first stdout bytes, C{ended} when the process is gone."""
+
+    def __init__(self) -> None:
+        self.first: defer.Deferred[float] = defer.Deferred()
+        self.ended: defer.Deferred[None] = defer.Deferred()
+        self.stdout = b""
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self.stdout += data
+            if not self.first.called:
+                self.first.callback(time.perf_counter())
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(None)
+
+
+class _Echo(_FirstOutput):
+    """Writes every line the child sends on fd 3 back on fd 4."""
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd == 3:
+            self.transport.writeToChild(4, data)  # type: ignore[union-attr]
+        else:
+            super().childDataReceived(fd, data)
+
+
+async def bare_spawn(reactor: Any) -> float:
+    """Seconds from a bare spawnProcess of Python's hello world to its first output."""
+    protocol = _FirstOutput()
+    began = time.perf_counter()
+    reactor.spawnProcess(protocol, SYSTEM_PYTHON, [SYSTEM_PYTHON, "-c", "print('hi')"], env={})
+    first = await protocol.first
+    await protocol.ended
+    return first - began
+
+
+async def bare_echo(reactor: Any, calls: int) -> float:
+    """Round trips per second of the bare pipe echo."""
+    protocol = _Echo()
+    reactor.spawnProcess(protocol, SYSTEM_PYTHON, [SYSTEM_PYTHON, "-c", ECHO_CHILD, str(calls)],
+                         env={}, childFDs={0: "w", 1: "r", 2: "r", 3: "r", 4: "w"})
+    await protocol.ended
+    _, n, seconds = protocol.stdout.decode().split()
+    return int(n) / float(seconds)
 
 
 class BenchError(Exception):
@@ -173,6 +242,20 @@ async def latencies(reactor: Any, base: str, tokens: list[str], language: str,
     return to_started, to_output
 
 
+async def interleaved_python(reactor: Any, base: str, token: str, runs: int, warmup: int
+                             ) -> tuple[list[float], list[float]]:
+    """C{runs} pairs, one after the other: a gameproto run of Python's hello world (code
+    sent to first output) and a bare spawn of it."""
+    for _ in range(warmup):
+        await timed_run(reactor, base, token, "python")
+        await bare_spawn(reactor)
+    ours, bare = [], []
+    for _ in range(runs):
+        ours.append((await timed_run(reactor, base, token, "python"))[1])
+        bare.append(await bare_spawn(reactor))
+    return ours, bare
+
+
 async def round_trips(reactor: Any, base: str, token: str, language: str, code: str,
                       engine: str = "client") -> float:
     """Run C{code}, which prints C{rtt N SECONDS}; its calls per second."""
@@ -189,9 +272,11 @@ async def round_trips(reactor: Any, base: str, token: str, language: str, code: 
 async def main(reactor: Any, options: argparse.Namespace) -> None:
     base_dir = tempfile.mkdtemp(prefix="gameproto-bench-runs-", dir="/tmp")
     node_options = ["--store", "memory:", "--processor-dir", base_dir,
-                    "--processor-max-runs", str(options.users)]
+                    "--processor-max-runs", str(options.users),
+                    # a benchmark user starts far more than 30 runs a minute
+                    "--processor-runs-per-minute", "1000000"]
     if os.geteuid() == 0:
-        from tests.test_processor_runner import run_uids
+        from tests.processor_support import run_uids
 
         uids = run_uids()
         if len(uids) < options.users:
@@ -226,10 +311,10 @@ async def main(reactor: Any, options: argparse.Namespace) -> None:
                 print(f"{language:<11} unavailable: {e}")
                 continue
             rate = len(to_output) / (time.perf_counter() - began)
-            print(f"{language:<11} {percentile(to_started, 50) * 1000:>8.1f} ms"
-                  f" {percentile(to_started, 99) * 1000:>6.1f} ms"
-                  f" {percentile(to_output, 50) * 1000:>8.1f} ms"
-                  f" {percentile(to_output, 99) * 1000:>6.1f} ms {rate:>7.1f}")
+            print(f"{language:<11} {percentile(to_started, 0.5) * 1000:>8.1f} ms"
+                  f" {percentile(to_started, 0.99) * 1000:>6.1f} ms"
+                  f" {percentile(to_output, 0.5) * 1000:>8.1f} ms"
+                  f" {percentile(to_output, 0.99) * 1000:>6.1f} ms {rate:>7.1f}")
 
         print(f"\n# engine round trips of one process: {options.calls} calls per program"
               f" (client relay, arena GetNotifications); {options.arena_commands} arena"
@@ -249,6 +334,27 @@ async def main(reactor: Any, options: argparse.Namespace) -> None:
             ticked = await round_trips(reactor, base, tokens[0], "python", ARENA_COMMANDS.format(
                 n=options.arena_commands), engine="arena")
             print(f"python arena ConfigurePlayerCommand (applied at the tick): {ticked:,.1f}/s")
+
+        print(f"\n# against the floor, in this run: {options.runs} interleaved pairs of Python"
+              f" hello world; {options.calls} round trips each")
+        ours, bare = await interleaved_python(reactor, base, tokens[0], options.runs, options.warmup)
+        arena_rates, echo_rates = [], []
+        for _ in range(3):
+            arena_rates.append(await round_trips(
+                reactor, base, tokens[0], "python",
+                CALLS["python"].format(n=options.calls, command=NOTIFICATIONS_COMMAND["python"]),
+                engine="arena"))
+            echo_rates.append(await bare_echo(reactor, options.calls))
+        arena_rate, echo_rate = sorted(arena_rates)[1], sorted(echo_rates)[1]
+        print(f"bare spawnProcess of python3 hello: p50 {percentile(bare, 0.5) * 1000:.1f} ms"
+              f", p99 {percentile(bare, 0.99) * 1000:.1f} ms")
+        print(f"bare pipe echo: {echo_rate:,.0f} round trips/s (median of 3)")
+        print(f"python arena GetNotifications: {arena_rate:,.0f} round trips/s (median of 3)")
+        print(f"spawn-to-first-output p50: gameproto {percentile(ours, 0.5) * 1000:.1f} ms /"
+              f" bare {percentile(bare, 0.5) * 1000:.1f} ms ="
+              f" {percentile(ours, 0.5) / percentile(bare, 0.5):.2f}x (goal: at most 3x)")
+        print(f"engine round trips: arena {arena_rate:,.0f}/s / bare echo {echo_rate:,.0f}/s ="
+              f" {arena_rate / echo_rate:.2f}x (goal: at least 0.6x)")
     finally:
         await node.stop()
         shutil.rmtree(base_dir, ignore_errors=True)

@@ -1,5 +1,6 @@
 """
-Helpers of the processor's tests that run real programs: a block of run uids for this test
+Helpers of the processor's tests: a fake launcher process on a fake reactor (for the unit
+tests of runs and services), and for real programs a block of run uids for this test
 process alone, the host's isolated sandbox, real runs through the real launcher, and the
 programs several test modules run.
 """
@@ -7,16 +8,23 @@ programs several test modules run.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import reactor as _global_reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorProcess
+from twisted.internet.error import ProcessDone, ProcessExitedAlready
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
+from zope.interface import implementer
 
 from gameproto.processor.isolation import Isolation, IsolationUnavailable, find_isolation
 from gameproto.processor.runner import Processor, Run, RunResult
@@ -24,6 +32,122 @@ from gameproto.processor.sandbox import RunLimits, Sandbox, SandboxConfig, prepa
 from tests.support import require_tool, running_in_ci
 
 reactor: Any = _global_reactor
+
+
+@implementer(IProcessTransport)
+class FakeLauncher:
+    """A fake launcher process: records what the run writes, closes and signals."""
+
+    pid = 4242
+
+    def __init__(self, proto: Run, args: list[str], env: dict[str, str], path: str,
+                 childFDs: dict[int, str]) -> None:
+        self.proto = proto
+        self.args = args
+        self.env = env
+        self.path = path
+        self.childFDs = childFDs
+        self.written: dict[int, bytes] = {}
+        self.closed: list[int] = []
+        self.signals: list[str] = []
+        self.exited = False
+        # The launcher's end of the control socket, as a real child would inherit it.
+        self.control = socket.socket(fileno=os.dup(childFDs[7])) if 7 in childFDs else None
+
+    def lock_received(self) -> bool:
+        """Whether the server sent this launcher a descriptor (the run uid's lock)."""
+        assert self.control is not None
+        self.control.setblocking(False)
+        try:
+            _, ancillary, _, _ = self.control.recvmsg(1, socket.CMSG_SPACE(4))
+        except BlockingIOError:
+            return False
+        for _, _, data in ancillary:
+            os.close(int.from_bytes(data[:4], sys.byteorder))
+        return bool(ancillary)
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+
+    def writeToChild(self, childFD: int, data: bytes) -> None:
+        self.written[childFD] = self.written.get(childFD, b"") + data
+
+    def closeChildFD(self, childFD: int) -> None:
+        self.closed.append(childFD)
+
+    def signalProcess(self, signalID: str | int) -> None:
+        if self.exited:
+            raise ProcessExitedAlready()
+        self.signals.append(str(signalID))
+
+    # the rest of IProcessTransport, unused by Run
+    def closeStdin(self) -> None:
+        self.closeChildFD(0)
+
+    def closeStdout(self) -> None:
+        self.closeChildFD(1)
+
+    def closeStderr(self) -> None:
+        self.closeChildFD(2)
+
+    def loseConnection(self) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.writeToChild(0, data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.writeToChild(0, b"".join(data))
+
+    def getHost(self) -> Any:
+        return None
+
+    def getPeer(self) -> Any:
+        return None
+
+    def replies(self) -> list[Any]:
+        return [json.loads(line) for line in self.written.get(4, b"").splitlines()]
+
+    # what the launcher would do
+
+    def status(self, **event: Any) -> None:
+        self.proto.childDataReceived(5, json.dumps(event).encode() + b"\n")
+
+    def started(self) -> None:
+        self.status(event="started", pid=777)
+
+    def exit(self, exit_code: int | None = 0, signal_number: int | None = None,
+             reason: str = "exit", cpu: float = 0.01) -> None:
+        self.status(event="exit", exit_code=exit_code, signal=signal_number,
+                    cpu_seconds=cpu, reason=reason, max_tasks=1, swept=True)
+        self.ended()
+
+    def ended(self) -> None:
+        self.exited = True
+        for fd in (1, 2, 3, 4, 5):
+            self.proto.childConnectionLost(fd)
+        self.proto.processEnded(Failure(ProcessDone(0)))
+
+
+@implementer(IReactorProcess)
+class FakeProcessReactor(MemoryReactorClock):
+    """A L{MemoryReactorClock} whose C{spawnProcess} builds a L{FakeLauncher}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.launchers: list[FakeLauncher] = []
+        self.spawn_error: Exception | None = None
+
+    def spawnProcess(self, processProtocol: Any, executable: Any, args: Any = (),
+                     env: Any = None, path: Any = None, uid: Any = None, gid: Any = None,
+                     usePTY: Any = False, childFDs: Any = None) -> FakeLauncher:
+        if self.spawn_error is not None:
+            raise self.spawn_error
+        launcher = FakeLauncher(processProtocol, list(args), env, path, childFDs)
+        self.launchers.append(launcher)
+        processProtocol.makeConnection(launcher)
+        return launcher
 
 
 def require_root() -> None:

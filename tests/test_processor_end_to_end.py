@@ -6,6 +6,7 @@ L{gameproto.client.processor}, and real programs in each of the four languages.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from typing import Any
@@ -136,6 +137,19 @@ class ProcessorEndToEndTestCase(TestCase):
     async def run_code(self, language: str, code: str, **options: Any) -> client.RunOutcome:
         socket = await self.connect(**options)
         return await socket.run(language, code)
+
+    def assertBusy(self, error: dict[str, Any], reason: str) -> None:
+        """
+        SERVER_ERROR C{reason}, with when to try again: the running run must be over by
+        then, at most 10 s of program time + 60 s of engine wait + 0.2 s of grace (the
+        defaults) after it started, so at most 71 s.
+        """
+        self.assertEqual(error["code"], "SERVER_ERROR")
+        match = re.fullmatch(re.escape(reason) + r"; try again in (\d+) s", error["message"])
+        self.assertIsNotNone(match, error["message"])
+        seconds = int(match.group(1))  # type: ignore[union-attr]
+        self.assertEqual(error["retry_after_ms"], seconds * 1000)
+        self.assertTrue(60 <= seconds <= 71, seconds)
 
     def when_logged(self, text: str) -> Deferred[None]:
         """Fires when the server's log shows C{text} after now."""
@@ -377,7 +391,7 @@ class LimitsEndToEndTests(ProcessorEndToEndTestCase):
         refused = await (await self.connect(carol)).run("python", HELLO["python"])
         self.assertEqual([m["type"] for m in refused.messages], ["ready", "ready", "error"])
         [error] = refused.errors()
-        self.assertEqual((error["code"], error["message"]), ("SERVER_ERROR", "server busy"))
+        self.assertBusy(error, "server busy")
         self.assertEqual(refused.close_code, 4029)
 
         self.assertFalse(ann_outcome.called or bob_outcome.called)
@@ -397,8 +411,8 @@ class LimitsEndToEndTests(ProcessorEndToEndTestCase):
         answer: Deferred[Any] = Deferred()
         _, first = await self.waiting_run(self.token, answer)
         refused = await (await self.connect()).run("python", HELLO["python"])
-        self.assertEqual([(m["code"], m["message"]) for m in refused.errors()],
-                         [("SERVER_ERROR", "server busy (one run per user)")])
+        [error] = refused.errors()
+        self.assertBusy(error, "server busy (one run per user)")
         self.assertEqual(refused.close_code, 4029)
         answer.callback({"go": 1})
         self.assertEqual((await first).stdout, ["waiting", "answered 1"])

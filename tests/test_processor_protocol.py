@@ -800,13 +800,15 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(service.language_refusal("python"), "processor unavailable")
 
     def test_languages(self) -> None:
-        """Languages on, off (with the reason hidden from clients) and unknown."""
-        from twisted.internet.testing import MemoryReactorClock
-
+        """
+        Languages on, off (with the reason hidden from clients) and unknown; one launcher
+        is started ahead of the first run, and ended when the service stops.
+        """
         from gameproto.processor.languages import LANGUAGES as ALL
         from gameproto.processor.sandbox import Sandbox, SandboxConfig
+        from tests.processor_support import FakeProcessReactor
 
-        reactor = MemoryReactorClock()
+        reactor = FakeProcessReactor()
         sandbox = Sandbox(SandboxConfig(privileged=False), RunLimits(),
                           languages={"python": ALL["python"]}, disabled={"php": "php missing"})
         service = ProcessorService(reactor, reactor, sandbox.config, RunLimits(),
@@ -818,5 +820,9 @@ class ServiceTests(SynchronousTestCase):
         self.assertIsNone(service.language_refusal("python"))
         self.assertEqual(service.language_refusal("php"), "language php is not available")
         self.assertEqual(service.language_refusal("cobol"), "unknown language: cobol")
+        [spare] = reactor.launchers
+        self.addCleanup(spare.close)
+        self.assertEqual(spare.written, {})
         service.stopService()
+        self.assertEqual(spare.closed, [0])
         self.assertRaises(Exception, service.start_run, "ann", "python", "", print, print)

@@ -17,17 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.internet import reactor as _global_reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
-from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from twisted.internet.error import ProcessTerminated
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from gameproto.processor.languages import PYTHON
+from gameproto.processor.launchers import LAUNCHER_CHILD_FDS
 from gameproto.processor.runner import (
     CodeTooLarge,
     EngineCallError,
@@ -41,7 +38,6 @@ from gameproto.processor.runner import (
     default_max_runs,
 )
 from gameproto.processor.sandbox import (
-    LAUNCHER_CHILD_FDS,
     Limit,
     RunLimits,
     Sandbox,
@@ -50,108 +46,10 @@ from gameproto.processor.sandbox import (
     parse_uid_range,
 )
 
-reactor: Any = _global_reactor
+from tests.processor_support import FakeLauncher, FakeProcessReactor
 
 # ---------------------------------------------------------------------------
 # fakes
-
-
-@implementer(IProcessTransport)
-class FakeLauncher:
-    """A fake launcher process: records what the run writes, closes and signals."""
-
-    pid = 4242
-
-    def __init__(self, proto: Run, args: list[str], env: dict[str, str], path: str,
-                 childFDs: dict[int, str]) -> None:
-        self.proto = proto
-        self.args = args
-        self.env = env
-        self.path = path
-        self.childFDs = childFDs
-        self.written: dict[int, bytes] = {}
-        self.closed: list[int] = []
-        self.signals: list[str] = []
-        self.exited = False
-
-    def writeToChild(self, childFD: int, data: bytes) -> None:
-        self.written[childFD] = self.written.get(childFD, b"") + data
-
-    def closeChildFD(self, childFD: int) -> None:
-        self.closed.append(childFD)
-
-    def signalProcess(self, signalID: str | int) -> None:
-        if self.exited:
-            raise ProcessExitedAlready()
-        self.signals.append(str(signalID))
-
-    # the rest of IProcessTransport, unused by Run
-    def closeStdin(self) -> None:
-        self.closeChildFD(0)
-
-    def closeStdout(self) -> None:
-        self.closeChildFD(1)
-
-    def closeStderr(self) -> None:
-        self.closeChildFD(2)
-
-    def loseConnection(self) -> None:
-        pass
-
-    def write(self, data: bytes) -> None:
-        self.writeToChild(0, data)
-
-    def writeSequence(self, data: Any) -> None:
-        self.writeToChild(0, b"".join(data))
-
-    def getHost(self) -> Any:
-        return None
-
-    def getPeer(self) -> Any:
-        return None
-
-    def replies(self) -> list[Any]:
-        return [json.loads(line) for line in self.written.get(4, b"").splitlines()]
-
-    # what the launcher would do
-
-    def status(self, **event: Any) -> None:
-        self.proto.childDataReceived(5, json.dumps(event).encode() + b"\n")
-
-    def started(self) -> None:
-        self.status(event="started", pid=777)
-
-    def exit(self, exit_code: int | None = 0, signal_number: int | None = None,
-             reason: str = "exit", cpu: float = 0.01) -> None:
-        self.status(event="exit", exit_code=exit_code, signal=signal_number,
-                    cpu_seconds=cpu, reason=reason, max_tasks=1, swept=True)
-        self.ended()
-
-    def ended(self) -> None:
-        self.exited = True
-        for fd in (1, 2, 3, 4, 5):
-            self.proto.childConnectionLost(fd)
-        self.proto.processEnded(Failure(ProcessDone(0)))
-
-
-@implementer(IReactorProcess)
-class FakeProcessReactor(MemoryReactorClock):
-    """A L{MemoryReactorClock} whose C{spawnProcess} builds a L{FakeLauncher}."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.launchers: list[FakeLauncher] = []
-        self.spawn_error: Exception | None = None
-
-    def spawnProcess(self, processProtocol: Any, executable: Any, args: Any = (),
-                     env: Any = None, path: Any = None, uid: Any = None, gid: Any = None,
-                     usePTY: Any = False, childFDs: Any = None) -> FakeLauncher:
-        if self.spawn_error is not None:
-            raise self.spawn_error
-        launcher = FakeLauncher(processProtocol, list(args), env, path, childFDs)
-        self.launchers.append(launcher)
-        processProtocol.makeConnection(launcher)
-        return launcher
 
 
 @attrs.define
@@ -206,6 +104,7 @@ class RunUnitTestCase(SynchronousTestCase):
               engine: Callable[[int, Any], Any] | None = None, **limits: Any
               ) -> tuple[Run, FakeLauncher, Recorder]:
         self.reactor = FakeProcessReactor()
+        self.addCleanup(lambda: [launcher.close() for launcher in self.reactor.launchers])
         self.sandbox = fake_sandbox(**limits)
         self.processor = Processor(self.reactor, self.reactor, self.sandbox, max_runs=2)
         self.recorder = Recorder(engine)
@@ -236,8 +135,9 @@ class SpawnTests(RunUnitTestCase):
         self.assertTrue(launcher.args[3].endswith("gameproto/processor/launcher"))
         self.assertEqual(set(launcher.env), {"PATH", "LANG"})
         self.assertEqual(launcher.path, "/")
-        # fds 0-5 as pipes, and the run uid's claimed lock as fd 6
-        self.assertEqual(launcher.childFDs, {**LAUNCHER_CHILD_FDS, 6: self.sandbox.uid_pool.lock_fd(run.uid)})
+        # fds 0-5 as pipes, and the control socket (for the uid's lock) as fd 7
+        self.assertEqual(set(launcher.childFDs), {0, 1, 2, 3, 4, 5, 7})
+        self.assertEqual({fd: launcher.childFDs[fd] for fd in range(6)}, dict(LAUNCHER_CHILD_FDS))
 
     def test_request(self) -> None:
         """The request (JSON line, then the code) goes on fd 0, which is then closed."""
@@ -300,6 +200,50 @@ class SpawnTests(RunUnitTestCase):
         self.assertIn("no fork for you", self.successResultOf(run.ended).spawn_error or "")
         self.assertEqual(processor.limiter.running, 0)
         self.assertEqual(processor.runs, set())
+
+
+class SpareLauncherTests(SynchronousTestCase):
+    """One launcher started ahead of its run: the run takes it, the next one starts."""
+
+    def setUp(self) -> None:
+        self.reactor = FakeProcessReactor()
+        self.addCleanup(lambda: [launcher.close() for launcher in self.reactor.launchers])
+        self.processor = Processor(self.reactor, self.reactor, fake_sandbox(), max_runs=2, spares=1)
+
+    def start(self, user: str = "alice") -> Run:
+        return self.processor.start_run(user, "python", "print(1)\n", print, print)
+
+    def test_run_takes_the_spare(self) -> None:
+        """
+        The spare is started with the processor and waits (nothing written); a run sends
+        it the request and the uid's lock, and a new spare starts.
+        """
+        [spare] = self.reactor.launchers
+        self.assertEqual((spare.written, spare.closed), ({}, []))
+        run = self.start()
+        self.assertEqual(len(self.reactor.launchers), 2)
+        self.assertIs(run.transport, spare)
+        self.assertEqual(json.loads(spare.written[0].partition(b"\n")[0])["uid"], run.uid)
+        self.assertEqual(spare.closed, [0])
+        self.assertTrue(spare.lock_received())
+        spare.started()
+        self.successResultOf(run.started)
+        self.assertEqual(self.reactor.launchers[1].written, {})
+
+    def test_dead_spare_is_skipped(self) -> None:
+        """A spare that died before its run is not used; the run gets a fresh launcher."""
+        [spare] = self.reactor.launchers
+        spare.ended()
+        run = self.start()
+        self.assertIsNot(run.transport, spare)
+        self.assertIn(0, run.transport.written)
+
+    def test_stop_all_ends_the_spare(self) -> None:
+        """At shutdown the waiting spare's request pipe is closed: it exits."""
+        [spare] = self.reactor.launchers
+        self.successResultOf(self.processor.stop_all())
+        self.assertEqual(spare.closed, [0])
+        self.assertEqual(len(self.reactor.launchers), 1)
 
 
 class OutputTests(RunUnitTestCase):

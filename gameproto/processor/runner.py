@@ -47,6 +47,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameproto.processor.languages import Language, relativize
+from gameproto.processor.launchers import Launchers
 from gameproto.processor.sandbox import Limit, RunLimits, Sandbox
 from gameproto.processor.uids import UidPool
 
@@ -360,7 +361,7 @@ class Run(ProcessProtocol):
 
     def __init__(
         self,
-        reactor: IReactorProcess,
+        launchers: Launchers,
         clock: IReactorTime,
         sandbox: Sandbox,
         language: Language,
@@ -377,7 +378,7 @@ class Run(ProcessProtocol):
         self.name = sandbox.new_run_name(slot.uid)
         self.run_dir = sandbox.run_dir(self.name)
         self.pid: int | None = None  # the interpreter's, once started
-        self._reactor = reactor
+        self._launchers = launchers
         self._clock = clock
         self._sandbox = sandbox
         self._limits: RunLimits = sandbox.limits
@@ -436,16 +437,8 @@ class Run(ProcessProtocol):
             raise RuntimeError("a run starts once")
         self._state = _State.STARTING
         self._spawned_at = self._clock.seconds()
-        argv = self._sandbox.launcher_argv()
         try:
-            self._reactor.spawnProcess(
-                self,
-                argv[0],
-                argv,
-                env=self._sandbox.launcher_env(),
-                path="/",
-                childFDs=self._sandbox.child_fds(self.uid),
-            )
+            self._launchers.start(self, self._sandbox.lock_fd(self.uid))
         except Exception as error:
             self._log.failure("cannot spawn the processor launcher", run=repr(self))
             self._spawn_error = f"cannot spawn the launcher: {error}"
@@ -884,6 +877,7 @@ class Processor:
     Admits and starts runs: the object a processor protocol (or service) holds.
 
     @ivar sandbox: the checked sandbox (L{gameproto.processor.sandbox.start_sandbox}).
+    @ivar launchers: starts the runs' launchers, C{spares} of them ahead of their runs.
     """
 
     _log = Logger()
@@ -895,9 +889,11 @@ class Processor:
         sandbox: Sandbox,
         max_runs: int | None = None,
         runs_per_minute: int = 30,
+        spares: int = 0,
     ) -> None:
         self.sandbox = sandbox
-        self._reactor = reactor
+        self.launchers = sandbox.launchers(reactor, spares)
+        self.launchers.replenish()
         self._clock = clock
         limits = sandbox.limits
         self.limiter = RunLimiter(
@@ -936,7 +932,7 @@ class Processor:
         if len(code.encode("utf-8", errors="surrogatepass")) > self.limits.code:
             raise CodeTooLarge(self.limits.code_too_large())
         slot = self.limiter.acquire(user)
-        run = Run(self._reactor, self._clock, self.sandbox, chosen, code, slot, on_output, on_engine)
+        run = Run(self.launchers, self._clock, self.sandbox, chosen, code, slot, on_output, on_engine)
         self.runs.add(run)
         run.ended.addBoth(self._forget, run)
         run.start()
@@ -947,7 +943,8 @@ class Processor:
         return result
 
     def stop_all(self) -> Deferred[None]:
-        """Stop every run (server shutdown); fires once all of them have ended."""
+        """Stop every run and the spare launchers (server shutdown); fires once every run has ended."""
+        self.launchers.stop()
         ended = []
         for run in list(self.runs):
             ended.append(_when_ended(run))

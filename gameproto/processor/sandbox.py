@@ -41,7 +41,8 @@ from twisted.python.failure import Failure
 
 from gameproto.processor.isolation import RUN_DIRECTORY, Isolation, IsolationUnavailable, find_isolation
 from gameproto.processor.languages import LANGUAGES, PROBE_TOKEN, Language
-from gameproto.processor.launcher.launch_request import UID_LOCK_FD, Request
+from gameproto.processor.launcher.launch_request import Request
+from gameproto.processor.launchers import Launchers
 from gameproto.processor.launcher.procfs import live_processes_of
 from gameproto.processor.uids import LOCK_DIRECTORY, UidPool
 
@@ -51,9 +52,6 @@ MiB = 1024 * KiB
 #: The launcher program (a directory with its C{__main__.py}), run with the server's Python.
 LAUNCHER_PATH = Path(__file__).resolve().with_name("launcher")
 
-#: The launcher's descriptors: 0 request in, 1/2 program output, 3 engine requests, 4
-#: engine replies, 5 launcher status.  Twisted's "r" means the server reads.
-LAUNCHER_CHILD_FDS: Mapping[int, str] = {0: "w", 1: "r", 2: "r", 3: "r", 4: "w", 5: "r"}
 
 _log = Logger(namespace="gameproto.processor.sandbox")
 
@@ -310,12 +308,15 @@ class Sandbox:
         # program) must not see the server's secrets.
         return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
-    def child_fds(self, uid: int | None) -> dict[int, str | int]:
-        """The launcher's descriptors; with a run uid, its claimed lock too."""
-        fds: dict[int, str | int] = dict(LAUNCHER_CHILD_FDS)
-        if uid is not None and self.uid_pool is not None:
-            fds[UID_LOCK_FD] = self.uid_pool.lock_fd(uid)
-        return fds
+    def launchers(self, reactor: IReactorProcess, spares: int = 0) -> Launchers:
+        """Starts this sandbox's launchers on C{reactor}, C{spares} of them ahead of time."""
+        return Launchers(reactor, self.launcher_argv(), self.launcher_env(), spares)
+
+    def lock_fd(self, uid: int | None) -> int | None:
+        """The claimed lock of run uid C{uid}, which its launcher holds too."""
+        if uid is None or self.uid_pool is None:
+            return None
+        return self.uid_pool.lock_fd(uid)
 
     def new_run_name(self, uid: int | None) -> str:
         """A fresh name for a run: its cgroup's, or its run directory's on the host."""
@@ -438,6 +439,7 @@ def check_languages(
     """
     results: dict[str, str | None] = {}
     pending: list[Deferred[None]] = []
+    launchers = sandbox.launchers(reactor)
     for name, language in sandbox.languages.items():
         interpreter = sandbox.interpreter(language)
         if not os.access(interpreter, os.X_OK):
@@ -452,14 +454,7 @@ def check_languages(
             request = sandbox.launch_request(
                 language, language.probe_code, sandbox.new_run_name(uid), uid
             )
-            transport = reactor.spawnProcess(
-                probe,
-                sandbox.launcher_argv()[0],
-                sandbox.launcher_argv(),
-                env=sandbox.launcher_env(),
-                path="/",
-                childFDs=sandbox.child_fds(uid),
-            )
+            transport = launchers.start(probe, sandbox.lock_fd(uid))
         except Exception as error:
             probe.done.callback(f"cannot spawn the launcher: {error}")
         else:

@@ -75,8 +75,9 @@ class ProcessorService(Service):
         return d.addCallback(lambda _: self._announce_ready())
 
     def _sandbox_ready(self, sandbox: Sandbox) -> None:
+        # One launcher started ahead: a run then waits for its program only.
         self.processor = Processor(
-            self.reactor, self.clock, sandbox, self.max_runs, self.runs_per_minute
+            self.reactor, self.clock, sandbox, self.max_runs, self.runs_per_minute, spares=1
         )
         self.status = {
             "state": "on",
@@ -107,7 +108,10 @@ class ProcessorService(Service):
 
     def stopService(self) -> Deferred[None]:  # type: ignore[override]
         super().stopService()
-        if self.processor is None or not self.processor.runs:
+        if self.processor is None:
+            return succeed(None)
+        if not self.processor.runs:
+            self.processor.launchers.stop()
             return succeed(None)
         self._log.info("stopping {count} processor run(s)", count=len(self.processor.runs))
         return self.processor.stop_all()

@@ -17,7 +17,11 @@ File descriptors, set up by the server's C{spawnProcess}:
     "signal": n|null, "cpu_seconds": x, "reason": "exit"|"stop"|"processes"|"memory"|"cpu",
     "max_tasks": n, "oom_kills": n, "peak_memory": n, "swept": bool}}; or, if the program
     could not be started, C{{"event": "error", "message": text}};
-  - 6 (as root): the run uid's host-wide lock, held until the run's last process is gone.
+  - 7: a Unix socket on which, with a run uid, the uid's host-wide lock arrives; held
+    until the run's last process is gone.
+
+The server may start a launcher ahead of its run (L{gameproto.processor.launchers}): it
+then waits, started, for its request on fd 0.
 
 The isolated sandbox (root, bubblewrap, cgroups, seccomp; the server's default):
 
@@ -64,6 +68,8 @@ from launch_request import (
     SECCOMP_FD,
     STATUS_FD,
     Request,
+    close_control,
+    receive_lock,
 )
 from procfs import descendants, live_processes_of, task_count, tasks_of_uid
 from run_cgroup import RunCgroup
@@ -548,16 +554,21 @@ def main() -> int:
     # Everything the launcher waits for is read synchronously with sigtimedwait: no
     # handler can interrupt a half-done step.  The program gets an empty mask back.
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    # Armed before the (possibly long) wait for the request: a launcher started ahead of
+    # its run must not outlive the server either.
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)
     try:
         request, code = read_request(0)
+        if os.getppid() != request["parent_pid"]:
+            return 3  # the server died before the death signal was armed
+        if request["uid"] is not None:
+            receive_lock()  # kept open: the claim on the uid lasts as long as this process
+        else:
+            close_control()
     except (LaunchError, ValueError, OSError) as error:
         Launcher.report(event="error", message=f"bad request: {error}")
         return 2
     launcher = Launcher(request, code)
-    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != request["parent_pid"]:
-        # The server died before the death signal was armed.
-        return 3
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     try:
         launcher.prepare()

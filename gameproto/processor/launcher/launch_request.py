@@ -5,13 +5,17 @@ and the descriptor numbers both sides agree on.  Standard library only.
 
 from __future__ import annotations
 
+import array
+import os
+import socket
 from typing import TypedDict
 
 #: The launcher's status pipe (JSON lines to the server).
 STATUS_FD = 5
-#: The host-wide lock of the run uid (an flock'd file, see
-#: L{gameproto.processor.uids}), held by the launcher until its last process is gone.
-UID_LOCK_FD = 6
+#: A Unix socket from the server: with a run uid, the uid's host-wide lock (an flock'd
+#: file, see L{gameproto.processor.uids}) arrives on it (SCM_RIGHTS), and the launcher
+#: holds it until its run's last process is gone.
+CONTROL_FD = 7
 #: The descriptors the program inherits; 3 and 4 are the engine channel.
 PROGRAM_FDS = (1, 2, 3, 4)
 #: In the isolated sandbox, what bubblewrap reads when it builds the run's view: the
@@ -59,3 +63,25 @@ class Request(TypedDict):
     kill_grace: float
     poll_interval: float
     parent_pid: int
+
+
+def receive_lock(control_fd: int = CONTROL_FD) -> int:
+    """The run uid's lock, as the server sends it on C{control_fd} (closed afterwards)."""
+    size = array.array("i").itemsize
+    control = socket.socket(fileno=control_fd)
+    try:
+        _, ancillary, _, _ = control.recvmsg(1, socket.CMSG_SPACE(size))
+    finally:
+        control.close()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            return array.array("i", data[:size])[0]
+    raise OSError("the server sent no lock for the run uid")
+
+
+def close_control(control_fd: int = CONTROL_FD) -> None:
+    """No run uid: nothing comes on the control socket."""
+    try:
+        os.close(control_fd)
+    except OSError:
+        pass
