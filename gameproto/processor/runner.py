@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import attrs
 import orjson
-from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
@@ -297,7 +297,7 @@ class _Call:
     """The engine call in flight (the SDK makes one at a time)."""
 
     call_id: int
-    timer: IDelayedCall | None = None
+    started: float
     deferred: Deferred[Any] | None = None
     answered: bool = False
 
@@ -307,6 +307,11 @@ class Budget:
     A time allowance that is spent only while it runs (L{resume} .. L{pause}); once it is
     spent, C{on_spent} is called, once.  The program time of a run is one (paused during
     engine calls), the time it may spend blocked in engine calls another.
+
+    A program may make tens of thousands of engine calls a second, each pausing one budget
+    and resuming the other, so neither touches the reactor's timers then: the one timer of
+    a budget is set for the earliest moment it could be spent and, when it fires early
+    (the budget was paused meanwhile), looks again.
     """
 
     def __init__(self, clock: IReactorTime, allowance: float, on_spent: Callable[[], None]) -> None:
@@ -314,36 +319,48 @@ class Budget:
         self._allowance = allowance
         self._on_spent = on_spent
         self._used = 0.0
-        self._resumed_at = 0.0
+        self._resumed_at: float | None = None
         self._timer: IDelayedCall | None = None
 
     @property
     def running(self) -> bool:
-        return self._timer is not None
+        return self._resumed_at is not None
 
     def used(self) -> float:
-        if self._timer is None:
+        if self._resumed_at is None:
             return self._used
         return self._used + self._clock.seconds() - self._resumed_at
 
     def resume(self) -> None:
-        if self._timer is not None:
+        if self._resumed_at is not None:
             return
         self._resumed_at = self._clock.seconds()
-        remaining = max(0.0, self._allowance - self._used)
-        self._timer = self._clock.callLater(remaining, self._spent)
+        if self._timer is None:
+            self._timer = self._clock.callLater(self._allowance - self._used, self._check)
+        # Otherwise the timer set before the pause fires no later than the budget can now
+        # be spent (pausing only moves that moment later).
 
     def pause(self) -> None:
-        if self._timer is None:
-            return
-        if self._timer.active():
+        if self._resumed_at is not None:
+            self._used += self._clock.seconds() - self._resumed_at
+            self._resumed_at = None
+
+    def stop(self) -> None:
+        """No more spending (the run ended): the timer goes."""
+        self.pause()
+        if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        self._used += self._clock.seconds() - self._resumed_at
 
-    def _spent(self) -> None:
+    def _check(self) -> None:
         self._timer = None
-        self._used = self._allowance
+        if self._resumed_at is None:
+            return  # paused: resume() sets the timer again
+        remaining = self._allowance - self.used()
+        if remaining > 0:
+            self._timer = self._clock.callLater(remaining, self._check)
+            return
+        self._used, self._resumed_at = self._allowance, None
         self._on_spent()
 
 
@@ -417,6 +434,7 @@ class Run(ProcessProtocol):
         )
         self._session_timer: IDelayedCall | None = None
         self._hang_timer: IDelayedCall | None = None
+        self._call_timer: IDelayedCall | None = None
 
     def __repr__(self) -> str:
         return f"<Run {self.name} {self.language.name} {self._state.value}>"
@@ -603,13 +621,24 @@ class Run(ProcessProtocol):
         if not self._relaying():  # the drained output went over the output limit
             return
         self._call_count += 1
-        call = _Call(self._call_count)
+        call = _Call(self._call_count, self._clock.seconds())
         self._call = call
-        call.timer = self._clock.callLater(
-            self._limits.engine_call_timeout, self._engine_timed_out, call
-        )
-        call.deferred = maybeDeferred(self._on_engine, call.call_id, command)
-        call.deferred.addCallbacks(
+        if self._call_timer is None:
+            # One timer for every call (see Budget): set for this call's deadline, or
+            # earlier for a call answered since, and looking again when it fires.
+            self._call_timer = self._clock.callLater(
+                self._limits.engine_call_timeout, self._check_call_time
+            )
+        try:
+            reply = self._on_engine(call.call_id, command)
+        except Exception:
+            self._engine_failed(Failure(), call)
+            return
+        if not isinstance(reply, Deferred):
+            self._answer(call, reply)  # most engines answer at once: no Deferred to run
+            return
+        call.deferred = reply
+        reply.addCallbacks(
             self._engine_answered,
             self._engine_failed,
             callbackArgs=(call,),
@@ -618,6 +647,17 @@ class Run(ProcessProtocol):
 
     def _engine_answered(self, reply: Any, call: _Call) -> None:
         self._answer(call, reply)
+
+    def _check_call_time(self) -> None:
+        self._call_timer = None
+        call = self._call
+        if call is None or call.answered:
+            return
+        left = call.started + self._limits.engine_call_timeout - self._clock.seconds()
+        if left > 0:
+            self._call_timer = self._clock.callLater(left, self._check_call_time)
+        else:
+            self._engine_timed_out(call)
 
     def _engine_failed(self, failure: Failure, call: _Call) -> None:
         if call.answered:
@@ -632,7 +672,6 @@ class Run(ProcessProtocol):
         self._answer(call, reply)
 
     def _engine_timed_out(self, call: _Call) -> None:
-        call.timer = None
         self._log.info(
             "engine call {call} of {run} timed out", call=call.call_id, run=repr(self)
         )
@@ -644,8 +683,6 @@ class Run(ProcessProtocol):
         if call.answered or call is not self._call:
             return
         call.answered = True
-        if call.timer is not None and call.timer.active():
-            call.timer.cancel()
         self._call = None
         if self._state is not _State.RUNNING:
             return
@@ -769,16 +806,15 @@ class Run(ProcessProtocol):
         was_running = self._state is _State.RUNNING
         self._state = _State.ENDED
         now = self._clock.seconds()
-        self._pause_program_clock()
-        for timer in (self._session_timer, self._hang_timer):
+        self._program_clock.stop()
+        self._engine_wait.stop()
+        for timer in (self._session_timer, self._hang_timer, self._call_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._session_timer = self._hang_timer = None
+        self._session_timer = self._hang_timer = self._call_timer = None
         call, self._call = self._call, None
         if call is not None:
             call.answered = True
-            if call.timer is not None and call.timer.active():
-                call.timer.cancel()
             if call.deferred is not None:
                 call.deferred.cancel()  # lets a relaying protocol forget the call id
         if self._exit is not None and not self._exit.get("swept", True):
