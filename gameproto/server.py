@@ -145,6 +145,9 @@ class GameprotoServer(MultiService):
         web.mount(self.root, "/healthz", self.router)
         self._mount_matches()
         self.accounts_api = AccountsAPI(self.accounts, whereabouts=self.matches.whereabouts)
+        # Routes added with authenticated=True (gameproto's and an application's) get
+        # the user of the request's token, or answer 401.
+        self.router.authenticate = self.accounts_api.require_user
         self.accounts_api.install(self.router)
         HealthAPI(self.store, self.bus, reactor).install(self.router)
         MatchAPI(self.matches, self.accounts_api).install(self.router)
