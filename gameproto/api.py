@@ -117,15 +117,19 @@ class AccountsAPI:
 class HealthAPI:
     """
     C{GET /healthz}: 200 C{"ok"} while the store and the bus answer, 503
-    C{"degraded"} otherwise (for a load balancer's health check), within 2 s.
+    C{"degraded"} otherwise (for a load balancer's health check), within 2 s.  Its
+    C{details} say how each part of the server is (the processor's sandbox, for one).
     """
 
     PROBE_TIMEOUT = 1.5
 
-    def __init__(self, store: Any, bus: Any, clock: Any) -> None:
+    def __init__(
+        self, store: Any, bus: Any, clock: Any, details: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock
+        self.details = details
 
     def install(self, router: JSONRouter) -> None:
         router.add("GET", "/healthz", self.health)
@@ -150,5 +154,6 @@ class HealthAPI:
                 "version": gameproto.__version__,
                 "store": self.store.description,
                 "bus": self.bus.description,
+                "details": self.details() if self.details is not None else {},
             },
         )

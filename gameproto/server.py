@@ -71,6 +71,8 @@ class ServerConfig:
     # (language, interpreter path) pairs overriding the system interpreters.
     processor_interpreters: tuple[tuple[str, str], ...] = ()
     processor_max_runs: int | None = None
+    processor_runs_per_minute: int = 30
+    processor_allow_weak_sandbox: bool = False
     processor_max_message_size: int = 1 * wire.MiB
     processor_limits: RunLimits = RunLimits()
     chat_engineio: EngineIOConfig = EngineIOConfig()
@@ -149,7 +151,7 @@ class GameprotoServer(MultiService):
         # the user of the request's token, or answer 401.
         self.router.authenticate = self.accounts_api.require_user
         self.accounts_api.install(self.router)
-        HealthAPI(self.store, self.bus, reactor).install(self.router)
+        HealthAPI(self.store, self.bus, reactor, self._health_details).install(self.router)
         MatchAPI(self.matches, self.accounts_api).install(self.router)
         self._mount_chat()
         self._mount_arenas()
@@ -237,9 +239,11 @@ class GameprotoServer(MultiService):
                 run_base=config.processor_dir,
                 uids=config.processor_uids,
                 interpreters=dict(config.processor_interpreters),
+                allow_weak=config.processor_allow_weak_sandbox,
             ),
             config.processor_limits,
             max_runs=config.processor_max_runs,
+            runs_per_minute=config.processor_runs_per_minute,
         )
         self.addService(self.processor)
         web.mount(
@@ -256,6 +260,9 @@ class GameprotoServer(MultiService):
                 anonymous=config.processor_anonymous,
             ),
         )
+
+    def _health_details(self) -> dict[str, Any]:
+        return {"processor": self.processor.status}
 
     # -- the service ---------------------------------------------------------------
 

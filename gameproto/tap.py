@@ -311,6 +311,20 @@ class Options(usage.Options):
             _positive(float),
         ],
         [
+            "processor-engine-wait-limit",
+            None,
+            _LIMITS.engine_wait,
+            "Seconds a run may spend blocked in engine calls, all of them together.",
+            _positive(float),
+        ],
+        [
+            "processor-runs-per-minute",
+            None,
+            _DEFAULTS.processor_runs_per_minute,
+            "Runs one user may start in any 60 s.",
+            _positive(int),
+        ],
+        [
             "processor-max-message-size",
             None,
             _DEFAULTS.processor_max_message_size,
@@ -324,6 +338,12 @@ class Options(usage.Options):
             "processor-anonymous",
             None,
             "Let unauthenticated clients run programs on /ws/processor/ (local use only).",
+        ],
+        [
+            "processor-allow-weak-sandbox",
+            None,
+            "Where the isolated sandbox cannot run (no root, no bubblewrap, no cgroup, no "
+            "libseccomp), run programs in the weak one instead of keeping the processor off.",
         ],
     ]
 
@@ -418,6 +438,8 @@ class Options(usage.Options):
                 if self[f"processor-{language}"]
             ),
             processor_max_runs=self["processor-max-runs"],
+            processor_runs_per_minute=self["processor-runs-per-minute"],
+            processor_allow_weak_sandbox=bool(self["processor-allow-weak-sandbox"]),
             processor_max_message_size=self["processor-max-message-size"],
             processor_limits=RunLimits(
                 program_time=self["processor-time-limit"],
@@ -430,6 +452,7 @@ class Options(usage.Options):
                 output=self["processor-output-limit"],
                 code=self["processor-code-limit"],
                 engine_call_timeout=self["processor-engine-timeout"],
+                engine_wait=self["processor-engine-wait-limit"],
             ),
         )
 

@@ -61,6 +61,46 @@ class RedisServer:
         reactor.spawnProcess(protocol, self.executable, argv, env={})
         return protocol.ready.addTimeout(20, reactor)
 
+    async def get(self, key: str) -> str | None:
+        """The string at C{key} in database 0, read with a client of the test's own."""
+        import txredisapi
+
+        connection = await txredisapi.Connection("127.0.0.1", self.port, reconnect=False)
+        try:
+            value: str | None = await connection.get(key)
+            return value
+        finally:
+            await connection.disconnect()
+
+    async def contents(self) -> str:
+        """Every key of every database and its value, as text, for a test to search."""
+        import txredisapi
+
+        out = []
+        for db in range(16):
+            connection = await txredisapi.Connection("127.0.0.1", self.port, dbid=db,
+                                                     reconnect=False)
+            try:
+                for key in await connection.keys("*"):
+                    kind = await connection.type(key)
+                    value: Any
+                    if kind == "string":
+                        value = await connection.get(key)
+                    elif kind == "hash":
+                        value = await connection.hgetall(key)
+                    elif kind == "list":
+                        value = await connection.lrange(key, 0, -1)
+                    elif kind == "set":
+                        value = await connection.smembers(key)
+                    elif kind == "zset":
+                        value = await connection.zrange(key, 0, -1, withscores=True)
+                    else:
+                        raise AssertionError(f"{key}: a {kind} the dump cannot read")
+                    out.append(f"{db} {key!r} {value!r}")
+            finally:
+                await connection.disconnect()
+        return "\n".join(out)
+
     def stop(self) -> Deferred[None]:
         protocol = self._protocol
         if protocol is None or protocol.ended.called:

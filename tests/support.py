@@ -2,8 +2,10 @@
 Helpers shared by the tests: external tools, free ports, real server processes.
 """
 
+import importlib
 import os
 import shutil
+from types import ModuleType
 
 from twisted.trial.unittest import SkipTest
 
@@ -24,3 +26,17 @@ def require_tool(name: str) -> str:
             raise AssertionError(message)
         raise SkipTest(message)
     return path
+
+
+def require_module(name: str) -> ModuleType:
+    """
+    Import the Python module C{name}, a test dependency (the C{test} extra).  Without it
+    the calling test skips, except under CI=true, where it is a failure.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"{name} is not installed (pip install -e '.[test]' installs it)"
+        if running_in_ci():
+            raise AssertionError(message) from None
+        raise SkipTest(message) from None

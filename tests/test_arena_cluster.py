@@ -15,8 +15,6 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gameproto.arena.cluster import (
-    MOVED,
-    RESTARTED,
     ArenaCluster,
     LeaseTable,
     RedisLeases,
@@ -44,6 +42,9 @@ from gameproto.store.memory import MemoryStore
 from tests.test_arena_protocol import RecordingSocket
 
 TICK = 0.02
+# The close reasons of docs/arena.md, "Several nodes".
+RESTARTED = "the arena's node was lost: the arena restarted empty, connect again"
+MOVED = "the arena is now run by another node: it restarted empty, connect again"
 
 
 class CommandJSONTests(SynchronousTestCase):

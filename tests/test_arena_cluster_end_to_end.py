@@ -9,12 +9,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 
-from gameproto.arena.cluster import LEASE_TTL_MS, RESTARTED
 from gameproto.client import arena as client
 from tests.nodes import Node, http_json, stop_on_cleanup
 
 RADAR = "RadarScanNotification"
 SNAPSHOT = "GameSnapshotNotification"
+# docs/arena.md, "Several nodes": the lease's TTL and the close reason of a takeover.
+LEASE_TTL = 3.0
+RESTARTED = "the arena's node was lost: the arena restarted empty, connect again"
 
 
 class ArenaClusterEndToEndTests(TestCase):
@@ -158,7 +160,7 @@ class ArenaClusterEndToEndTests(TestCase):
                 self.assertEqual(await bot.closed, (1000, RESTARTED))
             elapsed = reactor.seconds() - killed
             # The lease expires a full TTL after A's last renewal; B checks every second.
-            self.assertLess(elapsed, LEASE_TTL_MS / 1000 + 1 + 1.5)
+            self.assertLess(elapsed, LEASE_TTL + 1 + 1.5)
 
             status, seen = await http_json("GET", self.b.url("/api/arenas/fragile/"), token=ann)
             self.assertEqual((status, seen["players"], seen["started"]), (200, [], False))
@@ -169,5 +171,69 @@ class ArenaClusterEndToEndTests(TestCase):
             self.assertEqual((await control.start_game())["type"], "StartGameAck")
             await again.wait_for_type("StartGameOrder")
             self.assertEqual(await self.b.stop(), 0, self.b.text())
+
+        return ensureDeferred(scenario())
+
+    def test_owner_shut_down(self) -> None:
+        """
+        The node running an arena (A) is stopped with SIGTERM: the sockets attached to the
+        arena from B are closed with 1000 "the arena's node is shutting down: connect
+        again", A's own with 4012, and A gives up the lease on its way out (it does not
+        wait for the TTL), so a bot connecting again to B plays in the arena at once, run
+        by B.
+        """
+
+        async def scenario() -> None:
+            ann = await self.user("ann")
+            status, _ = await http_json(
+                "POST", self.a.url("/api/arenas/"),
+                {"id": "calm", "config": {"spawn_points": [[100, 100, 0], [300, 100, 0]]}},
+                token=ann)
+            self.assertEqual(status, 201)
+            remote = [await self.connect(self.b, "calm"),
+                      await self.connect(self.b, "calm", "control", ann)]
+            local = await self.connect(self.a, "calm")
+            for bot in (remote[0], local):
+                self.assertEqual((await bot.register())["type"], "RegisterPlayerAck")
+            owner = await self.redis.get("gp:arena:calm:lease")
+            self.assertIsNotNone(owner)
+
+            self.assertEqual(await self.a.stop(), 0, self.a.text())
+            self.assertNotEqual(await self.redis.get("gp:arena:calm:lease"), owner)
+            for socket in remote:
+                self.assertEqual(await socket.closed,
+                                 (1000, "the arena's node is shutting down: connect again"))
+            self.assertEqual(await local.closed, (4012, "server shutting down"))
+
+            again = await self.connect(self.b, "calm")
+            ack = await again.register()
+            self.assertEqual((ack["type"], ack["data"]["x"]), ("RegisterPlayerAck", 100))
+            status, seen = await http_json("GET", self.b.url("/api/arenas/calm/"), token=ann)
+            self.assertEqual((status, seen["players"]), (200, [ack["data"]["id"]]))
+            self.assertEqual(await self.b.stop(), 0, self.b.text())
+
+        return ensureDeferred(scenario())
+
+    def test_redis_outage_refuses_sockets_on_other_nodes(self) -> None:
+        """
+        With Redis down, a socket connecting to B for an arena that A runs is sent
+        InvalidCommandError "the arena's node cannot be reached; try again" and closed
+        with 4011 and that reason; A keeps running the arena for its own sockets.
+        """
+
+        async def scenario() -> None:
+            ann = await self.user("ann")
+            status, _ = await http_json("POST", self.a.url("/api/arenas/"), {"id": "far"},
+                                        token=ann)
+            self.assertEqual(status, 201)
+            local = await self.connect(self.a, "far")
+            await self.redis.stop()
+
+            refused = await self.connect(self.b, "far")
+            reason = "the arena's node cannot be reached; try again"
+            self.assertEqual(await refused.wait_for_type("InvalidCommandError"),
+                             {"type": "InvalidCommandError", "data": {"reason": reason}})
+            self.assertEqual(await refused.closed, (4011, reason))
+            self.assertEqual((await local.register())["type"], "RegisterPlayerAck")
 
         return ensureDeferred(scenario())

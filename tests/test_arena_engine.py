@@ -271,10 +271,15 @@ class ParseCommandTests(SynchronousTestCase):
         self.assertInvalid({"type": "registerplayercommand"}, "unknown", "registerplayercommand")
 
     def test_unknown_type_echo_is_short(self) -> None:
-        """A huge unknown type name is cut in the reason."""
-        with self.assertRaises(InvalidCommand) as caught:
-            parse_command({"type": "x" * 100_000})
-        self.assertLess(len(caught.exception.reason), 200)
+        """
+        An unknown type is named in the reason, cut to 50 characters (not bytes):
+        "unknown command type 'Fly'".
+        """
+        for name, shown in [("Fly", "Fly"), ("a" * 50, "a" * 50), ("b" * 51, "b" * 50),
+                            ("x" * 100_000, "x" * 50), ("é" * 60, "é" * 50)]:
+            with self.assertRaises(InvalidCommand) as caught:
+                parse_command({"type": name})
+            self.assertEqual(caught.exception.reason, f"unknown command type '{shown}'")
 
     def test_move(self) -> None:
         """A move and a rotation parse into steps, in order; rotations may be reals."""

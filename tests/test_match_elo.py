@@ -1,15 +1,14 @@
 """
-Tests for L{gameproto.match.elo}: K = 32, delta = floor(K·(1 − E_winner) + 0.5).
+Tests for L{gameproto.match.elo}: K = 32, delta = floor(K·(1 − E_winner) + 0.5), where
+E_winner = 1 / (1 + 10^((loser − winner) / 400)) (docs/match.md).
+
+Every expected rating below was worked out by hand, the arithmetic in a comment beside it;
+no test recomputes the formula it checks.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto.match.elo import rate
-
-
-def expected_score(rating: int, opponent: int) -> float:
-    """The Elo expectation of the player rated C{rating}, from the textbook formula."""
-    return 1 / (1 + 10 ** ((opponent - rating) / 400))
 
 
 class RateTests(SynchronousTestCase):
@@ -32,14 +31,45 @@ class RateTests(SynchronousTestCase):
         """
         self.assertEqual(rate(1000, 1400), (1029, 1371))
 
-    def test_asymmetric_ratings_follow_the_formula(self) -> None:
+    def test_worked_examples(self) -> None:
         """
-        For unequal ratings on either side of the favourite, the delta is the formula's, the
-        winner gains it and the loser loses it.
+        Unequal ratings, either player winning, give the deltas worked out by hand below;
+        the winner gains the delta and the loser loses it.
         """
-        for winner, loser in [(1000, 1100), (1100, 1000), (1234, 987), (850, 1620), (2000, 1990)]:
-            delta = int(32 * (1 - expected_score(winner, loser)) + 0.5)
-            self.assertEqual(rate(winner, loser), (winner + delta, loser - delta), (winner, loser))
+        # winner, loser -> winner after, loser after
+        #
+        # 200 points apart: 10^(200/400) = 10^0.5 = 3.16228
+        #   1200 beats 1000: E = 1 / (1 + 1/3.16228) = 1 / 1.31623 = 0.75975
+        #     32 · (1 − 0.75975) = 32 · 0.24025 = 7.688; + 0.5 = 8.188 -> 8
+        #   1000 beats 1200: E = 1 / (1 + 3.16228) = 0.24025
+        #     32 · 0.75975 = 24.312; + 0.5 = 24.812 -> 24       (8 + 24 = 32 = K)
+        #
+        # 100 points apart: 10^(100/400) = 10^0.25 = 1.77828
+        #   1100 beats 1000: E = 1 / (1 + 1/1.77828) = 1 / 1.56234 = 0.64006
+        #     32 · 0.35994 = 11.518; + 0.5 = 12.018 -> 12 (just above a half: up)
+        #   1000 beats 1100: E = 1 / (1 + 1.77828) = 0.35994
+        #     32 · 0.64006 = 20.482; + 0.5 = 20.982 -> 20 (just below a half: down)
+        #
+        # 800 points apart: 10^(800/400) = 100
+        #   1800 beats 1000: E = 100/101; 32 · 1/101 = 0.317; + 0.5 = 0.817 -> 0
+        #   1000 beats 1800: E = 1/101; 32 · 100/101 = 31.683; + 0.5 = 32.183 -> 32 = K
+        #
+        # 247 points apart (1234 and 987): 10^(247/400) = 10^0.6175 = 4.14477
+        #   1234 beats 987: E = 1 / (1 + 1/4.14477) = 1 / 1.24127 = 0.80563
+        #     32 · 0.19437 = 6.220; + 0.5 = 6.720 -> 6
+        #   987 beats 1234: 32 · 0.80563 = 25.780; + 0.5 = 26.280 -> 26
+        worked = [
+            ((1200, 1000), (1208, 992)),
+            ((1000, 1200), (1024, 1176)),
+            ((1100, 1000), (1112, 988)),
+            ((1000, 1100), (1020, 1080)),
+            ((1800, 1000), (1800, 1000)),
+            ((1000, 1800), (1032, 1768)),
+            ((1234, 987), (1240, 981)),
+            ((987, 1234), (1013, 1208)),
+        ]
+        for (winner, loser), after in worked:
+            self.assertEqual(rate(winner, loser), after, (winner, loser))
 
     def test_points_are_conserved(self) -> None:
         """
@@ -62,20 +92,29 @@ class RateTests(SynchronousTestCase):
     def test_overwhelming_favourite_gains_nothing(self) -> None:
         """
         A win expected with certainty to within 1/64 of a point changes no rating: the delta
-        rounds to 0.
+        rounds to 0.  (2000 points apart: E = 1 / (1 + 10^-5); 32 · 0.00001 = 0.0003;
+        + 0.5 = 0.5003 -> 0.)
         """
         self.assertEqual(rate(3000, 1000), (3000, 1000))
 
     def test_halves_round_up(self) -> None:
         """
-        A delta of exactly n + 1/2 rounds up to n + 1 (round-half-to-even would give 0 and 16).
+        A delta of exactly n + 1/2 rounds up to n + 1, whether n is even or odd:
+        round-half-to-even would give 0, 16 and 2.
         """
-        self.assertEqual(rate(1000, 1000, k=1), (1001, 999))
-        self.assertEqual(rate(1000, 1000, k=33), (1017, 983))
+        # Equal ratings: E = 1/2, so the delta is floor(K/2 + 0.5).
+        self.assertEqual(rate(1000, 1000, k=1), (1001, 999))  # 0.5 + 0.5 = 1.0 -> 1
+        self.assertEqual(rate(1000, 1000, k=33), (1017, 983))  # 16.5 + 0.5 = 17.0 -> 17
+        self.assertEqual(rate(1000, 1000, k=5), (1003, 997))  # 2.5 + 0.5 = 3.0 -> 3
 
     def test_k_factor(self) -> None:
         """
-        C{k} scales the delta: between equals the winner gains k/2.
+        C{k} scales the delta before it is rounded: between equals the winner gains k/2,
+        and 200 points apart (1 − E = 0.24025 for the favourite) K = 10 gives 2 and 8.
         """
-        self.assertEqual(rate(1500, 1500, k=64), (1532, 1468))
-        self.assertEqual(rate(1500, 1500, k=16), (1508, 1492))
+        self.assertEqual(rate(1500, 1500, k=64), (1532, 1468))  # 64 · 1/2 = 32
+        self.assertEqual(rate(1500, 1500, k=16), (1508, 1492))  # 16 · 1/2 = 8
+        # 10 · 0.24025 = 2.403; + 0.5 = 2.903 -> 2
+        self.assertEqual(rate(1200, 1000, k=10), (1202, 998))
+        # 10 · 0.75975 = 7.597; + 0.5 = 8.097 -> 8
+        self.assertEqual(rate(1000, 1200, k=10), (1008, 1192))

@@ -12,7 +12,6 @@ from twisted.internet.defer import Deferred
 
 from gameproto.match.protocol import MatchCore, MatchMachine
 from gameproto.server import ServerConfig
-from gameproto.wire import CloseCode
 from tests.fakews import BINARY
 from tests.matchsupport import MatchTestCase, non_status, read
 
@@ -407,7 +406,7 @@ class GameTests(MatchTestCase):
         newer = self.connect(match_id, "challenger", "cole")
         self.assertEqual(read(newer).messages[0], {"status": "success", "code": 0})
         got = read(challenger)
-        self.assertEqual([code for code, _ in got.closes], [CloseCode.REPLACED])
+        self.assertEqual([code for code, _ in got.closes], [4009])
         self.clock.advance(2)  # the old socket is dropped: the slot stays with the new one
         newer.send_json({"command": "fdown"})
         self.tick()

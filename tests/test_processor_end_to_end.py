@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from gameproto.client import arena as arena_client
 from gameproto.client import processor as client
 from tests.nodes import Node, http_json, stop_on_cleanup
-from tests.test_processor_runner import (
+from tests.processor_support import (
     HELLO,
     RUNTIME_ERROR,
     RUNTIME_ERROR_LINES,
@@ -25,6 +25,7 @@ from tests.test_processor_runner import (
     SYNTAX_ERROR_LINE,
     THOUSAND_CALLS,
     interpreter,
+    processes_of_uid,
     run_uids,
 )
 
@@ -240,7 +241,8 @@ class RunEndToEndTests(ProcessorEndToEndTestCase):
         """
         Closing the WebSocket mid-run kills every process of the run, one that called setsid
         included, within 1 s: the server's "ended" log line is waited for with that deadline
-        plus a 2 s margin, then the process table is checked.
+        plus a 2 s margin, then the process table is checked for every run uid (the pids
+        the program prints are those of its own PID namespace).
         """
         pids: list[int] = []
         three: Deferred[None] = Deferred()
@@ -254,11 +256,14 @@ class RunEndToEndTests(ProcessorEndToEndTestCase):
         socket = await self.connect(on_output=on_output)
         finished = Deferred.fromCoroutine(socket.run("python", THREE_SLEEPERS))
         await three.addTimeout(10, reactor)
-        self.assertEqual([pid for pid in pids if alive(pid)], pids)
+        self.assertEqual(len(set(pids)), 3)
+        running = [pid for uid in run_uids() for pid in processes_of_uid(uid) if alive(pid)]
+        self.assertGreaterEqual(len(running), 3)
         ended = self.when_logged("of ann ended:")
         socket.dropConnection(abort=True)
         await ended.addTimeout(KILL_DEADLINE + MARGIN, reactor)
-        self.assertEqual([pid for pid in pids if alive(pid)], [])
+        self.assertEqual([pid for pid in running if alive(pid)], [])
+        self.assertEqual([uid for uid in run_uids() if processes_of_uid(uid)], [])
         outcome = await finished
         self.assertIsNone(outcome.end)
 

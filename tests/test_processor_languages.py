@@ -11,7 +11,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from gameproto.processor.languages import (
     JAVASCRIPT,
     LANGUAGES,
-    MAX_ERROR_BYTES,
     PHP,
     PYTHON,
     RUBY,
@@ -19,6 +18,8 @@ from gameproto.processor.languages import (
     relativize,
 )
 
+# docs/processor.md: an error message shows at most 4 KiB of the program's stderr.
+MAX_ERROR_BYTES = 4096
 RUN_DIR = "/tmp/gameproto-runs/60007-0123456789abcdef"
 
 
@@ -76,7 +77,7 @@ class CommandTests(SynchronousTestCase):
 
     def test_environment_minimal(self) -> None:
         """The environment is explicit; only node gets NODE_PATH (to find the SDK)."""
-        base = {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL"}
+        base = {"PATH", "HOME", "PWD", "TMPDIR", "LANG", "LC_ALL"}
         self.assertEqual(set(PYTHON.environment(RUN_DIR)), base)
         self.assertEqual(set(JAVASCRIPT.environment(RUN_DIR)), base | {"NODE_PATH"})
         self.assertEqual(JAVASCRIPT.environment(RUN_DIR)["NODE_PATH"], RUN_DIR)

@@ -20,7 +20,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from gameproto import web, wire
 from gameproto.arena.config import ArenaConfig, SpawnPoint
 from gameproto.arena.service import ArenaService
-from gameproto.processor.engines import MAX_PENDING_NOTIFICATIONS, NOTIFICATIONS_PER_CALL
 from gameproto.processor.protocol import processor_resource
 from gameproto.processor.runner import (
     CodeTooLarge,
@@ -175,8 +174,8 @@ class ProcessorTestCase(SynchronousTestCase):
     def time(self) -> str:
         return str(int(self.clock.seconds() * 1000))
 
-    def error(self, message: str, code: str = "SERVER_ERROR") -> dict[str, Any]:
-        return {"type": "error", "code": code, "message": message, "time": self.time()}
+    def error(self, message: str, code: str = "SERVER_ERROR", **fields: Any) -> dict[str, Any]:
+        return {"type": "error", "code": code, "message": message, **fields, "time": self.time()}
 
     def ready(self, ws: FakeWebSocket, language: str = "python", **context: Any) -> None:
         """Through the context: the server now waits for the code."""
@@ -459,13 +458,17 @@ class ErrorTests(ProcessorTestCase):
         self.assertFalse(ws.disconnected)
 
     def test_busy(self) -> None:
-        """Server busy when the code arrives: SERVER_ERROR, then close 4029."""
+        """
+        Server busy when the code arrives: SERVER_ERROR saying when to try again (whole
+        seconds, rounded up, also as retry_after_ms), then close 4029.
+        """
         ws = self.connect()
         self.ready(ws)
-        self.runs.refusal = ServerBusy("server busy (one run per user)")
+        self.runs.refusal = ServerBusy("server busy (one run per user)", 7.2)
         ws.send(b"print(1)")
         messages, closes = self.received(ws)
-        self.assertEqual(messages, [self.error("server busy (one run per user)")])
+        self.assertEqual(messages, [self.error("server busy (one run per user); try again in 8 s",
+                                               retry_after_ms=8000)])
         self.assertEqual(closes, [(4029, "server busy")])
 
     def test_more_runs_than_the_limit(self) -> None:
@@ -474,14 +477,16 @@ class ErrorTests(ProcessorTestCase):
         and close 4029, after its context was accepted; the two runs see nothing of it and
         finish normally (output, end, close 1000); once they are over, a run is admitted.
         """
-        self.runs.limiter = RunLimiter(2, None)
+        self.runs.limiter = RunLimiter(2, None, self.clock, worst_case=75)
         ann, bob = self.connect(GOOD), self.connect("Token bob")
         ann_run, bob_run = self.running(ann), self.running(bob)
+        self.clock.advance(10)
         carol = self.connect("Token carol")
         self.ready(carol)
         carol.send(b"print(3)")
         messages, closes = self.received(carol)
-        self.assertEqual(messages, [self.error("server busy")])
+        # The running ones must be over 75 s after they started, 65 s from now.
+        self.assertEqual(messages, [self.error("server busy; try again in 65 s", retry_after_ms=65000)])
         self.assertEqual(closes, [(4029, "server busy")])
         self.assertEqual(self.runs.runs, [ann_run, bob_run])
         for ws, run, name in ((ann, ann_run, "ann"), (bob, bob_run, "bob")):
@@ -505,14 +510,15 @@ class ErrorTests(ProcessorTestCase):
         One run per user: the same user's second code is "server busy (one run per user)"
         even with free slots, and the first run goes on.
         """
-        self.runs.limiter = RunLimiter(8, None)
+        self.runs.limiter = RunLimiter(8, None, self.clock, worst_case=75)
         first = self.connect()
         run = self.running(first)
         second = self.connect()
         self.ready(second)
         second.send(b"print(2)")
         messages, closes = self.received(second)
-        self.assertEqual(messages, [self.error("server busy (one run per user)")])
+        self.assertEqual(messages, [self.error("server busy (one run per user); try again in 75 s",
+                                               retry_after_ms=75000)])
         self.assertEqual(closes, [(4029, "server busy")])
         self.assertEqual((self.runs.runs, run.stops), ([run], 0))
         run.end(0)
@@ -705,14 +711,14 @@ class ArenaEngineTests(ProcessorTestCase):
         self.tick()
         self.successResultOf(registered)
         self.arenas.get("default").control(None, _start_game())  # type: ignore[union-attr]
-        for _ in range(MAX_PENDING_NOTIFICATIONS + 10):
+        for _ in range(1024 + 10):
             self.tick()
         first = self.successResultOf(run.engine({"type": "GetNotifications"}))
-        self.assertEqual(len(first), NOTIFICATIONS_PER_CALL)
+        self.assertEqual(len(first), 256)
         total = len(first)
         while batch := self.successResultOf(run.engine({"type": "GetNotifications"})):
             total += len(batch)
-        self.assertEqual(total, MAX_PENDING_NOTIFICATIONS)
+        self.assertEqual(total, 1024)
 
     def test_arena_deleted_before_code(self) -> None:
         """An arena gone between the context and the code: SERVER_ERROR, code awaited again."""

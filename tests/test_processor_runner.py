@@ -3,18 +3,13 @@ Tests for L{gameproto.processor.runner} and L{gameproto.processor.sandbox}.
 
 - Unit tests drive L{Run} with a fake C{spawnProcess} on a L{MemoryReactorClock} (as
   twisted/runner/test/test_procmon.py does): timing, limits, engine calls, results.
-- Integration tests run real programs through the launcher with the real reactor, as root
-  with a uid of their own (a range apart from the server's default, so a server or another
-  test run on the same machine is never touched), and check the process table afterwards.
+- Real programs through the real launcher: tests/test_processor_integration.py.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -26,9 +21,10 @@ from twisted.internet import reactor as _global_reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from gameproto.processor.languages import PYTHON
@@ -52,10 +48,7 @@ from gameproto.processor.sandbox import (
     SandboxConfig,
     UidPool,
     parse_uid_range,
-    prepare_run_base,
-    start_sandbox,
 )
-from tests.support import require_tool, running_in_ci
 
 reactor: Any = _global_reactor
 
@@ -172,8 +165,18 @@ class RecordingSandbox(Sandbox):
         return True
 
 
+#: The unit tests' run uid locks: a fresh directory per sandbox, so that no two fake
+#: sandboxes (nor a real server on this host) contend for one uid.
+_UID_LOCKS = tempfile.TemporaryDirectory(prefix="gameproto-test-uid-locks-")
+
+
 def fake_sandbox(**limits: Any) -> RecordingSandbox:
-    config = SandboxConfig(run_base="/nonexistent/runs", uids=range(70000, 70008), privileged=True)
+    config = SandboxConfig(
+        run_base="/nonexistent/runs",
+        uids=range(70000, 70008),
+        privileged=True,
+        uid_locks=tempfile.mkdtemp(dir=_UID_LOCKS.name),
+    )
     return RecordingSandbox(config=config, limits=RunLimits(**limits))
 
 
@@ -230,10 +233,11 @@ class SpawnTests(RunUnitTestCase):
         self.addCleanup(os.environ.pop, "GP_TEST_SECRET")
         run, launcher, _ = self.start()
         self.assertEqual(launcher.args[:3], [sys.executable, "-I", "-S"])
-        self.assertTrue(launcher.args[3].endswith("gameproto/processor/launcher.py"))
+        self.assertTrue(launcher.args[3].endswith("gameproto/processor/launcher"))
         self.assertEqual(set(launcher.env), {"PATH", "LANG"})
         self.assertEqual(launcher.path, "/")
-        self.assertEqual(launcher.childFDs, dict(LAUNCHER_CHILD_FDS))
+        # fds 0-5 as pipes, and the run uid's claimed lock as fd 6
+        self.assertEqual(launcher.childFDs, {**LAUNCHER_CHILD_FDS, 6: self.sandbox.uid_pool.lock_fd(run.uid)})
 
     def test_request(self) -> None:
         """The request (JSON line, then the code) goes on fd 0, which is then closed."""
@@ -555,6 +559,44 @@ class TimeTests(RunUnitTestCase):
         self.assertEqual(result.limit, Limit.SESSION)
         self.assertEqual(result.interpreter_error, "session limit exceeded (30 s)")
 
+    def test_engine_wait_limit(self) -> None:
+        """
+        Time blocked in engine calls is counted across calls against the engine wait
+        limit (a client that never answers cannot hold a run slot until the session
+        limit); program time in between is not.
+        """
+        calls: list[Deferred[Any]] = []
+        run, launcher, _ = self.start(
+            program_time=100, engine_wait=30, engine_call_timeout=25,
+            engine=lambda i, c: remember(calls, Deferred()),
+        )
+        launcher.started()
+        run.childDataReceived(3, b"1\n")
+        self.reactor.advance(20)
+        calls[0].callback("answered")
+        self.reactor.advance(50)  # program time: not engine wait
+        run.childDataReceived(3, b"2\n")
+        self.reactor.advance(9.5)
+        self.assertEqual(launcher.signals, [])
+        self.reactor.advance(0.5)
+        self.assertEqual(launcher.signals, ["TERM"])
+        launcher.exit(None, signal.SIGTERM)
+        result = self.result(run)
+        self.assertEqual(result.limit, Limit.ENGINE_WAIT)
+        self.assertEqual(result.interpreter_error, "engine wait limit exceeded (30 s)")
+
+    def test_memory_and_cpu_of_the_whole_run(self) -> None:
+        """The launcher's cgroup verdicts (memory, cpu) are the run's limits."""
+        for reason, limit, text in (
+            ("memory", Limit.MEMORY, "memory limit exceeded"),
+            ("cpu", Limit.CPU, "CPU time limit exceeded (5 s)"),
+        ):
+            run, launcher, _ = self.start()
+            launcher.started()
+            launcher.exit(None, signal.SIGKILL, reason=reason)
+            result = self.result(run)
+            self.assertEqual((result.limit, result.interpreter_error), (limit, text))
+
     def test_duration(self) -> None:
         """duration_ms runs from the program's start to the launcher's exit report."""
         run, launcher, _ = self.start()
@@ -691,10 +733,14 @@ class ResultTests(RunUnitTestCase):
 
 
 class AdmissionTests(SynchronousTestCase):
+    def pool(self, uids: range) -> UidPool:
+        """A pool whose host-wide locks live in a directory of this test's own."""
+        return UidPool(uids, self.mktemp())
+
     def test_limiter(self) -> None:
         """At most max_runs at once, one per user, each with its own uid."""
-        pool = UidPool(range(100, 103))
-        limiter = RunLimiter(2, pool)
+        pool = self.pool(range(100, 103))
+        limiter = RunLimiter(2, pool, Clock())
         alice = limiter.acquire("alice")
         self.assertEqual(str(self.assertRaises(ServerBusy, limiter.acquire, "alice")),
                          "server busy (one run per user)")
@@ -707,13 +753,72 @@ class AdmissionTests(SynchronousTestCase):
         self.assertEqual(carol.uid, 102)  # least recently used first
         self.assertEqual(limiter.running, 2)
 
+    def test_retry_after(self) -> None:
+        """
+        A refusal says when to try again: a user's own run, or the first of the running
+        runs, must be over its worst case (here 75 s) after it started.
+        """
+        clock = Clock()
+        limiter = RunLimiter(2, None, clock, worst_case=75)
+        limiter.acquire("alice")
+        clock.advance(20)
+        limiter.acquire("bob")
+        clock.advance(5)
+        self.assertEqual(self.assertRaises(ServerBusy, limiter.acquire, "alice").retry_after, 50)
+        self.assertEqual(self.assertRaises(ServerBusy, limiter.acquire, "carol").retry_after, 50)
+        self.assertEqual(self.assertRaises(ServerBusy, limiter.acquire, "bob").retry_after, 70)
+
+    def test_runs_per_minute(self) -> None:
+        """
+        A user may start at most runs_per_minute runs in any 60 s; the refusal says when
+        the oldest of them leaves the window.  Other users are not affected.
+        """
+        clock = Clock()
+        limiter = RunLimiter(8, None, clock, runs_per_minute=3)
+        for _ in range(3):
+            limiter.acquire("alice").release()
+            clock.advance(10)
+        refused = self.assertRaises(ServerBusy, limiter.acquire, "alice")
+        self.assertEqual(str(refused), "server busy (3 runs per minute per user)")
+        self.assertEqual(refused.retry_after, 30)  # the first started at 0, it is now 30
+        limiter.acquire("bob").release()
+        clock.advance(30)
+        limiter.acquire("alice").release()
+        self.assertRaises(ServerBusy, limiter.acquire, "alice")
+
     def test_uid_pool(self) -> None:
         """The pool hands out each uid once and refuses double or foreign releases."""
-        pool = UidPool(range(5, 7))
+        pool = self.pool(range(5, 7))
         self.assertEqual([pool.acquire(), pool.acquire(), pool.acquire()], [5, 6, None])
         pool.release(5)
         self.assertRaises(ValueError, pool.release, 5)
         self.assertRaises(ValueError, pool.release, 99)
+
+    def test_uid_claimed_across_pools(self) -> None:
+        """
+        Two pools over one lock directory (two servers on one host) never hand out the
+        same uid; a uid comes back once its holder lets go of the lock; the start-up
+        sweep claims only the uids nobody holds.
+        """
+        directory = self.mktemp()
+        first, second = UidPool(range(5, 8), directory), UidPool(range(5, 8), directory)
+        self.assertEqual([first.acquire(), first.acquire()], [5, 6])
+        self.assertEqual([second.acquire(), second.acquire()], [7, None])
+        self.assertEqual(second.claim_each_free(), [])
+        first.release(5)
+        self.assertEqual(second.claim_each_free(), [5])
+
+    def test_launcher_keeps_the_claim(self) -> None:
+        """A uid stays claimed while any process (the launcher) holds the lock's fd."""
+        directory = self.mktemp()
+        pool = UidPool(range(5, 6), directory)
+        uid = pool.acquire()
+        inherited = os.dup(pool.lock_fd(5))  # what spawnProcess hands the launcher
+        pool.release(5)
+        other = UidPool(range(5, 6), directory)
+        self.assertEqual((uid, other.acquire()), (5, None))
+        os.close(inherited)
+        self.assertEqual(other.acquire(), 5)
 
     def test_parse_uid_range(self) -> None:
         """--processor-uids FIRST-LAST is inclusive; uid 0 and junk are refused."""
@@ -758,592 +863,8 @@ class AdmissionTests(SynchronousTestCase):
                 "process limit exceeded (64)",
                 "session limit exceeded (600 s)",
                 "engine request limit exceeded (1 MiB)",
+                "engine wait limit exceeded (60 s)",
             ],
         )
         self.assertEqual(RunLimits(program_time=2.5).message(Limit.TIME), "time limit exceeded (2.5 s)")
         self.assertRaises(ValueError, RunLimits, cpu_time=0)
-
-
-# ---------------------------------------------------------------------------
-# integration: real programs through the launcher
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-_UID_BLOCK = 16
-_uid_block: range | None = None
-
-
-def claim_test_uids() -> range:
-    """
-    A block of 16 uids for this test process alone, apart from the server's default pool
-    (60000-60063): several test runs on one machine (CI jobs, developers) must never kill
-    each other's programs.  The block is claimed with a lock held until the process exits.
-    """
-    global _uid_block
-    if _uid_block is None:
-        for start in range(61000, 65000, _UID_BLOCK):
-            fd = os.open(f"/tmp/gameproto-test-uids-{start}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            _uid_block = range(start, start + _UID_BLOCK)  # fd stays open: the lock holds
-            break
-        else:
-            raise AssertionError("no free block of test uids")
-    return _uid_block
-
-
-def run_uids() -> range:
-    """The run uid pool of the tests: all of the block but its last uid."""
-    return claim_test_uids()[:-1]
-
-
-def unprivileged_uid() -> int:
-    """The uid the launcher-without-root tests run the launcher as."""
-    return claim_test_uids()[-1]
-
-
-def processes_of_uid(uid: int) -> list[int]:
-    """Every process (zombies included) whose real, effective or saved uid is C{uid}."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as status:
-                for line in status:
-                    if line.startswith("Uid:"):
-                        if str(uid) in line.split()[1:4]:
-                            found.append(int(entry))
-                        break
-        except OSError:
-            continue
-    return found
-
-
-def within(d: Deferred[Any], seconds: float) -> Deferred[Any]:
-    """C{d}, failing with TimeoutError if it has not fired in C{seconds}: a deadline."""
-    return d.addTimeout(seconds, reactor)
-
-
-def interpreter(language: str) -> str:
-    """The interpreter of C{language}: skip (or fail under CI) when it is missing."""
-    if language == "python":
-        if not os.access(SYSTEM_PYTHON, os.X_OK):
-            message = f"{SYSTEM_PYTHON} is not installed"
-            if running_in_ci():
-                raise AssertionError(message)
-            raise SkipTest(message)
-        return SYSTEM_PYTHON
-    return require_tool({"javascript": "node", "ruby": "ruby", "php": "php"}[language])
-
-
-class RealRun:
-    """The outcome of one real run."""
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.lines: list[tuple[str, str]] = []
-        self.calls: list[tuple[int, Any]] = []
-        self.seen: dict[str, Deferred[None]] = {}
-
-    def stdout(self) -> list[str]:
-        return [text for stream, text in self.lines if stream == "stdout"]
-
-    def when_printed(self, text: str) -> Deferred[None]:
-        """Fires when the program prints C{text} on stdout."""
-        return self.seen.setdefault(text, Deferred())
-
-    def output(self, stream: str, text: str) -> None:
-        self.lines.append((stream, text))
-        waiting = self.seen.get(text)
-        if stream == "stdout" and waiting is not None and not waiting.called:
-            waiting.callback(None)
-
-
-class IntegrationTestCase(TestCase):
-    """Real programs through the real launcher, as root."""
-
-    timeout = 30
-
-    def setUp(self) -> None:
-        if os.geteuid() != 0:
-            raise SkipTest("the sandbox tests need root (a uid per run, namespaces)")
-        base = tempfile.mkdtemp(prefix="gameproto-test-runs-", dir="/tmp")
-        self.addCleanup(shutil.rmtree, base, True)
-        self.base = prepare_run_base(base)
-
-    def sandbox(self, language: str, **limits: Any) -> Sandbox:
-        config = SandboxConfig(
-            run_base=self.base,
-            uids=run_uids(),
-            interpreters={language: interpreter(language)},
-            privileged=True,
-        )
-        return Sandbox(config=config, limits=RunLimits(**limits))
-
-    def start(self, language: str, code: str, engine: Callable[[int, Any], Any] | None = None,
-              sandbox: Sandbox | None = None, spawner: IReactorProcess | None = None,
-              **limits: Any) -> RealRun:
-        sandbox = sandbox or self.sandbox(language, **limits)
-        processor = Processor(spawner or reactor, reactor, sandbox)
-        holder: list[RealRun] = []
-
-        def on_engine(call_id: int, command: Any) -> Any:
-            holder[0].calls.append((call_id, command))
-            return engine(call_id, command) if engine else {"ok": call_id}
-
-        run = processor.start_run("tester", language, code, lambda s, t: holder[0].output(s, t), on_engine)
-        holder.append(RealRun(run))
-        run.started.addErrback(lambda f: None)  # a spawn failure shows in the result
-        return holder[0]
-
-    async def finish(self, real: RealRun, deadline: float = 20) -> RunResult:
-        """The result; and then nothing of the run's uid may be left in the process table."""
-        result: RunResult = await within(real.run.ended, deadline)
-        self.assertIsNone(result.spawn_error)
-        if real.run.uid is not None:
-            self.assertEqual(processes_of_uid(real.run.uid), [])
-        self.assertFalse(os.path.exists(real.run.run_dir))
-        return result
-
-
-HELLO = {
-    "python": 'print("hello, world")\n',
-    "javascript": 'console.log("hello, world");\n',
-    "ruby": 'puts "hello, world"\n',
-    "php": 'echo "hello, world\\n";\n',
-}
-# Line 3 is the error in each program.
-SYNTAX_ERROR = {
-    "python": 'x = 1\ny = 2\nprint("a"\n',
-    "javascript": "const x = 1;\nconst y = 2;\nfoo(;\n",
-    "ruby": "x = 1\ny = 2\nputs(]\n",
-    "php": "$x = 1;\n$y = 2;\nfoo(;\n",
-}
-SYNTAX_ERROR_LINE = {
-    "python": '  File "main.py", line 3',
-    "javascript": "main.js:3",
-    "ruby": "main.rb:3: syntax error",
-    "php": "in main.php on line 3",
-}
-RUNTIME_ERROR = {
-    "python": 'def f():\n    return 1 / 0\nprint("before")\nf()\n',
-    "javascript": 'function f() {\n  return null.x;\n}\nconsole.log("before");\nf();\n',
-    "ruby": 'def f\n  raise "boom"\nend\nputs "before"\nf\n',
-    "php": 'function f() {\n  throw new Exception("boom");\n}\necho "before\\n";\nf();\n',
-}
-RUNTIME_ERROR_LINES = {
-    "python": ['  File "main.py", line 4, in <module>', '  File "main.py", line 2, in f'],
-    "javascript": ["main.js:2", "(main.js:2:", "(main.js:5:"],
-    "ruby": ["main.rb:2:in `f': boom (RuntimeError)", "from main.rb:5:in `<main>'"],
-    "php": ["Uncaught Exception: boom in main.php:2", "#0 main.php(5): f()"],
-}
-THOUSAND_CALLS = {
-    "python": (
-        "from gameproto_sdk import send\n"
-        "for i in range(1000):\n"
-        "    reply = send({'n': i})\n"
-        "    assert reply == {'n': i, 'id': i + 1}, reply\n"
-        "print('done', i + 1)\n"
-    ),
-    "javascript": (
-        "const { send } = require('gameproto_sdk');\n"
-        "let i = 0;\n"
-        "for (; i < 1000; i++) {\n"
-        "  const reply = send({ n: i });\n"
-        "  if (reply.n !== i || reply.id !== i + 1) throw new Error('bad reply ' + JSON.stringify(reply));\n"
-        "}\n"
-        "console.log('done', i);\n"
-    ),
-    "ruby": (
-        "require 'gameproto_sdk'\n"
-        "1000.times do |i|\n"
-        "  reply = GameprotoSDK.send({ 'n' => i })\n"
-        "  raise \"bad reply #{reply}\" unless reply == { 'n' => i, 'id' => i + 1 }\n"
-        "end\n"
-        "puts 'done 1000'\n"
-    ),
-    "php": (
-        "for ($i = 0; $i < 1000; $i++) {\n"
-        "  $reply = \\gameproto_sdk\\send(['n' => $i]);\n"
-        "  if ($reply !== ['n' => $i, 'id' => $i + 1]) throw new Exception('bad reply');\n"
-        "}\n"
-        "echo \"done $i\\n\";\n"
-    ),
-}
-ENGINE_ERROR = {
-    "python": "from gameproto_sdk import send, EngineError\ntry:\n    send(1)\nexcept EngineError as e:\n    print('caught', e)\n",
-    "javascript": "const { send, EngineError } = require('gameproto_sdk');\ntry { send(1); } catch (e) { console.log('caught', e instanceof EngineError, e.message); }\n",
-    "ruby": "require 'gameproto_sdk'\nbegin\n  GameprotoSDK.send(1)\nrescue GameprotoSDK::EngineError => e\n  puts \"caught #{e.message}\"\nend\n",
-    "php": "try { \\gameproto_sdk\\send(1); } catch (\\gameproto_sdk\\EngineError $e) { echo 'caught ', $e->getMessage(), \"\\n\"; }\n",
-}
-
-
-class LanguageIntegrationMixin:
-    """The same checks for each language."""
-
-    language: str
-
-    async def test_hello_world(self: Any) -> None:
-        """Hello world prints its line and exits with 0, no error."""
-        real = self.start(self.language, HELLO[self.language])
-        result = await self.finish(real)
-        self.assertEqual(real.stdout(), ["hello, world"])
-        self.assertEqual((result.exit_code, result.signal, result.interpreter_error), (0, None, None))
-        self.assertEqual(result.end_message, "exited with code 0")
-
-    async def test_syntax_error(self: Any) -> None:
-        """A syntax error: non-zero exit, message naming the user's file and line 3."""
-        result = await self.finish(self.start(self.language, SYNTAX_ERROR[self.language]))
-        self.assertNotEqual(result.exit_code, 0)
-        self.assertIn(SYNTAX_ERROR_LINE[self.language], result.interpreter_error or "")
-        self.assertNotIn(self.base, result.interpreter_error or "")
-
-    async def test_runtime_error(self: Any) -> None:
-        """A runtime error: output before it streamed, message with the user's lines."""
-        real = self.start(self.language, RUNTIME_ERROR[self.language])
-        result = await self.finish(real)
-        self.assertEqual(real.stdout(), ["before"])
-        self.assertNotEqual(result.exit_code, 0)
-        for text in RUNTIME_ERROR_LINES[self.language]:
-            self.assertIn(text, result.interpreter_error or "")
-        self.assertNotIn(self.base, result.interpreter_error or "")
-        self.assertNotIn("gameproto_sdk", result.interpreter_error or "")
-
-    async def test_thousand_engine_calls(self: Any) -> None:
-        """1,000 engine calls, each answered in order (ids 1..1000)."""
-        real = self.start(self.language, THOUSAND_CALLS[self.language],
-                          engine=lambda i, c: {"n": c["n"], "id": i})
-        result = await self.finish(real)
-        self.assertEqual(result.interpreter_error, None)
-        self.assertEqual(real.stdout(), ["done 1000"])
-        self.assertEqual(real.calls, [(i + 1, {"n": i}) for i in range(1000)])
-        self.assertEqual(result.engine_calls, 1000)
-
-    async def test_engine_error(self: Any) -> None:
-        """An {"error": ...} reply raises the SDK's EngineError, which the program may catch."""
-        real = self.start(self.language, ENGINE_ERROR[self.language],
-                          engine=lambda i, c: {"error": "no such command"})
-        result = await self.finish(real)
-        self.assertEqual(result.exit_code, 0)
-        self.assertIn("no such command", " ".join(real.stdout()))
-        self.assertIn("caught", " ".join(real.stdout()))
-
-
-class PythonIntegrationTests(LanguageIntegrationMixin, IntegrationTestCase):
-    language = "python"
-
-    async def test_server_installed_under_tmp(self) -> None:
-        """
-        The SDK is found when the server itself lives under /tmp (a CI checkout),
-        although each run gets a fresh /tmp of its own.
-        """
-        import shutil
-        import tempfile
-        from pathlib import Path
-
-        from gameproto.processor import languages
-
-        installed = tempfile.mkdtemp(prefix="gameproto-installed-", dir="/tmp")
-        self.addCleanup(shutil.rmtree, installed, True)
-        shutil.copy(languages.SDK_DIRECTORY / "gameproto_sdk.py", installed)
-        self.patch(languages, "SDK_DIRECTORY", Path(installed))
-        real = self.start("python", "from gameproto_sdk import send\nprint('sdk', callable(send))\n")
-        result = await self.finish(real)
-        self.assertEqual((result.exit_code, result.interpreter_error), (0, None))
-        self.assertEqual(real.stdout(), ["sdk True"])
-
-
-class JavaScriptIntegrationTests(LanguageIntegrationMixin, IntegrationTestCase):
-    language = "javascript"
-
-
-class RubyIntegrationTests(LanguageIntegrationMixin, IntegrationTestCase):
-    language = "ruby"
-
-
-class PHPIntegrationTests(LanguageIntegrationMixin, IntegrationTestCase):
-    language = "php"
-
-
-#: Starts a child that calls setsid and a grandchild; the grandchild says "ready" once all
-#: three exist, and every one of them sleeps for an hour.
-DAEMONIZING_PROGRAM = (
-    "import os, time\n"
-    "if os.fork() == 0:\n"
-    "    os.setsid()\n"
-    "    if os.fork() == 0:\n"
-    "        print('ready')\n"
-    "    time.sleep(3600)\n"
-    "time.sleep(3600)\n"
-)
-
-
-class HostileProgramTests(IntegrationTestCase):
-    """Programs that try to escape a limit: each ends with the limit's text, nothing left."""
-
-    async def test_infinite_loop(self) -> None:
-        """An infinite loop is killed at the CPU limit (SIGXCPU)."""
-        result = await self.finish(self.start("python", "while True:\n    pass\n", cpu_time=1, program_time=30))
-        self.assertEqual(result.limit, Limit.CPU)
-        self.assertEqual(result.signal, "SIGXCPU")
-        self.assertTrue((result.interpreter_error or "").startswith("CPU time limit exceeded (1 s)"))
-
-    async def test_sleep_forever(self) -> None:
-        """A program sleeping forever is stopped at the program time limit."""
-        real = self.start("python", "import time\nprint('sleeping')\ntime.sleep(3600)\n", program_time=1.5)
-        result = await self.finish(real)
-        self.assertEqual(real.stdout(), ["sleeping"])
-        self.assertEqual(result.limit, Limit.TIME)
-        self.assertEqual(result.signal, "SIGTERM")
-        self.assertTrue((result.interpreter_error or "").startswith("time limit exceeded (1.5 s)"))
-        self.assertGreaterEqual(result.duration_ms, 1500)
-
-    async def test_fork_bomb(self) -> None:
-        """A fork bomb (children calling setsid included) ends at the process limit."""
-        code = (
-            "import os\n"
-            "while True:\n"
-            "    try:\n"
-            "        if os.fork() == 0:\n"
-            "            os.setsid()\n"
-            "    except OSError:\n"
-            "        pass\n"
-        )
-        result = await self.finish(self.start("python", code))
-        self.assertEqual(result.limit, Limit.PROCESSES)
-        self.assertTrue((result.interpreter_error or "").startswith("process limit exceeded (64)"))
-
-    async def test_allocate_2_gib(self) -> None:
-        """Allocating 2 GiB fails at the memory limit."""
-        result = await self.finish(self.start("python", "data = bytearray(2 * 1024 ** 3)\n"))
-        self.assertEqual(result.limit, Limit.MEMORY)
-        self.assertEqual(result.exit_code, 1)
-        error = result.interpreter_error or ""
-        self.assertTrue(error.startswith("memory limit exceeded\n"))
-        self.assertIn('File "main.py", line 1', error)
-        self.assertIn("MemoryError", error)
-
-    async def test_print_forever(self) -> None:
-        """Printing forever stops at the output limit; no more than the limit is delivered."""
-        real = self.start("python", "while True:\n    print('spam' * 20)\n", output=64 * 1024)
-        result = await self.finish(real)
-        self.assertEqual(result.limit, Limit.OUTPUT)
-        self.assertTrue((result.interpreter_error or "").startswith("output limit exceeded"))
-        delivered = sum(len(text) + 1 for _, text in real.lines)
-        self.assertLessEqual(delivered, 64 * 1024 + 1)
-
-    async def test_write_100_mib_file(self) -> None:
-        """Writing a 100 MiB file fails at the file size limit (errno 27 in CPython)."""
-        code = "with open('big', 'wb') as f:\n    f.write(b'x' * (100 * 1024 * 1024))\n"
-        result = await self.finish(self.start("python", code))
-        self.assertEqual(result.limit, Limit.FILE)
-        error = result.interpreter_error or ""
-        self.assertTrue(error.startswith("file size limit exceeded (1 MiB)\n"))
-        self.assertIn("File too large", error)
-
-    async def test_environment(self) -> None:
-        """The program sees only the minimal environment, none of the server's."""
-        os.environ["GP_SERVER_SECRET"] = "redis://:hunter2@localhost"
-        self.addCleanup(os.environ.pop, "GP_SERVER_SECRET")
-        real = self.start("python", "import json, os\nprint(json.dumps(dict(os.environ)))\n")
-        result = await self.finish(real)
-        self.assertEqual(result.exit_code, 0)
-        env = json.loads(real.stdout()[0])
-        self.assertEqual(env, PYTHON.environment(real.run.run_dir))
-
-    async def test_identity_and_isolation(self) -> None:
-        """
-        The program runs as its run uid with no groups, nice 19, fds 0-4 only, no network,
-        its own processes only in /proc, and nothing of the host writable.
-        """
-        code = (
-            "import json, os, socket\n"
-            "s = socket.socket()\n"
-            "net = s.connect_ex(('127.0.0.1', 22))\n"
-            "try:\n"
-            "    open('/run/lock/gameproto-escape', 'w')\n"  # world-writable on the host
-            "    writable = 0\n"
-            "except OSError as e:\n"
-            "    writable = e.errno\n"
-            "s.close()\n"
-            "print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(),\n"
-            "    'nice': os.getpriority(os.PRIO_PROCESS, 0), 'fds': sorted(int(f) for f in os.listdir('/proc/self/fd')),\n"
-            "    'net': net, 'host_writable': writable, 'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),\n"
-            "    'cwd': os.getcwd(), 'pid': os.getpid()}))\n"
-        )
-        real = self.start("python", code)
-        result = await self.finish(real)
-        self.assertEqual(result.exit_code, 0)
-        seen = json.loads(real.stdout()[0])
-        self.assertEqual((seen["uid"], seen["gid"], seen["groups"]), (real.run.uid, real.run.uid, []))
-        self.assertEqual(seen["nice"], 19)
-        # 0-4, plus the fd listdir itself holds open
-        self.assertEqual([fd for fd in seen["fds"] if fd <= 4], [0, 1, 2, 3, 4])
-        self.assertLessEqual(len(seen["fds"]), 6)
-        self.assertNotEqual(seen["net"], 0)
-        if os.path.isdir("/run/lock"):
-            self.assertEqual(seen["host_writable"], errno.EROFS)
-        self.assertEqual(seen["pids"], [seen["pid"]])
-        self.assertEqual(seen["cwd"], real.run.run_dir)
-
-    async def test_stop_mid_run(self) -> None:
-        """
-        stop() kills the program and everything it started (a setsid'd grandchild too)
-        within 1 s: waited for with that timer plus a 2 s margin.
-        """
-        code = DAEMONIZING_PROGRAM
-        real = self.start("python", code)
-        await within(real.when_printed("ready"), 10)
-        self.assertGreaterEqual(len(processes_of_uid(real.run.uid or 0)), 3)
-        real.run.stop()
-        result = await self.finish(real, deadline=1 + 2)
-        self.assertTrue(result.stopped)
-        self.assertIsNone(result.interpreter_error)
-        self.assertEqual(result.end_message, "killed by SIGTERM")
-
-    async def test_javascript_infinite_loop(self) -> None:
-        """node spinning forever is killed at the CPU limit."""
-        result = await self.finish(self.start("javascript", "for (;;) {}\n", cpu_time=1, program_time=30))
-        self.assertEqual(result.limit, Limit.CPU)
-
-    async def test_javascript_heap(self) -> None:
-        """node runs under RLIMIT_DATA and reports its own heap exhaustion."""
-        code = "const a = [];\nfor (;;) a.push(new Array(100000).fill(1.5));\n"
-        result = await self.finish(self.start("javascript", code))
-        self.assertEqual(result.limit, Limit.MEMORY)
-        self.assertIn("heap out of memory", result.interpreter_error or "")
-
-    async def test_ruby_fork_bomb(self) -> None:
-        """A Ruby fork bomb ends at the process limit."""
-        result = await self.finish(self.start("ruby", "loop { fork rescue nil }\n"))
-        self.assertEqual(result.limit, Limit.PROCESSES)
-
-    async def test_php_memory(self) -> None:
-        """PHP reports its memory_limit (below RLIMIT_DATA) itself."""
-        result = await self.finish(self.start("php", "$a = str_repeat('x', 1024 * 1024 * 1024);\n"))
-        self.assertEqual(result.limit, Limit.MEMORY)
-        self.assertIn("Allowed memory size", result.interpreter_error or "")
-
-    async def test_ruby_sleep_forever(self) -> None:
-        """A Ruby program sleeping forever ends at the program time limit."""
-        result = await self.finish(self.start("ruby", "sleep\n", program_time=1))
-        self.assertEqual(result.limit, Limit.TIME)
-
-
-class SandboxStartupTests(IntegrationTestCase):
-    async def test_start_sandbox(self) -> None:
-        """
-        The start-up check runs each language's probe through the launcher as a run uid:
-        the installed ones are on, a missing interpreter is off with its reason.
-        """
-        for language in ("python", "javascript", "ruby", "php"):
-            interpreter(language)
-        config = SandboxConfig(
-            run_base=self.base + "/sub",
-            uids=run_uids(),
-            interpreters={"python": SYSTEM_PYTHON, "ruby": "/nonexistent/ruby"},
-            privileged=True,
-        )
-        sandbox = await within(start_sandbox(reactor, reactor, config, RunLimits()), 20)
-        self.assertEqual(sorted(sandbox.languages), ["javascript", "php", "python"])
-        self.assertEqual(sandbox.disabled, {"ruby": "/nonexistent/ruby is not installed"})
-        self.assertEqual(os.stat(self.base + "/sub").st_mode & 0o777, 0o711)
-        self.assertEqual(len(sandbox.uid_pool or ()), len(run_uids()))
-
-    def test_run_base_checked(self) -> None:
-        """A run base owned by someone else is refused."""
-        other = os.path.join(self.base, "other")
-        os.mkdir(other)
-        os.chown(other, 12345, 12345)
-        from gameproto.processor.sandbox import SandboxError
-        self.assertRaises(SandboxError, prepare_run_base, other)
-
-
-@implementer(IReactorProcess)
-class SpawnAs:
-    """
-    Spawns the launcher as an unprivileged uid: the server-without-root case.  Through
-    util-linux's setpriv, which execs (the launcher keeps the pid the server spawned) and
-    needs no passwd entry, unlike spawnProcess(uid=...).
-    """
-
-    def __init__(self, uid: int) -> None:
-        self.uid = uid
-
-    def spawnProcess(self, processProtocol: Any, executable: Any, args: Any = (), env: Any = None,
-                     path: Any = None, uid: Any = None, gid: Any = None, usePTY: Any = False,
-                     childFDs: Any = None) -> Any:
-        setpriv = require_tool("setpriv")
-        argv = [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--", *args]
-        return reactor.spawnProcess(processProtocol, setpriv, argv, env=env, path=path, childFDs=childFDs)
-
-
-class UnprivilegedLauncherTests(IntegrationTestCase):
-    """
-    The launcher run by a non-root server (reduced protection: the program keeps the
-    server's uid; no namespaces): it still runs, limits and cleans up the program.
-    """
-
-    def readable_install(self) -> None:
-        """
-        The launcher and SDKs where the unprivileged uid can read them.  A real
-        non-root server owns its installation; this test's checkout may be root's
-        (a CI clone under a 0700 temporary directory).
-        """
-        from pathlib import Path
-
-        from gameproto.processor import languages, sandbox
-
-        install = Path(tempfile.mkdtemp(prefix="gameproto-install-", dir="/tmp"))
-        self.addCleanup(shutil.rmtree, install, True)
-        shutil.copy(sandbox.LAUNCHER_PATH, install / "launcher.py")
-        shutil.copytree(languages.SDK_DIRECTORY, install / "sdk")
-        for path in [install, install / "sdk"]:
-            os.chmod(path, 0o755)
-        for path in [install / "launcher.py", *(install / "sdk").iterdir()]:
-            os.chmod(path, 0o644)
-        self.patch(sandbox, "LAUNCHER_PATH", install / "launcher.py")
-        self.patch(languages, "SDK_DIRECTORY", install / "sdk")
-
-    def unprivileged(self, **limits: Any) -> tuple[Sandbox, SpawnAs]:
-        self.readable_install()
-        base = os.path.join(self.base, "unprivileged")
-        os.mkdir(base, 0o711)
-        os.chown(base, unprivileged_uid(), unprivileged_uid())
-        config = SandboxConfig(
-            run_base=base,
-            interpreters={"python": interpreter("python")},
-            privileged=False,
-            launcher_python=SYSTEM_PYTHON,  # root's pyenv is unreadable to other uids
-        )
-        return Sandbox(config=config, limits=RunLimits(**limits)), SpawnAs(unprivileged_uid())
-
-    async def test_runs_as_server_uid(self) -> None:
-        """Without root the program runs with the launcher's (the server's) uid."""
-        sandbox, spawner = self.unprivileged()
-        real = self.start("python", "import os\nprint(os.getuid())\n", sandbox=sandbox, spawner=spawner)
-        result = await self.finish(real)
-        self.assertEqual((result.exit_code, real.stdout()), (0, [str(unprivileged_uid())]))
-        self.assertEqual(processes_of_uid(unprivileged_uid()), [])
-
-    async def test_stop_kills_descendants(self) -> None:
-        """Without a uid to sweep, the launcher kills its descendants, setsid'd ones too."""
-        sandbox, spawner = self.unprivileged()
-        code = DAEMONIZING_PROGRAM
-        real = self.start("python", code, sandbox=sandbox, spawner=spawner)
-        await within(real.when_printed("ready"), 10)
-        real.run.stop()
-        result = await self.finish(real, deadline=1 + 2)
-        self.assertTrue(result.stopped)
-        self.assertEqual(processes_of_uid(unprivileged_uid()), [])
-
-    async def test_fork_bomb(self) -> None:
-        """Without root, RLIMIT_NPROC is the uid's count plus 64 and the cap still ends the run."""
-        sandbox, spawner = self.unprivileged()
-        code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-        result = await self.finish(self.start("python", code, sandbox=sandbox, spawner=spawner))
-        self.assertEqual(result.limit, Limit.PROCESSES)
-        self.assertEqual(processes_of_uid(unprivileged_uid()), [])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import timedelta
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gameproto.store import store_from_string
@@ -64,6 +67,43 @@ class SQLiteStoreTests(StoreContract, TestCase):
             self.assertEqual(await self.store.get_ongoing_match(waiting.id), waiting)
             again = await self.store.create_ongoing_match("w", JOINED)
             self.assertGreater(again.id, waiting.id)
+
+        return ensureDeferred(check())
+
+    def test_files_are_private(self) -> Deferred[None]:
+        """
+        The database, its WAL and its shared-memory index are created mode 0600, whatever
+        the umask: they hold password hashes and token digests.
+        """
+        from gameproto.store import TokenRecord
+
+        async def check() -> None:
+            await self.store.create_user(user("private"))
+            await self.store.add_token(TokenRecord("e" * 64, "private", JOINED))
+            modes = {
+                suffix: stat.S_IMODE(os.stat(self.path + suffix).st_mode)
+                for suffix in ("", "-wal", "-shm")
+            }
+            self.assertEqual(modes, {"": 0o600, "-wal": 0o600, "-shm": 0o600})
+
+        previous = os.umask(0o022)
+        self.addCleanup(os.umask, previous)
+        return ensureDeferred(check())
+
+    def test_readable_database_is_reported(self) -> Deferred[None]:
+        """An existing database others can read is used, with a warning naming it."""
+
+        async def check() -> None:
+            await self.store.close()
+            os.chmod(self.path, 0o644)
+            events: list[dict[str, Any]] = []
+            globalLogPublisher.addObserver(events.append)
+            self.addCleanup(globalLogPublisher.removeObserver, events.append)
+            self.store = SQLiteStore(reactor, self.path)
+            await self.store.start()
+            warnings = [e for e in events if e.get("path") == self.path and e.get("mode") == 0o644]
+            self.assertEqual(len(warnings), 1)
+            self.assertIn("chmod 600", formatEvent(warnings[0]))
 
         return ensureDeferred(check())
 

@@ -35,6 +35,27 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(ServerConfig().port, "tcp:8000:interface=127.0.0.1")
         self.assertEqual(ServerConfig().store, "sqlite:gameproto.sqlite3")
 
+    def test_documented_limits(self) -> None:
+        """
+        The defaults of docs/operations.md "Limits" and docs/chat.md "The protocol as
+        served", as literals: 64 KiB messages, a 5 s handshake, pings every 30 s answered
+        within 10 s, 200 messages/s (burst 400), 1000 connections per address; the chat's
+        pingInterval 25 s, pingTimeout 20 s, maxPayload 1000000, 1000 packets/s (burst 2000).
+        """
+        config = self.parse().config()
+        self.assertEqual(
+            (config.max_message_size, config.open_handshake_timeout, config.auto_ping_interval,
+             config.auto_ping_timeout, config.messages_per_second, config.message_burst,
+             config.connections_per_address),
+            (65536, 5.0, 30.0, 10.0, 200.0, 400, 1000),
+        )
+        chat = config.chat_engineio
+        self.assertEqual(
+            (chat.ping_interval, chat.ping_timeout, chat.max_payload, chat.messages_per_second,
+             chat.burst),
+            (25.0, 20.0, 1_000_000, 1000.0, 2000),
+        )
+
     def test_flags(self) -> None:
         """Every flag reaches the config, coerced to its type."""
         config = self.parse(

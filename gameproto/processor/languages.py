@@ -50,6 +50,7 @@ def base_environment(run_dir: str) -> dict[str, str]:
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": run_dir,
+        "PWD": run_dir,  # the working directory (bubblewrap sets it with --chdir anyway)
         "TMPDIR": "/tmp",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",

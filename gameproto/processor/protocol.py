@@ -31,6 +31,8 @@ the order the client sees.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable, Protocol
 
 import attrs
@@ -176,7 +178,7 @@ class ProcessorInputs(Protocol):
     # The run.
     def runRefused(self, message: str) -> None: ...
 
-    def busy(self, message: str) -> None: ...
+    def busy(self, message: str, retry_after: float) -> None: ...
 
     def started(self) -> None: ...
 
@@ -220,9 +222,9 @@ class ProcessorCore:
             {"type": kind, "message": message, **fields, "time": now_ms(self.clock)}
         )
 
-    def error(self, message: str, code: str = SERVER_ERROR) -> None:
+    def error(self, message: str, code: str = SERVER_ERROR, **fields: Any) -> None:
         self.connection.sendObject(
-            {"type": "error", "code": code, "message": message, "time": now_ms(self.clock)}
+            {"type": "error", "code": code, "message": message, **fields, "time": now_ms(self.clock)}
         )
 
 
@@ -317,7 +319,7 @@ def _code(inputs: ProcessorInputs, core: ProcessorCore, text: str, problem: str)
     try:
         run = core.runs.start_run(core.user, context.language, text, on_output, on_engine)
     except ServerBusy as e:
-        inputs.busy(e.message)
+        inputs.busy(e.message, e.retry_after)
         return
     except RunRefused as e:
         inputs.runRefused(e.message)
@@ -363,8 +365,9 @@ def _run_refused(inputs: ProcessorInputs, core: ProcessorCore, message: str) -> 
 
 
 @Starting.upon(ProcessorInputs.busy).to(Closed)
-def _busy(inputs: ProcessorInputs, core: ProcessorCore, message: str) -> None:
-    core.error(message)
+def _busy(inputs: ProcessorInputs, core: ProcessorCore, message: str, retry_after: float) -> None:
+    seconds = max(1, math.ceil(retry_after))
+    core.error(f"{message}; try again in {seconds} s", retry_after_ms=seconds * 1000)
     core.connection.closeWith(CloseCode.BUSY, "server busy")
 
 

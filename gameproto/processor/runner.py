@@ -34,6 +34,7 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import attrs
@@ -46,7 +47,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameproto.processor.languages import Language, relativize
-from gameproto.processor.sandbox import LAUNCHER_CHILD_FDS, Limit, RunLimits, Sandbox, UidPool
+from gameproto.processor.sandbox import Limit, RunLimits, Sandbox
+from gameproto.processor.uids import UidPool
 
 _T = TypeVar("_T")
 
@@ -99,7 +101,16 @@ class RunRefused(Exception):
 
 
 class ServerBusy(RunRefused):
-    """All run slots are taken, or this user already has a run (close 4029)."""
+    """
+    All run slots are taken, this user already has a run, or this user started too many
+    runs in the last minute (close 4029).
+
+    @ivar retry_after: seconds after which a new try may be admitted.
+    """
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class LanguageUnavailable(RunRefused):
@@ -187,12 +198,33 @@ class RunSlot:
 
 
 class RunLimiter:
-    """At most C{max_runs} runs at once, one per user, each with its own uid."""
+    """
+    At most C{max_runs} runs at once, one per user, each with its own uid, and at most
+    C{runs_per_minute} runs started by one user in any 60 s.
 
-    def __init__(self, max_runs: int, uid_pool: UidPool | None) -> None:
+    A refusal says when to try again: the user's own run's end or the minute's oldest run
+    leaving the window, or, when every slot is taken, the earliest time one of the running
+    runs must have ended (C{worst_case}: each run's program time, engine wait and kill
+    grace, within its session limit).
+    """
+
+    WINDOW = 60.0
+
+    def __init__(
+        self,
+        max_runs: int,
+        uid_pool: UidPool | None,
+        clock: IReactorTime,
+        runs_per_minute: int = 30,
+        worst_case: float = 0.0,
+    ) -> None:
         self.max_runs = max_runs
+        self.runs_per_minute = runs_per_minute
         self._pool = uid_pool
-        self._users: set[str] = set()
+        self._clock = clock
+        self._worst_case = worst_case
+        self._users: dict[str, float] = {}  # user -> when their run started
+        self._recent: dict[str, deque[float]] = {}
 
     @property
     def running(self) -> int:
@@ -202,20 +234,46 @@ class RunLimiter:
         return user in self._users
 
     def acquire(self, user: str) -> RunSlot:
+        now = self._clock.seconds()
         if user in self._users:
-            raise ServerBusy("server busy (one run per user)")
+            raise ServerBusy("server busy (one run per user)", self._ends_by(self._users[user], now))
+        recent = self._recent_runs(user, now)
+        if len(recent) >= self.runs_per_minute:
+            retry = recent[0] + self.WINDOW - now
+            raise ServerBusy(
+                f"server busy ({self.runs_per_minute} runs per minute per user)", retry
+            )
         if len(self._users) >= self.max_runs:
-            raise ServerBusy("server busy")
+            raise ServerBusy("server busy", self._first_slot_free(now))
         uid = None
         if self._pool is not None:
             uid = self._pool.acquire()
             if uid is None:  # every uid is held by a launcher that has not finished
-                raise ServerBusy("server busy")
-        self._users.add(user)
+                raise ServerBusy("server busy", self._first_slot_free(now))
+        self._users[user] = now
+        recent.append(now)
         return RunSlot(self, user, uid)
 
+    def _recent_runs(self, user: str, now: float) -> deque[float]:
+        """C{user}'s starts within the window; other users' old starts are forgotten."""
+        for name in list(self._recent):
+            starts = self._recent[name]
+            while starts and starts[0] <= now - self.WINDOW:
+                starts.popleft()
+            if not starts:
+                del self._recent[name]
+        return self._recent.setdefault(user, deque())
+
+    def _ends_by(self, started: float, now: float) -> float:
+        return max(1.0, started + self._worst_case - now)
+
+    def _first_slot_free(self, now: float) -> float:
+        if not self._users:
+            return 1.0
+        return min(self._ends_by(started, now) for started in self._users.values())
+
     def _release_slot(self, slot: RunSlot) -> None:
-        self._users.discard(slot.user)
+        self._users.pop(slot.user, None)
 
     def _release_uid(self, uid: int) -> None:
         if self._pool is not None:
@@ -241,6 +299,51 @@ class _Call:
     timer: IDelayedCall | None = None
     deferred: Deferred[Any] | None = None
     answered: bool = False
+
+
+class Budget:
+    """
+    A time allowance that is spent only while it runs (L{resume} .. L{pause}); once it is
+    spent, C{on_spent} is called, once.  The program time of a run is one (paused during
+    engine calls), the time it may spend blocked in engine calls another.
+    """
+
+    def __init__(self, clock: IReactorTime, allowance: float, on_spent: Callable[[], None]) -> None:
+        self._clock = clock
+        self._allowance = allowance
+        self._on_spent = on_spent
+        self._used = 0.0
+        self._resumed_at = 0.0
+        self._timer: IDelayedCall | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._timer is not None
+
+    def used(self) -> float:
+        if self._timer is None:
+            return self._used
+        return self._used + self._clock.seconds() - self._resumed_at
+
+    def resume(self) -> None:
+        if self._timer is not None:
+            return
+        self._resumed_at = self._clock.seconds()
+        remaining = max(0.0, self._allowance - self._used)
+        self._timer = self._clock.callLater(remaining, self._spent)
+
+    def pause(self) -> None:
+        if self._timer is None:
+            return
+        if self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._used += self._clock.seconds() - self._resumed_at
+
+    def _spent(self) -> None:
+        self._timer = None
+        self._used = self._allowance
+        self._on_spent()
 
 
 class Run(ProcessProtocol):
@@ -271,7 +374,8 @@ class Run(ProcessProtocol):
         self.language = language
         self.user = slot.user
         self.uid = slot.uid
-        self.run_dir = sandbox.new_run_dir(slot.uid)
+        self.name = sandbox.new_run_name(slot.uid)
+        self.run_dir = sandbox.run_dir(self.name)
         self.pid: int | None = None  # the interpreter's, once started
         self._reactor = reactor
         self._clock = clock
@@ -306,14 +410,15 @@ class Run(ProcessProtocol):
         self._spawned_at = 0.0
         self._started_at: float | None = None
         self._exited_at: float | None = None
-        self._program_used = 0.0
-        self._program_resumed_at = 0.0
-        self._program_timer: IDelayedCall | None = None
+        self._program_clock = Budget(clock, self._limits.program_time, partial(self._limit_reached, Limit.TIME))
+        self._engine_wait = Budget(
+            clock, self._limits.engine_wait, partial(self._limit_reached, Limit.ENGINE_WAIT)
+        )
         self._session_timer: IDelayedCall | None = None
         self._hang_timer: IDelayedCall | None = None
 
     def __repr__(self) -> str:
-        return f"<Run {os.path.basename(self.run_dir)} {self.language.name} {self._state.value}>"
+        return f"<Run {self.name} {self.language.name} {self._state.value}>"
 
     # -- public ------------------------------------------------------------
 
@@ -323,10 +428,7 @@ class Run(ProcessProtocol):
 
     def program_time(self) -> float:
         """Seconds of program time used so far (engine calls excluded)."""
-        used = self._program_used
-        if self._program_timer is not None:
-            used += self._clock.seconds() - self._program_resumed_at
-        return used
+        return self._program_clock.used()
 
     def start(self) -> None:
         """Spawn the launcher and send it the request."""
@@ -342,7 +444,7 @@ class Run(ProcessProtocol):
                 argv,
                 env=self._sandbox.launcher_env(),
                 path="/",
-                childFDs=dict(LAUNCHER_CHILD_FDS),
+                childFDs=self._sandbox.child_fds(self.uid),
             )
         except Exception as error:
             self._log.failure("cannot spawn the processor launcher", run=repr(self))
@@ -352,7 +454,7 @@ class Run(ProcessProtocol):
         self._session_timer = self._clock.callLater(
             self._limits.session_time, self._limit_reached, Limit.SESSION
         )
-        request = self._sandbox.launch_request(self.language, self._code, self.run_dir, self.uid)
+        request = self._sandbox.launch_request(self.language, self._code, self.name, self.uid)
         self._code = ""
         self.transport.writeToChild(0, request)  # type: ignore[union-attr]
         self.transport.closeChildFD(0)  # type: ignore[union-attr]
@@ -503,7 +605,7 @@ class Run(ProcessProtocol):
         except orjson.JSONDecodeError:
             self._write_reply({"error": "invalid JSON in engine request"})
             return
-        self._pause_program_clock()
+        self._pause_program_clock(engine_call=True)
         self._drain_output()
         if not self._relaying():  # the drained output went over the output limit
             return
@@ -608,27 +710,22 @@ class Run(ProcessProtocol):
     # -- time and limits ----------------------------------------------------
 
     def _resume_program_clock(self) -> None:
-        if self._program_timer is not None or self._state is not _State.RUNNING:
+        """The program runs again (started, or an engine call answered)."""
+        self._engine_wait.pause()
+        if self._state is not _State.RUNNING or self._terminating or self._exit is not None:
             return
-        if self._terminating or self._exit is not None:
-            return
-        self._program_resumed_at = self._clock.seconds()
-        remaining = max(0.0, self._limits.program_time - self._program_used)
-        self._program_timer = self._clock.callLater(remaining, self._limit_reached, Limit.TIME)
+        self._program_clock.resume()
 
-    def _pause_program_clock(self) -> None:
-        if self._program_timer is None:
-            return
-        if self._program_timer.active():
-            self._program_timer.cancel()
-        self._program_timer = None
-        self._program_used += self._clock.seconds() - self._program_resumed_at
+    def _pause_program_clock(self, engine_call: bool = False) -> None:
+        """The program stops running: ended, stopped, or blocked in an engine call."""
+        self._program_clock.pause()
+        if engine_call:
+            self._engine_wait.resume()
+        else:
+            self._engine_wait.pause()
 
     def _limit_reached(self, limit: Limit) -> None:
-        if limit is Limit.TIME:
-            self._program_timer = None
-            self._program_used = self._limits.program_time
-        elif limit is Limit.SESSION:
+        if limit is Limit.SESSION:
             self._session_timer = None
         if self._state is _State.ENDED or self._exit is not None:
             return  # the program already ended on its own
@@ -728,8 +825,10 @@ class Run(ProcessProtocol):
         failed = bool(status) and exit_code != 0
         stderr = self._stderr_tail.decode("utf-8", errors="replace")
         limit = self._limit
-        if limit is None and status.get("reason") == "processes":
-            limit = Limit.PROCESSES
+        if limit is None:
+            # Limits of the whole run, seen by the launcher in the run's cgroup (or, in the
+            # weak sandbox, in its process tree).
+            limit = _LAUNCHER_LIMITS.get(status.get("reason"))
         if limit is None and failed:
             limit = self._limit_from_status(signum, cpu, stderr)
         interpreter_error = None
@@ -776,6 +875,10 @@ class Run(ProcessProtocol):
 # the processor
 
 
+#: The launcher's end reasons that are limits.
+_LAUNCHER_LIMITS = {"processes": Limit.PROCESSES, "memory": Limit.MEMORY, "cpu": Limit.CPU}
+
+
 class Processor:
     """
     Admits and starts runs: the object a processor protocol (or service) holds.
@@ -791,11 +894,20 @@ class Processor:
         clock: IReactorTime,
         sandbox: Sandbox,
         max_runs: int | None = None,
+        runs_per_minute: int = 30,
     ) -> None:
         self.sandbox = sandbox
         self._reactor = reactor
         self._clock = clock
-        self.limiter = RunLimiter(max_runs or default_max_runs(), sandbox.uid_pool)
+        limits = sandbox.limits
+        self.limiter = RunLimiter(
+            max_runs or default_max_runs(),
+            sandbox.uid_pool,
+            clock,
+            runs_per_minute=runs_per_minute,
+            worst_case=min(limits.session_time, limits.program_time + limits.engine_wait)
+            + limits.kill_grace,
+        )
         self.runs: set[Run] = set()
 
     @property

@@ -5,18 +5,21 @@ the launcher (C{gameproto/processor/launcher.py}) is invoked.
 - L{RunLimits}: every limit of a run (DESIGN.md, processor), with its default.
 - L{Limit}: which limit stopped a run, and its text for the user.
 - L{SandboxConfig}: where runs live, which uids they get, which interpreters, root or not.
-- L{UidPool}: one uid per concurrent run; RLIMIT_NPROC does not bind root and counts every
-  task of a uid, so a shared uid would let one run's fork bomb starve another run.
-- L{start_sandbox}: the start-up checks (run directory 0711, leftover processes of the run
-  uids killed, each language's interpreter run once through the launcher as a run uid)
-  giving a L{Sandbox} that knows which languages are on.
+- L{start_sandbox}: the start-up checks (the isolated sandbox's parts, see
+  L{gameproto.processor.isolation}; the run directory 0711; leftovers of the run uids this
+  server can claim killed; each language's interpreter run once through the launcher as a
+  run uid) giving a L{Sandbox} that knows which languages are on.
 
-Without root none of the uid, namespace or tmpfs protection exists (see the launcher's
-docstring): the server logs it at start-up.
+Run uids come from a L{gameproto.processor.uids.UidPool}: one uid per concurrent run,
+claimed host-wide (RLIMIT_NPROC and C{kill(-1)} go by uid, so a shared uid would let one
+run reach another).  Where the isolated sandbox cannot be had (no root, no bubblewrap, no
+cgroup, no libseccomp), the processor stays off unless the configuration allows the weak
+sandbox (see the launcher's docstring), which the server then logs as such.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import os
@@ -24,7 +27,6 @@ import secrets
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,14 +39,17 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gameproto.processor.isolation import RUN_DIRECTORY, Isolation, IsolationUnavailable, find_isolation
 from gameproto.processor.languages import LANGUAGES, PROBE_TOKEN, Language
-from gameproto.processor.launcher import Request, live_processes_by_uid, live_processes_of
+from gameproto.processor.launcher.launch_request import UID_LOCK_FD, Request
+from gameproto.processor.launcher.procfs import live_processes_of
+from gameproto.processor.uids import LOCK_DIRECTORY, UidPool
 
 KiB = 1024
 MiB = 1024 * KiB
 
-#: The launcher program, run with the server's own Python.
-LAUNCHER_PATH = Path(__file__).resolve().with_name("launcher.py")
+#: The launcher program (a directory with its C{__main__.py}), run with the server's Python.
+LAUNCHER_PATH = Path(__file__).resolve().with_name("launcher")
 
 #: The launcher's descriptors: 0 request in, 1/2 program output, 3 engine requests, 4
 #: engine replies, 5 launcher status.  Twisted's "r" means the server reads.
@@ -84,6 +89,7 @@ class Limit(enum.Enum):
     PROCESSES = "processes"
     SESSION = "session"
     ENGINE_CHANNEL = "engine_channel"
+    ENGINE_WAIT = "engine_wait"
 
 
 @attrs.frozen
@@ -106,6 +112,9 @@ class RunLimits:
     @ivar engine_channel: engine requests buffered and not yet answered (a request line
         longer than this, or a program writing requests without reading replies, ends the
         run).
+    @ivar engine_wait: the time a run may spend blocked in engine calls, all of them
+        together: a program waiting on a client that never answers holds a run slot for
+        this long at most.
     @ivar output_line: longer output lines are delivered in pieces of this size.
     @ivar open_files: RLIMIT_NOFILE.
     @ivar kill_grace: KILL follows TERM after this long.
@@ -124,6 +133,7 @@ class RunLimits:
     code: int = attrs.field(default=256 * KiB, validator=_positive)
     engine_call_timeout: float = attrs.field(default=10.0, validator=_positive)
     engine_channel: int = attrs.field(default=1 * MiB, validator=_positive)
+    engine_wait: float = attrs.field(default=60.0, validator=_positive)
     output_line: int = attrs.field(default=8 * KiB, validator=_positive)
     open_files: int = attrs.field(default=256, validator=_positive)
     kill_grace: float = attrs.field(default=0.2, validator=_positive)
@@ -142,6 +152,7 @@ class RunLimits:
             Limit.ENGINE_CHANNEL: (
                 f"engine request limit exceeded ({format_size(self.engine_channel)})"
             ),
+            Limit.ENGINE_WAIT: f"engine wait limit exceeded ({format_seconds(self.engine_wait)})",
         }[limit]
 
     def code_too_large(self) -> str:
@@ -178,12 +189,17 @@ class SandboxConfig:
     @ivar uids: the run uid pool (C{--processor-uids}); also each run's gid.
     @ivar interpreters: interpreter paths by language (C{--processor-<language>}),
         overriding L{Language.default_interpreter}.
-    @ivar privileged: run as root: a uid per run, namespaces, tmpfs.  Without root the
-        program keeps the server's uid (reduced protection, see the launcher).
-    @ivar namespaces: new network and mount namespaces per run (root only).
+    @ivar privileged: run as root: a uid per run.  Without root the program keeps the
+        server's uid (the weak sandbox without root, see the launcher).
+    @ivar namespaces: the weak sandbox's network and mount namespaces (root only).
+    @ivar allow_weak: where the isolated sandbox cannot be had, run programs in the weak
+        one (C{--processor-allow-weak-sandbox}) instead of keeping the processor off.
+    @ivar bwrap: bubblewrap's path (default: found on C{PATH}).
+    @ivar uid_locks: the host-wide directory of run uid locks.
     @ivar launcher_python: the Python running the launcher (the server's own).
     @ivar nice: the program's nice value.
-    @ivar poll_interval: how often the launcher counts the run's tasks.
+    @ivar poll_interval: how often the launcher looks at the run's cgroup (or counts its
+        tasks, in the weak sandbox).
     """
 
     run_base: str = "/tmp/gameproto-runs"
@@ -191,6 +207,9 @@ class SandboxConfig:
     interpreters: Mapping[str, str] = attrs.field(factory=dict)
     privileged: bool = attrs.field(factory=lambda: os.geteuid() == 0)
     namespaces: bool = attrs.field()
+    allow_weak: bool = False
+    bwrap: str | None = None
+    uid_locks: str = LOCK_DIRECTORY
     launcher_python: str = sys.executable
     nice: int = 19
     poll_interval: float = attrs.field(default=0.05, validator=_positive)
@@ -254,37 +273,6 @@ def sweep_uid(uid: int, timeout: float = 1.0) -> bool:
         time.sleep(0.002)  # a bounded wait for SIGKILL to land, off any event path
 
 
-class UidPool:
-    """
-    The run uids, handed out least recently used first: a uid just released is the last
-    one reused.
-    """
-
-    def __init__(self, uids: range) -> None:
-        self._free: deque[int] = deque(uids)
-        self._all = frozenset(uids)
-
-    def __len__(self) -> int:
-        return len(self._free)
-
-    def __contains__(self, uid: object) -> bool:
-        return uid in self._all
-
-    def acquire(self) -> int | None:
-        return self._free.popleft() if self._free else None
-
-    def release(self, uid: int) -> None:
-        if uid not in self._all:
-            raise ValueError(f"uid {uid} is not a run uid")
-        if uid in self._free:
-            raise ValueError(f"uid {uid} released twice")
-        self._free.append(uid)
-
-    @property
-    def uids(self) -> frozenset[int]:
-        return self._all
-
-
 @attrs.define
 class Sandbox:
     """
@@ -293,6 +281,8 @@ class Sandbox:
     @ivar languages: the languages that are on, by name.
     @ivar disabled: why each other language is off.
     @ivar uid_pool: the run uids, or None without root.
+    @ivar isolation: the isolated sandbox's parts, or None in the weak sandbox.
+    @ivar weakness: why the sandbox is the weak one (None when isolated).
     """
 
     config: SandboxConfig
@@ -300,17 +290,19 @@ class Sandbox:
     languages: Mapping[str, Language] = attrs.field(factory=lambda: dict(LANGUAGES))
     disabled: Mapping[str, str] = attrs.field(factory=dict)
     uid_pool: UidPool | None = attrs.field()
+    isolation: Isolation | None = None
+    weakness: str | None = None
 
     @uid_pool.default
     def _pool_when_root(self) -> UidPool | None:
-        return UidPool(self.config.uids) if self.config.privileged else None
+        return UidPool(self.config.uids, self.config.uid_locks) if self.config.privileged else None
 
     def interpreter(self, language: Language) -> str:
         return self.config.interpreters.get(language.name, language.default_interpreter)
 
     def launcher_argv(self) -> list[str]:
-        # -I: no PYTHON* variables, no script directory or user site on sys.path; -S: the
-        # launcher needs the standard library only.
+        # -I: no PYTHON* variables, no user site, no current directory on sys.path; -S:
+        # the launcher needs the standard library only (and its own directory).
         return [self.config.launcher_python, "-I", "-S", str(LAUNCHER_PATH)]
 
     def launcher_env(self) -> dict[str, str]:
@@ -318,17 +310,47 @@ class Sandbox:
         # program) must not see the server's secrets.
         return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
-    def new_run_dir(self, uid: int | None) -> str:
-        """A fresh path for a run directory (the launcher creates it, failing if it exists)."""
-        prefix = str(uid) if uid is not None else "run"
-        return os.path.join(self.config.run_base, f"{prefix}-{secrets.token_hex(8)}")
+    def child_fds(self, uid: int | None) -> dict[int, str | int]:
+        """The launcher's descriptors; with a run uid, its claimed lock too."""
+        fds: dict[int, str | int] = dict(LAUNCHER_CHILD_FDS)
+        if uid is not None and self.uid_pool is not None:
+            fds[UID_LOCK_FD] = self.uid_pool.lock_fd(uid)
+        return fds
 
-    def launch_request(self, language: Language, code: str, run_dir: str, uid: int | None) -> bytes:
+    def new_run_name(self, uid: int | None) -> str:
+        """A fresh name for a run: its cgroup's, or its run directory's on the host."""
+        prefix = str(uid) if uid is not None else "run"
+        return f"{prefix}-{secrets.token_hex(8)}"
+
+    def run_dir(self, name: str) -> str:
+        """Where the run's files are, as the program sees them."""
+        if self.isolation is not None:
+            return RUN_DIRECTORY
+        return os.path.join(self.config.run_base, name)
+
+    def launch_request(self, language: Language, code: str, name: str, uid: int | None) -> bytes:
         """What the launcher reads on fd 0: a JSON line, then the user's file."""
         limits = self.limits
+        run_dir = self.run_dir(name)
+        argv = language.command(self.interpreter(language), run_dir, limits.memory)
+        isolation = self.isolation
+        if isolation is not None:
+            if uid is None:
+                raise SandboxError("the isolated sandbox needs a run uid")
+            argv = isolation.command(
+                language.name,
+                argv,
+                uid,
+                language.file_name,
+                language.sdk_file_name,
+                limits.run_dir_size,
+            )
         request: Request = {
-            "argv": language.command(self.interpreter(language), run_dir, limits.memory),
+            "argv": argv,
             "env": language.environment(run_dir),
+            "isolated": isolation is not None,
+            "cgroup": isolation.cgroups.spec(name) if isolation else None,  # type: ignore[typeddict-item]
+            "seccomp": base64.b64encode(isolation.seccomp).decode() if isolation else None,
             "run_dir": run_dir,
             "file_name": language.file_name,
             "sdk_source": str(language.sdk_source),
@@ -350,10 +372,15 @@ class Sandbox:
         return json.dumps(request).encode() + b"\n" + language.prepare_code(code)
 
     def sweep(self, uid: int | None) -> bool:
-        """Kill whatever of C{uid} is left (root only; a no-op without a run uid)."""
+        """
+        Kill whatever of C{uid} is left, and remove its runs' cgroups (root only; a no-op
+        without a run uid).  Only for a uid this server holds.
+        """
         if uid is None or not self.config.privileged:
             return True
         clean = sweep_uid(uid)
+        if self.isolation is not None:
+            self.isolation.cgroups.remove_leftovers(f"{uid}-")
         if not clean:
             _log.error("processes of run uid {uid} survive SIGKILL", uid=uid)
         return clean
@@ -417,21 +444,26 @@ def check_languages(
             results[name] = f"{interpreter} is not installed"
             continue
         uid = sandbox.uid_pool.acquire() if sandbox.uid_pool is not None else None
-        run_dir = sandbox.new_run_dir(uid)
+        if sandbox.uid_pool is not None and uid is None:
+            results[name] = "no free run uid (every one is held by another process)"
+            continue
         probe = _Probe(clock, timeout)
         try:
+            request = sandbox.launch_request(
+                language, language.probe_code, sandbox.new_run_name(uid), uid
+            )
             transport = reactor.spawnProcess(
                 probe,
                 sandbox.launcher_argv()[0],
                 sandbox.launcher_argv(),
                 env=sandbox.launcher_env(),
                 path="/",
-                childFDs=dict(LAUNCHER_CHILD_FDS),
+                childFDs=sandbox.child_fds(uid),
             )
         except Exception as error:
             probe.done.callback(f"cannot spawn the launcher: {error}")
         else:
-            transport.writeToChild(0, sandbox.launch_request(language, language.probe_code, run_dir, uid))
+            transport.writeToChild(0, request)
             transport.closeChildFD(0)
 
         def record(error: str | None, name: str = name, uid: int | None = uid) -> None:
@@ -452,25 +484,28 @@ def start_sandbox(
     languages: Mapping[str, Language] = LANGUAGES,
 ) -> Deferred[Sandbox]:
     """
-    The start-up checks: the run directory (created or checked, 0711), leftover processes
-    of every run uid killed (a previous server may have died mid-run), then each language
-    probed through the launcher.  Fires with a L{Sandbox} whose C{languages} are those that
-    work; each one that does not is logged with the reason.
+    The start-up checks: the isolated sandbox's parts (or, where one is missing and the
+    configuration allows it, the weak sandbox, logged as such; otherwise L{SandboxError}),
+    the run directory (created or checked, 0711), leftovers of every run uid no other
+    process holds killed (a previous server may have died mid-run; another live server's
+    runs are never touched), then each language probed through the launcher.  Fires with
+    a L{Sandbox} whose C{languages} are those that work; each one that does not is logged
+    with the reason.
     """
     if config.privileged and os.geteuid() != 0:
         raise SandboxError("the privileged processor sandbox needs root")
+    isolation, weakness = _find_isolation(config, limits)
     base = prepare_run_base(config.run_base)
     config = attrs.evolve(config, run_base=base)
-    if config.privileged:
-        for uid in live_processes_by_uid(set(config.uids)):
-            _log.warn("killing leftover processes of run uid {uid}", uid=uid)
-            sweep_uid(uid)
-    else:
-        _log.warn(
-            "processor: not running as root, so user programs run with the server's own "
-            "uid, without namespaces, tmpfs or a uid of their own (reduced protection)"
-        )
-    sandbox = Sandbox(config=config, limits=limits, languages=dict(languages))
+    sandbox = Sandbox(
+        config=config,
+        limits=limits,
+        languages=dict(languages),
+        isolation=isolation,
+        weakness=weakness,
+    )
+    if sandbox.uid_pool is not None:
+        _sweep_leftovers(sandbox, sandbox.uid_pool)
 
     def decide(results: dict[str, str | None]) -> Sandbox:
         enabled = {name: languages[name] for name, error in results.items() if error is None}
@@ -486,3 +521,35 @@ def start_sandbox(
         return attrs.evolve(sandbox, languages=enabled, disabled=disabled, uid_pool=sandbox.uid_pool)
 
     return check_languages(reactor, clock, sandbox).addCallback(decide)
+
+
+def _find_isolation(config: SandboxConfig, limits: RunLimits) -> tuple[Isolation | None, str | None]:
+    """The isolated sandbox, or why not (allowed only with C{allow_weak})."""
+    try:
+        if not config.privileged:
+            raise IsolationUnavailable("the server does not run as root")
+        isolation = find_isolation(limits.memory, config.bwrap)
+    except IsolationUnavailable as error:
+        if not config.allow_weak:
+            raise SandboxError(
+                f"the isolated sandbox cannot run here: {error} "
+                "(--processor-allow-weak-sandbox runs programs without it)"
+            ) from None
+        _log.warn(
+            "processor: WEAK SANDBOX ({reason}): user programs run without a filesystem of "
+            "their own, cgroups or seccomp{detail}",
+            reason=str(error),
+            detail="" if config.privileged else ", with the server's own uid",
+        )
+        return None, str(error)
+    _log.info("processor: isolated sandbox ({isolation})", isolation=isolation.describe())
+    return isolation, None
+
+
+def _sweep_leftovers(sandbox: Sandbox, pool: UidPool) -> None:
+    """Kill what is left of each run uid that no live process holds."""
+    for uid in pool.claim_each_free():
+        if live_processes_of(uid):
+            _log.warn("killing leftover processes of run uid {uid}", uid=uid)
+        sandbox.sweep(uid)
+        pool.release(uid)

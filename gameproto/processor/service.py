@@ -4,9 +4,10 @@ The processor as a C{twisted.application} service: it runs the sandbox's start-u
 when the server stops.
 
 The server starts its children before it listens, so the languages are known before the
-first client connects.  A sandbox that cannot start (a run directory owned by someone else,
-a privileged sandbox without root) does not keep the rest of the server down: the error is
-logged and every run is refused with "processor unavailable".
+first client connects.  A sandbox that cannot start (the isolated sandbox's parts missing
+without C{--processor-allow-weak-sandbox}, a run directory owned by someone else) does not
+keep the rest of the server down: the reason is logged, shown in C{/healthz}'s details
+(L{ProcessorService.status}), and every run is refused with "processor unavailable".
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameproto.processor.runner import LanguageUnavailable, Processor, Run, RunRefused
-from gameproto.processor.sandbox import RunLimits, Sandbox, SandboxConfig, start_sandbox
+from gameproto.processor.sandbox import RunLimits, Sandbox, SandboxConfig, SandboxError, start_sandbox
 
 UNAVAILABLE = "processor unavailable"
 
@@ -43,13 +44,16 @@ class ProcessorService(Service):
         limits: RunLimits,
         max_runs: int | None = None,
         start: Callable[..., Deferred[Sandbox]] = start_sandbox,
+        runs_per_minute: int = 30,
     ) -> None:
         self.reactor = reactor
         self.clock = clock
         self.config = config
         self.limits = limits
         self.max_runs = max_runs
+        self.runs_per_minute = runs_per_minute
         self.processor: Processor | None = None
+        self.status: dict[str, Any] = {"state": "starting"}
         self.ready: Deferred[None] = Deferred()
         self._start = start
 
@@ -60,6 +64,7 @@ class ProcessorService(Service):
         if self._start is start_sandbox and not IReactorProcess.providedBy(self.reactor):
             # A server on a test Clock: no process can be spawned, so no language is on.
             self._log.warn("processor unavailable: the reactor cannot spawn processes")
+            self.status = {"state": "off", "reason": "the reactor cannot spawn processes"}
             return self._announce_ready()
         try:
             d = self._start(self.reactor, self.clock, self.config, self.limits)
@@ -70,7 +75,18 @@ class ProcessorService(Service):
         return d.addCallback(lambda _: self._announce_ready())
 
     def _sandbox_ready(self, sandbox: Sandbox) -> None:
-        self.processor = Processor(self.reactor, self.clock, sandbox, self.max_runs)
+        self.processor = Processor(
+            self.reactor, self.clock, sandbox, self.max_runs, self.runs_per_minute
+        )
+        self.status = {
+            "state": "on",
+            "sandbox": "isolated" if sandbox.isolation is not None else "weak",
+            "isolation": (
+                sandbox.isolation.describe() if sandbox.isolation is not None else sandbox.weakness
+            ),
+            "languages": sorted(sandbox.languages),
+            "disabled": dict(sandbox.disabled),
+        }
         self._log.info(
             "processor ready: {languages} on, at most {max_runs} runs at once",
             languages=", ".join(sorted(sandbox.languages)) or "no language",
@@ -78,7 +94,11 @@ class ProcessorService(Service):
         )
 
     def _failed(self, failure: Failure) -> None:
-        self._log.failure("processor unavailable: the sandbox could not start", failure)
+        self.status = {"state": "off", "reason": str(failure.value)}
+        if failure.check(SandboxError):
+            self._log.error("processor unavailable: {reason}", reason=str(failure.value))
+        else:
+            self._log.failure("processor unavailable: the sandbox could not start", failure)
 
     def _announce_ready(self) -> Deferred[None]:
         if not self.ready.called:

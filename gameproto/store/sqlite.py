@@ -9,7 +9,9 @@ one thread needs no locking of its own.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
@@ -176,6 +178,7 @@ class SQLiteStore:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> Deferred[None]:
+        self._make_private()
         self._pool.start()
         return self._run(self._open)
 
@@ -197,6 +200,31 @@ class SQLiteStore:
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(_SCHEMA)
         self._db = db
+
+    def _make_private(self) -> None:
+        """
+        A new database file is created mode 0600 (SQLite gives its -wal and -shm files the
+        database's mode): it holds password hashes and token digests, and the processor's
+        programs, among others, must not read it whatever directory it is in.  An existing
+        file that others can read is left as it is, with a warning.
+        """
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            for path in (self.path, self.path + "-wal", self.path + "-shm"):
+                try:
+                    mode = os.stat(path).st_mode
+                except FileNotFoundError:
+                    continue
+                if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    self._log.warn(
+                        "{path} is readable or writable by other users (mode {mode:o}): "
+                        "chmod 600 it; it holds password hashes and token digests",
+                        path=path,
+                        mode=stat.S_IMODE(mode),
+                    )
 
     def _close(self) -> None:
         if self._db is not None:

@@ -1,57 +1,52 @@
 """
 The processor's launcher: runs one user program in the sandbox and reports how it ended.
 
-The server starts it with its own Python, as C{python -I -S launcher.py} (the standard
-library only, so it needs neither the project on C{sys.path} nor anything the run user
-could read) and, in production, as root.  It stays root for the whole run, so nothing the
-user's program does (C{kill(-1)} included) can reach it; only the interpreter and the kill
-helper drop to the run uid.
+The server starts it with its own Python, as C{python -I -S <this directory>} (the
+standard library only, so it needs neither the project on C{sys.path} nor anything the run
+user could read) and, in production, as root.  It stays root for the whole run, so nothing
+the user's program does can reach it; only the program drops to the run uid.
 
 File descriptors, set up by the server's C{spawnProcess}:
 
-  - 0: the request: one JSON line (see L{Request}), then the user's code up to EOF;
+  - 0: the request: one JSON line (L{launch_request.Request}), then the user's code to EOF;
   - 1, 2: the program's stdout and stderr, passed through unchanged;
   - 3, 4: the engine channel (the program writes requests on 3, reads replies on 4),
     passed through unchanged;
   - 5: status, JSON lines written by the launcher:
     C{{"event": "started", "pid": n}}, then C{{"event": "exit", "exit_code": n|null,
-    "signal": n|null, "cpu_seconds": x, "reason": "exit"|"stop"|"processes",
-    "max_tasks": n, "swept": bool}}; or, if the program could not be started,
-    C{{"event": "error", "message": text}}.
+    "signal": n|null, "cpu_seconds": x, "reason": "exit"|"stop"|"processes"|"memory"|"cpu",
+    "max_tasks": n, "oom_kills": n, "peak_memory": n, "swept": bool}}; or, if the program
+    could not be started, C{{"event": "error", "message": text}};
+  - 6 (as root): the run uid's host-wide lock, held until the run's last process is gone.
 
-What it does, in order (DESIGN.md, processor):
+The isolated sandbox (root, bubblewrap, cgroups, seccomp; the server's default):
 
-  1. C{PR_SET_PDEATHSIG} (the server's death stops the run) and C{PR_SET_CHILD_SUBREAPER}
-     (everything the program forks, double-forked daemons included, stays a descendant).
-  2. A fresh run directory (C{mkdir}, never reused), owned by the run uid, mode 0700.
-  3. As root: new network and mount namespaces (mounts private first); a tmpfs of the run
-     directory's size on C{/tmp} (also bound on C{/var/tmp} and C{/dev/shm}) and on the run
-     directory; C{/proc} remounted with C{hidepid=invisible}; C{/} read-only.  User code
-     cannot reach the server, Redis or any network, nor leave a file behind.
-  4. The code and the SDK written into the run directory.
-  5. The interpreter forked with C{setsid}, default signal dispositions, fds 0 (/dev/null)
-     to 4 only, rlimits (CPU, DATA, NPROC, FSIZE, NOFILE, CORE), nice 19, the run uid and
-     gid with no supplementary groups, C{PR_SET_NO_NEW_PRIVS}, and an explicit minimal
-     environment.
-  6. Watching: reaps orphans, counts the run's tasks (the process limit), waits for the
-     interpreter's exit or a TERM from the server.
-  7. Ending: TERM to the run, KILL after the grace period (0.2 s); then, as root,
-     C{kill(-1, SIGKILL)} from a helper running as the run uid, repeated until C{/proc}
-     shows no live process of that uid (one C{killpg} misses a fork bomb's children and
-     anything that called C{setsid}; Linux's C{kill(-1)} succeeds even when it signalled
-     nothing, so the check is C{/proc}); reaps until C{ECHILD}; removes the directory;
-     reports the interpreter's wait status and exits.
+  1. C{PR_SET_PDEATHSIG} (the server's death stops the run) and C{PR_SET_CHILD_SUBREAPER}.
+  2. The run's cgroup, with its memory (RSS, shared and tmpfs pages alike; no swap) and
+     process limits.
+  3. The child joins the cgroup, calls C{setsid}, takes its rlimits, nice 19 and the run
+     uid with no groups and C{PR_SET_NO_NEW_PRIVS}, and executes bubblewrap with the
+     program's command line (built by the server): new user, PID, IPC, UTS, network, mount
+     and cgroup namespaces, a filesystem of the interpreter's C{/usr} read-only, a minimal
+     C{/dev}, its own C{/proc}, a tmpfs C{/tmp} and run directory C{/box} holding the code and
+     the SDK (read by bubblewrap from fds 10 and 11), and the seccomp filter (fd 12) applied
+     last.
+  4. Watching: the program's exit, a TERM from the server, and the cgroup: an
+     out-of-memory kill, the CPU time of the whole run, a refused fork.
+  5. Ending: TERM to every process of the cgroup, KILL after the grace period, until the
+     cgroup is empty; reaps until C{ECHILD}; removes the cgroup; reports.
 
-Without root (the server's own uid runs the program) there are no uid, namespace or
-tmpfs protections: the program can read what the server can read, use the network, and
-signal the server.  RLIMIT_NPROC is then the uid's current task count plus the limit, and
-the final sweep kills the launcher's descendants (the subreaper keeps every process of the
-run among them) instead of everything of a uid.
+The weak sandbox (C{--processor-allow-weak-sandbox}, where bubblewrap or cgroups are
+missing) is the older one: as root a uid per run, new network and mount namespaces made
+here with a tmpfs run directory and C{/tmp}, rlimits; without root, none of it (the program
+keeps the server's uid).  Its end is C{kill(-1)} from a helper running as the run uid,
+repeated until C{/proc} shows nothing of that uid.
 """
 
 from __future__ import annotations
 
-import ctypes
+import base64
+import fcntl
 import json
 import os
 import resource
@@ -59,28 +54,19 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any, NoReturn, TypedDict
+from typing import Any, NoReturn
 
-STATUS_FD = 5
-#: The descriptors the program inherits; 3 and 4 are the engine channel.
-PROGRAM_FDS = (1, 2, 3, 4)
-
-# Linux constants (not in Python 3.11's os module).
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
-MNT_DETACH = 0x2
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-PR_SET_NO_NEW_PRIVS = 38
+import linux
+from launch_request import (
+    CODE_FD,
+    PROGRAM_FDS,
+    SDK_FD,
+    SECCOMP_FD,
+    STATUS_FD,
+    Request,
+)
+from procfs import descendants, live_processes_of, task_count, tasks_of_uid
+from run_cgroup import RunCgroup
 
 #: Signals the launcher handles synchronously (blocked, read with sigtimedwait).
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
@@ -90,182 +76,14 @@ HANDLED_SIGNALS = STOP_SIGNALS | {signal.SIGCHLD}
 SWEEP_TIMEOUT = 4.0
 #: Upper bound on the request (a JSON line plus the code; the server caps code far lower).
 MAX_REQUEST = 16 * 1024 * 1024
-
-
-class Request(TypedDict):
-    """The JSON line on fd 0, written by L{gameproto.processor.sandbox.Sandbox}."""
-
-    argv: list[str]
-    env: dict[str, str]
-    run_dir: str
-    file_name: str
-    sdk_source: str
-    sdk_file_name: str
-    uid: int | None
-    gid: int | None
-    namespaces: bool
-    dir_size: int
-    cpu_time: int
-    memory: int
-    processes: int
-    file_size: int
-    open_files: int
-    nice: int
-    kill_grace: float
-    poll_interval: float
-    parent_pid: int
+#: Exit statuses above this are deaths by signal, as bubblewrap (like a shell) reports them.
+SIGNAL_EXIT_BASE = 128
+#: Where the child parks descriptors before moving them onto their agreed numbers.
+_HIGH_FD = 100
 
 
 class LaunchError(Exception):
     """The program could not be started; reported as C{{"event": "error"}}."""
-
-
-# ---------------------------------------------------------------------------
-# system calls Python 3.11 lacks (os.unshare is 3.12), through ctypes
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"{what}: {os.strerror(code)}")
-
-
-def prctl(option: int, value: int) -> None:
-    _check(_libc.prctl(option, value, 0, 0, 0), f"prctl({option})")
-
-
-def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags), "unshare")
-
-
-def mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    _check(
-        _libc.mount(
-            source.encode(),
-            target.encode(),
-            fstype.encode() if fstype else None,
-            flags,
-            data.encode() if data else None,
-        ),
-        f"mount {target}",
-    )
-
-
-def umount(target: str) -> None:
-    _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
-
-
-# ---------------------------------------------------------------------------
-# /proc
-
-
-def _status_fields(pid: int) -> dict[str, str] | None:
-    """The fields of /proc/PID/status, or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            text = status.read().decode("ascii", "replace")
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        fields[name] = value.strip()
-    return fields
-
-
-def _pids() -> Iterator[int]:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            yield int(entry)
-
-
-def live_processes_of(uid: int, exclude: int = -1) -> list[int]:
-    """
-    Processes whose real or saved uid is C{uid} (those C{kill(-1)} as that uid reaches) and
-    that are not zombies: a zombie is dead, and the launcher reaps its own.
-    """
-    return live_processes_by_uid({uid}, exclude).get(uid, [])
-
-
-def live_processes_by_uid(uids: set[int], exclude: int = -1) -> dict[int, list[int]]:
-    """L{live_processes_of} for several uids in one pass over /proc."""
-    wanted = {str(uid): uid for uid in uids}
-    found: dict[int, list[int]] = {}
-    for pid in _pids():
-        if pid == exclude:
-            continue
-        fields = _status_fields(pid)
-        if fields is None or fields.get("State", "").startswith(("Z", "X")):
-            continue
-        ids = fields.get("Uid", "").split()
-        for owner in {ids[0], ids[2]} if len(ids) >= 3 else set():
-            if owner in wanted:
-                found.setdefault(wanted[owner], []).append(pid)
-    return found
-
-
-def tasks_of_uid(uid: int) -> int:
-    """The number of tasks (threads) whose real uid is C{uid}: what RLIMIT_NPROC counts."""
-    count = 0
-    for pid in _pids():
-        fields = _status_fields(pid)
-        if fields and fields.get("Uid", "").split()[:1] == [str(uid)]:
-            count += int(fields.get("Threads", "1") or 1)
-    return count
-
-
-def descendants(root: int) -> list[int]:
-    """Every descendant of C{root}, from /proc/PID/task/TID/children (breadth first)."""
-    found: list[int] = []
-    queue = [root]
-    while queue:
-        pid = queue.pop()
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children", "rb") as children:
-                    for child in children.read().split():
-                        found.append(int(child))
-                        queue.append(int(child))
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return found
-
-
-def _task_count(pids: list[int], zombies: bool = False) -> int:
-    """
-    The tasks (threads) of C{pids}; with C{zombies}, an unreaped zombie counts as one, as
-    it does for RLIMIT_NPROC until its parent reaps it.
-    """
-    count = 0
-    for pid in pids:
-        fields = _status_fields(pid)
-        if fields is None:
-            continue
-        if fields.get("State", "").startswith(("Z", "X")):
-            count += 1 if zombies else 0
-        else:
-            count += int(fields.get("Threads", "1") or 1)
-    return count
-
-
-# ---------------------------------------------------------------------------
-# the launcher
 
 
 class Launcher:
@@ -275,15 +93,22 @@ class Launcher:
         self.request = request
         self.code = code
         self.uid = request["uid"]
-        self.gid = request["gid"]
+        self.gid = request["gid"] if request["gid"] is not None else request["uid"]
         self.run_dir = request["run_dir"]
+        self.isolated = request["isolated"]
+        spec = request["cgroup"]
+        self.cgroup = RunCgroup.of(dict(spec)) if spec is not None else None
         self.base_fd = -1
         self.mounted_run_dir = False
         self.child = -1
         self.child_status: int | None = None
         self.child_cpu = 0.0
         self.max_tasks = 0
-        self.nproc_limit = request["processes"]
+        # With a cgroup, its pids limit counts the run's tasks; RLIMIT_NPROC (which counts
+        # the run uid's, bubblewrap's own included) stays a backstop above it.
+        processes = request["processes"]
+        self.nproc_limit = processes * 2 if self.cgroup is not None else processes
+        self.inherited: dict[int, int] = {}  # fd in the program -> fd here
 
     # -- status ------------------------------------------------------------
 
@@ -299,7 +124,19 @@ class Launcher:
     # -- setup -------------------------------------------------------------
 
     def prepare(self) -> None:
-        """The run directory (and, as root, the namespaces), with the code and the SDK."""
+        """The cgroup and the run's files (isolated), or the run directory (weak)."""
+        with open(self.request["sdk_source"], "rb") as sdk:
+            sdk_code = sdk.read()
+        if self.cgroup is not None:
+            self.cgroup.create(self.request["memory"], self.request["processes"])
+        if self.isolated:
+            # bubblewrap copies these into the run's tmpfs; nothing touches the host's disk.
+            self.inherited[CODE_FD] = _memfd("code", self.code)
+            self.inherited[SDK_FD] = _memfd("sdk", sdk_code)
+            seccomp = self.request["seccomp"]
+            if seccomp is not None:
+                self.inherited[SECCOMP_FD] = _memfd("seccomp", base64.b64decode(seccomp))
+            return
         os.umask(0o022)
         base, name = os.path.split(self.run_dir)
         # Everything on the host goes through this fd: after unshare the host's base may be
@@ -307,61 +144,58 @@ class Launcher:
         self.base_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         os.mkdir(name, 0o700, dir_fd=self.base_fd)  # fresh: fails if the name exists
         if self.uid is not None:
-            os.chown(name, self.uid, self.gid or self.uid, dir_fd=self.base_fd)
-        # Read before the namespaces: a server installed under /tmp (a CI checkout)
-        # has its SDK hidden by the run's fresh /tmp afterwards.
-        with open(self.request["sdk_source"], "rb") as sdk:
-            sdk_code = sdk.read()
+            os.chown(name, self.uid, self.gid, dir_fd=self.base_fd)
         if self.request["namespaces"]:
             self.enter_namespaces()
         self.write_file(self.request["file_name"], self.code)
         self.write_file(self.request["sdk_file_name"], sdk_code)
 
     def enter_namespaces(self) -> None:
-        unshare(CLONE_NEWNS | CLONE_NEWNET)
+        """The weak sandbox's namespaces: network and mount, with tmpfs scratch space."""
+        linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET)
         # Without this, mounts below would propagate back to the host.
-        mount("none", "/", None, MS_REC | MS_PRIVATE)
+        linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
         size = self.request["dir_size"]
-        scratch = MS_NOSUID | MS_NODEV | MS_NOEXEC
-        mount("tmpfs", "/tmp", "tmpfs", scratch, f"size={size},mode=1777")
+        scratch = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+        linux.mount("tmpfs", "/tmp", "tmpfs", scratch, f"size={size},mode=1777")
         for shared in ("/var/tmp", "/dev/shm"):
             if os.path.isdir(shared):
-                mount("/tmp", shared, None, MS_BIND)
+                linux.mount("/tmp", shared, None, linux.MS_BIND)
         owner = f"uid={self.uid},gid={self.gid}" if self.uid is not None else ""
         if os.path.commonpath([self.run_dir, "/tmp"]) == "/tmp":
             # The run directory now lives in the new /tmp (one 16 MiB budget for both).
             os.makedirs(os.path.dirname(self.run_dir), mode=0o711, exist_ok=True)
             os.mkdir(self.run_dir, 0o700)
             if self.uid is not None:
-                os.chown(self.run_dir, self.uid, self.gid or self.uid)
+                os.chown(self.run_dir, self.uid, self.gid)
         else:
-            mount("tmpfs", self.run_dir, "tmpfs", scratch, f"size={size},mode=0700,{owner}")
+            options = f"size={size},mode=0700,{owner}"
+            linux.mount("tmpfs", self.run_dir, "tmpfs", scratch, options)
             self.mounted_run_dir = True
         # The run uid sees only its own processes (no server command lines).
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible")
+        flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+        linux.mount("proc", "/proc", "proc", flags, "hidepid=invisible")
         # Nothing of the host is writable any more: no file outlives the run.
-        mount("none", "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        linux.mount("none", "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
 
     def write_file(self, name: str, data: bytes) -> None:
         path = os.path.join(self.run_dir, name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = os.open(path, flags, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             if self.uid is not None:
-                os.fchown(fd, self.uid, self.gid or self.uid)
+                os.fchown(fd, self.uid, self.gid)
         finally:
             os.close(fd)
 
     # -- the program -------------------------------------------------------
 
     def start(self) -> None:
-        """Fork the interpreter; raise L{LaunchError} if it could not be executed."""
+        """Fork the program; raise L{LaunchError} if it could not be executed."""
         if self.uid is None:
             # Not root: RLIMIT_NPROC counts every task of the server's uid, so the run gets
-            # the current count plus its limit (DESIGN.md).
+            # the current count plus its limit.
             self.nproc_limit = tasks_of_uid(os.getuid()) + self.request["processes"]
         devnull = os.open("/dev/null", os.O_RDWR)
         error_read, error_write = os.pipe()  # both close-on-exec: EOF means exec worked
@@ -378,6 +212,8 @@ class Launcher:
         for fd in (0, *PROGRAM_FDS):
             os.dup2(devnull, fd)
         os.close(devnull)
+        for fd in self.inherited.values():
+            os.close(fd)
         if failure:
             self.reap(block_until=time.monotonic() + 1.0)
             raise LaunchError(failure.decode("utf-8", "replace"))
@@ -385,6 +221,8 @@ class Launcher:
     def _exec_program(self, devnull: int, error_write: int) -> NoReturn:
         request = self.request
         try:
+            if self.cgroup is not None:
+                self.cgroup.join(os.getpid())  # as root, before anything of the user runs
             os.setsid()
             for number in signal.valid_signals():
                 if number not in (signal.SIGKILL, signal.SIGSTOP):
@@ -396,9 +234,20 @@ class Launcher:
             os.dup2(devnull, 0)
             for fd in PROGRAM_FDS:
                 os.set_inheritable(fd, True)
-            os.closerange(STATUS_FD, error_write)
-            os.closerange(error_write + 1, 1 << 20)
-            os.chdir(self.run_dir)
+            # The memfds for bubblewrap go out of the way first (a plain dup could land on
+            # one of the agreed numbers), then onto those numbers; everything else closes.
+            high = {
+                target: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+                for target, fd in self.inherited.items()
+            }
+            for target, fd in high.items():
+                os.dup2(fd, target)
+            keep = {0, *PROGRAM_FDS, *high, error_write}
+            for fd in _open_fds():
+                if fd not in keep:
+                    _close(fd)
+            if not self.isolated:
+                os.chdir(self.run_dir)
             cpu = request["cpu_time"]
             limits = {
                 resource.RLIMIT_CPU: (cpu, cpu + 1),  # SIGXCPU at the soft limit, then KILL
@@ -412,11 +261,10 @@ class Launcher:
                 resource.setrlimit(kind, value)
             os.setpriority(os.PRIO_PROCESS, 0, request["nice"])
             if self.uid is not None:
-                gid = self.gid if self.gid is not None else self.uid
                 os.setgroups([])
-                os.setresgid(gid, gid, gid)
+                os.setresgid(self.gid, self.gid, self.gid)
                 os.setresuid(self.uid, self.uid, self.uid)
-            prctl(PR_SET_NO_NEW_PRIVS, 1)
+            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
             os.execve(request["argv"][0], request["argv"], request["env"])
         except BaseException as error:
             message = f"cannot start {request['argv'][0]}: {error}"
@@ -448,29 +296,50 @@ class Launcher:
 
     def run_tasks(self) -> int:
         """The run's tasks (processes and threads), counted from the launcher's tree."""
-        return _task_count(descendants(os.getpid()), zombies=True)
+        return task_count(descendants(os.getpid()), zombies=True)
 
     def watch(self) -> str:
-        """Wait for the program's end, a stop, or the process limit; return which."""
+        """Wait for the program's end, a stop, or a limit of the whole run; return which."""
         poll = self.request["poll_interval"]
         while True:
             info = signal.sigtimedwait(HANDLED_SIGNALS, poll)
             self.reap()
+            if self.cgroup is not None:
+                limit = self.cgroup_limit()
+                if limit is not None:
+                    return limit
             if self.child_status is not None:
                 return "exit"
             if info is not None and info.si_signo in STOP_SIGNALS:
                 return "stop"
-            tasks = self.run_tasks()
-            self.max_tasks = max(self.max_tasks, tasks)
-            if tasks >= self.request["processes"]:
-                # The run sits at its cap: a fork bomb.  Stop it now rather than let 64
-                # spinning processes take the machine's cores until the time limit.
-                return "processes"
+            if self.cgroup is None:
+                tasks = self.run_tasks()
+                self.max_tasks = max(self.max_tasks, tasks)
+                if tasks >= self.request["processes"]:
+                    # The run sits at its cap: a fork bomb.  Stop it now rather than let 64
+                    # spinning processes take the machine's cores until the time limit.
+                    return "processes"
+
+    def cgroup_limit(self) -> str | None:
+        """A limit of the whole run the cgroup shows as reached, if any."""
+        cgroup = self.cgroup
+        assert cgroup is not None
+        tasks = cgroup.tasks()
+        self.max_tasks = max(self.max_tasks, tasks)
+        if cgroup.oom_kills():
+            return "memory"
+        if cgroup.cpu_seconds() >= self.request["cpu_time"]:
+            return "cpu"
+        if cgroup.refused_forks() or tasks >= self.request["processes"]:
+            # A fork was refused at the cap: a fork bomb, stopped now rather than left to
+            # spin on the machine's cores until the time limit.
+            return "processes"
+        return None
 
     # -- the end -----------------------------------------------------------
 
     def terminate(self) -> None:
-        """TERM the run; give the interpreter the grace period to exit."""
+        """TERM the run; give the program the grace period to exit."""
         if self.child_status is None:
             self.signal_run(signal.SIGTERM)
             self.reap_child(time.monotonic() + self.request["kill_grace"])
@@ -482,14 +351,16 @@ class Launcher:
 
     def signal_run(self, number: int) -> None:
         """Send C{number} to every process of the run."""
-        if self.uid is not None:
+        if self.cgroup is not None:
+            self.cgroup.signal(number)
+        elif self.uid is not None:
             self.as_run_uid_kill_all(number)
-            return
-        for pid in [self.child, *descendants(os.getpid())]:
-            try:
-                os.kill(pid, number)
-            except (ProcessLookupError, PermissionError):
-                pass
+        else:
+            for pid in [self.child, *descendants(os.getpid())]:
+                try:
+                    os.kill(pid, number)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def as_run_uid_kill_all(self, number: int) -> None:
         """
@@ -497,8 +368,7 @@ class Launcher:
         of that uid (setsid'd daemons and a fork bomb's children included) and nothing else;
         the launcher, root, is out of its reach.
         """
-        uid = self.uid
-        gid = self.gid if self.gid is not None else uid
+        uid, gid = self.uid, self.gid
         assert uid is not None and gid is not None
         helper = os.fork()
         if helper == 0:
@@ -512,26 +382,42 @@ class Launcher:
             os._exit(0)
         while True:
             try:
-                pid, status, usage = os.wait4(helper, 0)
+                os.wait4(helper, 0)
                 break
             except InterruptedError:
                 continue
+
+    def kill_all(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        elif self.uid is not None:
+            self.as_run_uid_kill_all(signal.SIGKILL)
+        else:
+            self.signal_run(signal.SIGKILL)
+
+    def alive(self) -> list[int]:
+        """What is left of the run: the cgroup's processes, and any of the run uid."""
+        left: list[int] = []
+        if self.cgroup is not None:
+            left += self.cgroup.pids()
+        if self.uid is not None:
+            left += live_processes_of(self.uid)
+        elif self.cgroup is None:
+            left += [pid for pid in descendants(os.getpid()) if task_count([pid])]
+        return left
 
     def sweep(self) -> bool:
         """KILL everything of the run until nothing is left; reap until ECHILD."""
         deadline = time.monotonic() + SWEEP_TIMEOUT
         while True:
-            if self.uid is not None:
-                self.as_run_uid_kill_all(signal.SIGKILL)
-            else:
-                self.signal_run(signal.SIGKILL)
+            self.kill_all()
             self.reap()
-            if self.uid is not None:
-                alive = live_processes_of(self.uid)
-            else:
-                alive = [pid for pid in descendants(os.getpid()) if _task_count([pid])]
-            if not alive:
+            if not self.alive():
                 break
+            if self.uid is not None and self.cgroup is not None:
+                # A process of the run uid outside the cgroup: only the weak sandbox's
+                # helper reaches it.
+                self.as_run_uid_kill_all(signal.SIGKILL)
             if time.monotonic() >= deadline:
                 return False
             # Killed processes take a moment to become zombies; wait for a SIGCHLD a little.
@@ -540,13 +426,26 @@ class Launcher:
         # reparented as) the launcher's children.
         return self.reap(block_until=deadline)
 
+    def remove_cgroup(self) -> bool:
+        """Remove the run's cgroup (retried while the last processes leave it)."""
+        if self.cgroup is None:
+            return True
+        deadline = time.monotonic() + SWEEP_TIMEOUT
+        while not self.cgroup.remove():
+            if time.monotonic() >= deadline:
+                return False
+            self.cgroup.kill()
+            signal.sigtimedwait({signal.SIGCHLD}, 0.005)
+            self.reap()
+        return True
+
     def remove_run_dir(self) -> None:
         if self.base_fd < 0:
             return
         name = os.path.basename(self.run_dir)
         if self.mounted_run_dir:
             try:
-                umount(self.run_dir)
+                linux.umount(self.run_dir)
             except OSError:
                 pass
         try:
@@ -558,20 +457,67 @@ class Launcher:
         except OSError:
             shutil.rmtree(name, dir_fd=self.base_fd, ignore_errors=True)
 
+    def exit_status(self) -> tuple[int | None, int | None]:
+        """The program's exit code or signal number."""
+        status = self.child_status
+        if status is None:
+            return None, None
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            return None, -code
+        if self.isolated and code > SIGNAL_EXIT_BASE and code - SIGNAL_EXIT_BASE < signal.NSIG:
+            # bubblewrap exits with 128 + N when its program died of signal N.
+            return None, code - SIGNAL_EXIT_BASE
+        return code, None
+
     def finish(self, reason: str) -> None:
         swept = self.sweep()
+        cgroup = self.cgroup
+        cpu = cgroup.cpu_seconds() if cgroup is not None else self.child_cpu
+        oom_kills = cgroup.oom_kills() if cgroup is not None else 0
+        peak = cgroup.peak_memory() if cgroup is not None else 0
+        if reason == "exit" and cgroup is not None:
+            # The program may have ended *because* of a limit the kernel enforced.
+            reason = self.cgroup_limit() or reason
+        swept = self.remove_cgroup() and swept
         self.remove_run_dir()
-        status = self.child_status
-        exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
+        exit_code, signal_number = self.exit_status()
         self.report(
             event="exit",
-            exit_code=exit_code if exit_code is not None and exit_code >= 0 else None,
-            signal=-exit_code if exit_code is not None and exit_code < 0 else None,
-            cpu_seconds=round(self.child_cpu, 3),
+            exit_code=exit_code,
+            signal=signal_number,
+            cpu_seconds=round(cpu, 3),
             reason=reason,
             max_tasks=self.max_tasks,
+            oom_kills=oom_kills,
+            peak_memory=peak,
             swept=swept,
         )
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """An anonymous file holding C{data}, positioned at its start."""
+    fd = os.memfd_create(f"gameproto-{name}", os.MFD_CLOEXEC)
+    _write_all(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _open_fds() -> list[int]:
+    return [int(fd) for fd in os.listdir("/proc/self/fd")]
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _make_removable(function: Any, path: str, excinfo: Any) -> None:
@@ -608,11 +554,11 @@ def main() -> int:
         Launcher.report(event="error", message=f"bad request: {error}")
         return 2
     launcher = Launcher(request, code)
-    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != request["parent_pid"]:
         # The server died before the death signal was armed.
         return 3
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     try:
         launcher.prepare()
         if STOP_SIGNALS & signal.sigpending():
@@ -620,6 +566,7 @@ def main() -> int:
         launcher.start()
     except (LaunchError, OSError) as error:
         launcher.sweep()
+        launcher.remove_cgroup()
         launcher.remove_run_dir()
         launcher.report(event="error", message=str(error))
         return 1
