@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from typing import Any
 
+import attrs
 from twisted.internet.interfaces import IReactorProcess
 from zope.interface import implementer
 
@@ -366,6 +367,40 @@ class SandboxStartupTests(IntegrationTestCase):
         self.assertEqual(sandbox.disabled, {"ruby": "/nonexistent/ruby is not installed"})
         self.assertEqual(os.stat(self.base + "/sub").st_mode & 0o777, 0o711)
         self.assertEqual(len(sandbox.uid_pool or ()), len(run_uids()))
+        self.assertIsNotNone(sandbox.isolation)
+        self.assertIsNone(sandbox.weakness)
+
+    async def test_without_bubblewrap(self) -> None:
+        """
+        Without bubblewrap the isolated sandbox cannot run: the start-up refuses, naming
+        what is missing; with allow_weak, programs run in the weak sandbox, which says why.
+        """
+        from gameproto.processor.sandbox import SandboxError
+
+        config = SandboxConfig(
+            run_base=self.base + "/sub",
+            uids=run_uids(),
+            interpreters={"python": interpreter("python")},
+            privileged=True,
+            bwrap="/nonexistent/bwrap",
+        )
+        error = self.assertRaises(SandboxError, start_sandbox, reactor, reactor, config, RunLimits())
+        self.assertIn("bubblewrap (bwrap) is not installed", str(error))
+        self.assertIn("--processor-allow-weak-sandbox", str(error))
+        weak = attrs.evolve(config, allow_weak=True)
+        sandbox = await within(start_sandbox(reactor, reactor, weak, RunLimits(),
+                                             {"python": PYTHON}), 20)
+        self.assertIsNone(sandbox.isolation)
+        self.assertEqual(sandbox.weakness, "bubblewrap (bwrap) is not installed")
+        self.assertEqual(list(sandbox.languages), ["python"])
+
+    def test_without_root(self) -> None:
+        """A server that is not root gets no isolated sandbox, unless it allows the weak one."""
+        from gameproto.processor.sandbox import SandboxError
+
+        config = SandboxConfig(run_base=self.base + "/sub", privileged=False)
+        error = self.assertRaises(SandboxError, start_sandbox, reactor, reactor, config, RunLimits())
+        self.assertIn("the server does not run as root", str(error))
 
     def test_run_base_checked(self) -> None:
         """A run base owned by someone else is refused."""

@@ -776,6 +776,28 @@ class ServiceTests(SynchronousTestCase):
         self.successResultOf(service.startService())
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.assertEqual(service.language_refusal("ruby"), "processor unavailable")
+        self.assertEqual(service.status, {"state": "off", "reason": "no such directory"})
+
+    def test_no_isolated_sandbox(self) -> None:
+        """
+        The isolated sandbox missing (and the weak one not allowed): the processor is off,
+        its status (shown in /healthz) says why, and nothing is logged as a crash.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from gameproto.processor.sandbox import SandboxError
+
+        def refused(*args: Any) -> Deferred[Any]:
+            raise SandboxError("the isolated sandbox cannot run here: no cgroup can be made")
+
+        reactor = MemoryReactorClock()
+        service = ProcessorService(reactor, reactor, None, RunLimits(), start=refused)  # type: ignore[arg-type]
+        self.assertEqual(service.status, {"state": "starting"})
+        self.successResultOf(service.startService())
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(service.status, {
+            "state": "off", "reason": "the isolated sandbox cannot run here: no cgroup can be made"})
+        self.assertEqual(service.language_refusal("python"), "processor unavailable")
 
     def test_languages(self) -> None:
         """Languages on, off (with the reason hidden from clients) and unknown."""
@@ -790,6 +812,9 @@ class ServiceTests(SynchronousTestCase):
         service = ProcessorService(reactor, reactor, sandbox.config, RunLimits(),
                                    start=lambda *a: succeed(sandbox))
         self.successResultOf(service.startService())
+        self.assertEqual(service.status, {
+            "state": "on", "sandbox": "weak", "isolation": None, "languages": ["python"],
+            "disabled": {"php": "php missing"}})
         self.assertIsNone(service.language_refusal("python"))
         self.assertEqual(service.language_refusal("php"), "language php is not available")
         self.assertEqual(service.language_refusal("cobol"), "unknown language: cobol")

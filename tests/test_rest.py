@@ -204,6 +204,8 @@ class RoutingTests(RESTTestCase):
         self.assertEqual(body["status"], "ok")
         self.assertEqual(body["store"], "memory")
         self.assertRegex(body["version"], r"^\d+\.\d+")
+        # This server's services are not started: its processor says so.
+        self.assertEqual(body["details"], {"processor": {"state": "starting"}})
 
     def test_store_outage_is_503(self) -> None:
         """A store failure answers 503 JSON, not a traceback."""
