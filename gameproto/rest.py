@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import attrs
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -58,12 +58,18 @@ def unauthenticated(message: str = "authentication credentials were not provided
 
 @attrs.frozen
 class Response:
+    """A response: C{status}, a JSON C{body} (C{None}: no body) and extra C{headers}."""
+
     status: int
     body: Any = None
     headers: dict[str, str] = attrs.field(factory=dict)
 
 
-Handler = Callable[..., Awaitable[Response]]
+# handler(request, [user,] **path_params) -> Response | JSON value, or a Deferred or
+# coroutine of one; see JSONRouter.
+Handler = Callable[..., Any]
+# request -> the authenticated user, or a Deferred or coroutine of it; raises ApiError (401).
+Authenticate = Callable[[IRequest], Any]
 
 
 @attrs.frozen
@@ -71,6 +77,7 @@ class Route:
     method: bytes
     pattern: re.Pattern[str]
     handler: Handler
+    authenticated: bool = False
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -149,20 +156,40 @@ def boolean_param(request: IRequest, name: str) -> bool | None:
 
 class JSONRouter(Resource):
     """
-    A leaf resource that dispatches on the full request path.  Mount it at each
-    top-level segment it serves (C{api}, C{healthz}); handlers are coroutines
-    C{handler(request, **path_params) -> Response} that raise L{ApiError}.
+    A leaf resource that dispatches on the path below its parent: mount it at each
+    top-level segment it serves (C{api}, C{healthz}), wherever in a tree.
+
+    A handler is called C{handler(request, **path_params)}, or C{handler(request, user,
+    **path_params)} for a route added with C{authenticated=True}.  It may be a plain
+    function, a coroutine function, or return a Deferred; what it returns is a
+    L{Response}, or any other JSON value (sent with 200), or C{None} (204, no body).  An
+    L{ApiError} is that error's response, a L{StoreError} a 503; any other exception, or
+    a value JSON cannot carry, is logged and answered with the JSON 500, never a
+    traceback and never a request left hanging.
     """
 
     isLeaf = True
     _log = Logger()
 
-    def __init__(self) -> None:
+    def __init__(self, authenticate: Authenticate | None = None) -> None:
         super().__init__()
         self._routes: list[Route] = []
+        # Who is asking, for routes added with authenticated=True (the server sets it
+        # to the token check of its accounts).
+        self.authenticate = authenticate
 
-    def add(self, method: str, template: str, handler: Handler) -> None:
-        self._routes.append(Route(method.encode("ascii"), _compile(template), handler))
+    def add(self, method: str, template: str, handler: Handler, *,
+            authenticated: bool = False) -> None:
+        """
+        Serve C{method} on C{template} (C{/api/users/{username}}: path parameters in
+        braces; both C{/x} and C{/x/} match).  With C{authenticated}, requests without a
+        valid C{Authorization: Token KEY} get the JSON 401 and the handler is not called.
+        """
+        if authenticated and self.authenticate is None:
+            raise ValueError("this router has no way to authenticate a request")
+        self._routes.append(
+            Route(method.encode("ascii"), _compile(template), handler, authenticated)
+        )
 
     def render(self, request: IRequest) -> Any:
         # Match on the path below the mount point's parent, so that the routes work
@@ -182,9 +209,9 @@ class JSONRouter(Resource):
             if route.method != request.method:
                 allowed.append(route.method)
                 continue
-            d = ensureDeferred(route.handler(request, **match.groupdict()))
+            d = Deferred.fromCoroutine(self._answer(route, request, match.groupdict()))
             d.addErrback(self._failed, request)
-            d.addCallback(lambda response: self._write(request, response))
+            d.addCallback(lambda outcome: self._write(request, outcome))
             return NOT_DONE_YET
         if allowed:
             error = ApiError(
@@ -196,6 +223,17 @@ class JSONRouter(Resource):
             error = ApiError(404, "not found")
         self._write(request, error)
         return NOT_DONE_YET
+
+    async def _answer(self, route: Route, request: IRequest, params: dict[str, str]) -> Response:
+        arguments: list[Any] = [request]
+        if route.authenticated:
+            arguments.append(await maybeDeferred(self.authenticate, request))  # type: ignore[arg-type]
+        result = await maybeDeferred(route.handler, *arguments, **params)
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(204)
+        return Response(200, result)
 
     def _failed(self, failure: Failure, request: IRequest) -> ApiError:
         if failure.check(ApiError):
@@ -209,20 +247,48 @@ class JSONRouter(Resource):
             method=request.method.decode("ascii", "replace"),
             path=request.path.decode("utf-8", "replace"),
         )
-        return ApiError(500, "internal error")
+        return INTERNAL_ERROR
 
     def _write(self, request: IRequest, outcome: Response | ApiError) -> None:
         if request.finished or getattr(request, "_disconnected", False):
             return
+        headers = request.responseHeaders.copy()
+        try:
+            self._send(request, outcome)
+        except Exception:
+            # A handler's response that cannot be sent (a value JSON cannot carry, a
+            # status that is not a number...) is a bug of that handler: the JSON 500.
+            self._log.failure(
+                "{method} {path}: the response could not be sent",
+                method=request.method.decode("ascii", "replace"),
+                path=request.path.decode("utf-8", "replace"),
+            )
+            if request.startedWriting:
+                request.loseConnection()
+                return
+            request.responseHeaders = headers  # without those of the failed response
+            self._send(request, INTERNAL_ERROR)
+
+    def _send(self, request: IRequest, outcome: Response | ApiError) -> None:
         if isinstance(outcome, ApiError):
             outcome = Response(outcome.status, outcome.body(), outcome.headers)
+        # Everything that may fail is checked before anything is written.
+        if type(outcome.status) is not int or not 100 <= outcome.status <= 599:
+            raise ValueError(f"not an HTTP status: {outcome.status!r}")
+        body = None
+        if outcome.status != 204 and outcome.body is not None:
+            body = wire.encode(outcome.body)
         request.setResponseCode(outcome.status)
         for name, value in outcome.headers.items():
             request.setHeader(name, value)
-        if outcome.status == 204 or outcome.body is None:
+        if body is None:
             request.finish()
             return
         request.setHeader("Content-Type", "application/json")
         request.setHeader("Cache-Control", "no-store")
-        request.write(wire.encode(outcome.body))
+        request.write(body)
         request.finish()
+
+
+# A bug, whatever it was: the body never carries internals.
+INTERNAL_ERROR = ApiError(500, "internal error")

@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import attrs
-from autobahn.twisted.resource import WebSocketResource
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 import gameproto
@@ -147,6 +147,9 @@ class GameprotoServer(MultiService):
         web.mount(self.root, "/healthz", self.router)
         self._mount_matches()
         self.accounts_api = AccountsAPI(self.accounts, whereabouts=self.matches.whereabouts)
+        # Routes added with authenticated=True (gameproto's and an application's) get
+        # the user of the request's token, or answer 401.
+        self.router.authenticate = self.accounts_api.require_user
         self.accounts_api.install(self.router)
         HealthAPI(self.store, self.bus, reactor, self._health_details).install(self.router)
         MatchAPI(self.matches, self.accounts_api).install(self.router)
@@ -156,6 +159,7 @@ class GameprotoServer(MultiService):
         self.site: Site = web.make_site(self.root, reactor)
         self.port: IListeningPort | None = None
         self._started: Deferred[None] | None = None
+        self._start_failure: Failure | None = None
 
     # -- the parts ---------------------------------------------------------------
 
@@ -177,10 +181,10 @@ class GameprotoServer(MultiService):
             )
         self.addService(self.matches)
         factory = wire.make_factory(
-            MatchProtocol, config.game_limits, self.context,
-            service=self.matches, mount_path="/ws/game",
+            MatchProtocol, config.game_limits, self.context, service=self.matches
         )
-        web.mount(self.root, "/ws/game", WebSocketResource(factory))
+        # The match id is the segment below this resource, wherever the tree is mounted.
+        web.mount(self.root, "/ws/game", web.WebSocketEndpoint(factory))
 
     def _mount_chat(self) -> None:
         presence = relay = None
@@ -290,7 +294,28 @@ class GameprotoServer(MultiService):
             store=self.store.description,
         )
 
-    def _failedToStart(self, failure: Any) -> None:
+    def whenStarted(self) -> Deferred[None]:
+        """
+        Fires once the store is open and every part has started (and the port listens,
+        if the server has one of its own); fails with the reason if the start failed.
+        An application that serves L{root} on its own Site awaits it before listening.
+        """
+        if self._started is None:
+            raise RuntimeError("whenStarted() is only meaningful after startService()")
+        started: Deferred[None] = Deferred()
+
+        def done(result: None) -> None:
+            if self._start_failure is not None:
+                started.errback(self._start_failure)
+            else:
+                started.callback(None)
+            return result
+
+        self._started.addBoth(done)
+        return started
+
+    def _failedToStart(self, failure: Failure) -> None:
+        self._start_failure = failure
         self._log.failure("gameproto could not start", failure)
         if self.reactor.running:
             self.reactor.stop()

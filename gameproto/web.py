@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
@@ -28,10 +31,25 @@ class JSONNotFound(Resource):
 
 
 class Tree(Resource):
-    """A resource tree node whose unknown children answer a JSON 404."""
+    """
+    A resource tree node whose unknown children answer a JSON 404.  The node itself
+    (C{/game} when an application mounts the tree at C{/game}) redirects to its
+    index page, C{/game/}, when one is mounted at C{""}, and is a JSON 404 otherwise.
+    """
 
     def getChild(self, path: bytes, request: Any) -> IResource:
         return JSONNotFound()
+
+    def render(self, request: Any) -> bytes:
+        path, query = (request.uri.split(b"?", 1) + [b""])[:2]
+        if b"" not in self.children or path.endswith(b"/"):
+            return JSONNotFound().render(request)
+        # Relative to the request, as the client spelled it, so that it holds behind a
+        # proxy that strips a prefix: /game → ./game/ → /game/.
+        location = b"./" + path.rsplit(b"/", 1)[-1] + b"/" + (b"?" + query if query else b"")
+        request.setResponseCode(301)
+        request.setHeader("Location", location)
+        return b""
 
 
 def mount(root: Resource, path: str, resource: IResource) -> None:
@@ -49,6 +67,34 @@ def mount(root: Resource, path: str, resource: IResource) -> None:
             node.putChild(segment, child)
         node = child
     node.putChild(segments[-1], resource)
+
+
+class WebSocketEndpoint(WebSocketResource):
+    """
+    A WebSocket resource that tells each connection the path below the resource:
+    C{protocol.postpath}, the percent-decoded segments Twisted has not consumed
+    (C{(b"12", b"")} for C{/ws/game/12/} with the resource at C{/ws/game}).  A protocol
+    reads its path parameters there, never from the whole request path, so that it
+    works wherever an application mounts the tree (C{/game/ws/game/12/}).
+    """
+
+    def render(self, request: Any) -> Any:
+        below = _WithPostpath(self._factory, tuple(request.postpath))
+        return WebSocketResource(below).render(request)
+
+
+@attrs.frozen
+class _WithPostpath:
+    """The factory of one request: Autobahn's resource asks it for the protocol only."""
+
+    factory: WebSocketServerFactory
+    postpath: tuple[bytes, ...]
+
+    def buildProtocol(self, address: Any) -> Any:
+        protocol = self.factory.buildProtocol(address)
+        if protocol is not None:
+            protocol.postpath = self.postpath
+        return protocol
 
 
 class GameprotoRequest(Request):

@@ -417,6 +417,10 @@ class JSONProtocol(WebSocketServerProtocol):
     endpoint: ClassVar[str] = "websocket"
 
     user: Any = None
+    # The path below the resource that serves the endpoint (set by
+    # gameproto.web.WebSocketEndpoint): where path parameters are read, whatever prefix
+    # an application mounts the server under.
+    postpath: tuple[bytes, ...] = ()
     _admitted = False
     _address = ""
 

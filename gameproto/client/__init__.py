@@ -10,8 +10,10 @@ Python clients for gameproto servers, for bots and tests.
   match, read a user).
 
 The WebSocket clients share L{gameproto.client.base.JSONClient}.  All run on any
-Twisted reactor and take it as an argument::
+Twisted reactor and take it as an argument.  A base URL may carry the prefix a server is
+mounted under (C{ws://HOST:PORT/game}).  A host waiting for its challenger::
 
+    from twisted.internet import defer
     from twisted.internet.task import react
     from gameproto.client import rest, match
 

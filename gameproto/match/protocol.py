@@ -274,15 +274,24 @@ def parse_role(uri: str) -> Role | Refusal:
         return frames.BAD_QUERY_VALUE
 
 
-def match_id_of(path: str, mount: str) -> str:
-    """C{/ws/game/12/} → C{12}; anything that is not one segment → C{""}."""
-    rest = path[len(mount) :] if path.startswith(mount) else ""
-    segment = rest.strip("/") if rest.startswith("/") else ""
+def match_id_of(postpath: tuple[bytes, ...]) -> str:
+    """
+    The match id of the path below the endpoint's resource: C{12} of C{/ws/game/12/}
+    (C{(b"12", b"")}) or C{/ws/game/12}; anything that is not one segment → C{""}.
+    """
+    if len(postpath) == 2 and postpath[1] == b"":
+        postpath = postpath[:1]
+    if len(postpath) != 1:
+        return ""
+    try:
+        segment = postpath[0].decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
     return "" if "/" in segment else segment
 
 
 class MatchProtocol(wire.JSONProtocol):
-    """One match socket.  The factory carries C{service} and C{mount_path}."""
+    """One match socket.  The factory carries C{service}; served by C{gameproto.web.WebSocketEndpoint}."""
 
     _log = Logger()
     endpoint = "match"
@@ -298,7 +307,7 @@ class MatchProtocol(wire.JSONProtocol):
         if isinstance(role, Refusal):
             self.machine.refused(role)
             return
-        match_id = match_id_of(self.http_request_path, getattr(self.factory, "mount_path", "/ws/game"))
+        match_id = match_id_of(self.postpath)
         try:
             seat = service.join(match_id, self.user.username, role, self)
         except JoinRefused as e:
