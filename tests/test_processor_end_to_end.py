@@ -27,6 +27,7 @@ from tests.processor_support import (
     THOUSAND_CALLS,
     interpreter,
     processes_of_uid,
+    require_root,
     run_uids,
 )
 
@@ -94,6 +95,7 @@ class ProcessorEndToEndTestCase(TestCase):
     node_options: tuple[str, ...] = ()
 
     def setUp(self) -> Deferred[None]:
+        require_root()  # the processor runs programs only in the isolated sandbox, as root
         base = tempfile.mkdtemp(prefix="gameproto-e2e-runs-", dir="/tmp")
         self.addCleanup(shutil.rmtree, base, True)
         uids = run_uids()
