@@ -54,7 +54,7 @@ class Cgroups:
         return {"version": self.version, "paths": paths}
 
     def describe(self) -> str:
-        return f"cgroup v{self.version} under {sorted(set(self.bases.values()))[0]}"
+        return f"cgroup v{self.version} in " + ", ".join(self.bases.values())
 
     def remove_leftovers(self, prefix: str) -> int:
         """
