@@ -239,10 +239,16 @@ class SpareLauncherTests(SynchronousTestCase):
         self.assertIn(0, run.transport.written)
 
     def test_stop_all_ends_the_spare(self) -> None:
-        """At shutdown the waiting spare's request pipe is closed: it exits."""
+        """
+        At shutdown the waiting spare's request pipe is closed; the shutdown is over once
+        the spare has exited.
+        """
         [spare] = self.reactor.launchers
-        self.successResultOf(self.processor.stop_all())
+        stopped = self.processor.stop_all()
         self.assertEqual(spare.closed, [0])
+        self.assertNoResult(stopped)
+        spare.ended()
+        self.successResultOf(stopped)
         self.assertEqual(len(self.reactor.launchers), 1)
 
 

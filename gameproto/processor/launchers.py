@@ -18,6 +18,7 @@ import array
 import socket
 from collections.abc import Mapping
 
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -43,6 +44,14 @@ class _Launcher(ProcessProtocol):
         self.control = control
         self.protocol: ProcessProtocol | None = None
         self.ended = False
+        self._waiting: list[Deferred[None]] = []
+
+    def when_ended(self) -> Deferred[None]:
+        if self.ended:
+            return succeed(None)
+        waiting: Deferred[None] = Deferred()
+        self._waiting.append(waiting)
+        return waiting
 
     def attach(self, protocol: ProcessProtocol, lock_fd: int | None) -> IProcessTransport:
         """Serve C{protocol}; raises OSError if the launcher is gone (nothing attached)."""
@@ -72,6 +81,9 @@ class _Launcher(ProcessProtocol):
             self.protocol.processEnded(reason)
         else:
             self.control.close()
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
 
 
 class Launchers:
@@ -119,14 +131,17 @@ class Launchers:
                 _log.failure("cannot start a spare processor launcher")
                 return
 
-    def stop(self) -> None:
-        """End the spares (each reads the end of its request and exits)."""
+    def stop(self) -> Deferred[None]:
+        """End the spares (each reads the end of its request and exits); fires when gone."""
         self._stopped = True
-        for launcher in self._ready:
+        spares, self._ready = self._ready, []
+        for launcher in spares:
             if not launcher.ended:
                 launcher.transport.closeChildFD(0)  # type: ignore[union-attr]
             launcher.control.close()
-        self._ready = []
+        return gatherResults([launcher.when_ended() for launcher in spares]).addCallback(
+            lambda _: None
+        )
 
     def _spawn(self) -> _Launcher:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -979,9 +979,11 @@ class Processor:
         return result
 
     def stop_all(self) -> Deferred[None]:
-        """Stop every run and the spare launchers (server shutdown); fires once every run has ended."""
-        self.launchers.stop()
-        ended = []
+        """
+        Stop every run and the spare launchers (server shutdown); fires once every run and
+        every spare has ended.
+        """
+        ended = [self.launchers.stop()]
         for run in list(self.runs):
             ended.append(_when_ended(run))
             run.stop()

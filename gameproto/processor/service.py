@@ -110,10 +110,8 @@ class ProcessorService(Service):
         super().stopService()
         if self.processor is None:
             return succeed(None)
-        if not self.processor.runs:
-            self.processor.launchers.stop()
-            return succeed(None)
-        self._log.info("stopping {count} processor run(s)", count=len(self.processor.runs))
+        if self.processor.runs:
+            self._log.info("stopping {count} processor run(s)", count=len(self.processor.runs))
         return self.processor.stop_all()
 
     # -- what the protocol needs (gameproto.processor.protocol.Runs) -----------------
