@@ -2,6 +2,7 @@
 Plumbing shared by every gameproto WebSocket protocol.
 
 - the JSON codec (orjson) and its two failure modes;
+- the one parser of the ids clients write in paths and messages;
 - the close-code table of DESIGN.md §2;
 - per-endpoint limits and the Autobahn factory options, set in one place;
 - the origin policy, the per-address connection cap and the registry of open
@@ -16,6 +17,7 @@ the hooks at the bottom of L{JSONProtocol} and delegates to its state machine.
 from __future__ import annotations
 
 import enum
+import re
 from collections import Counter
 from typing import Any, Callable, ClassVar, Protocol
 from urllib.parse import urlsplit
@@ -55,6 +57,36 @@ def encode(value: Any) -> bytes:
     except TypeError as e:
         # orjson raises a TypeError subclass (JSONEncodeError) for every refusal.
         raise UnencodableValue(str(e)) from None
+
+
+# ---------------------------------------------------------------------------
+# Ids in paths, query strings and messages
+
+# Numeric ids (a match's) fit a signed 64-bit integer with room to spare.
+ID_MAX_DIGITS = 18
+_DIGITS = re.compile(r"[0-9]{1,%d}\Z" % ID_MAX_DIGITS)
+# Named ids (an arena's): lower-case ASCII letters, digits and dashes.
+NAME_ID_MAX_LENGTH = 32
+_NAME_ID = re.compile(r"[a-z0-9-]{1,%d}\Z" % NAME_ID_MAX_LENGTH)
+
+
+def parse_id(raw: Any) -> int | None:
+    """
+    A numeric id or count as a client writes it: 1 to 18 ASCII digits, else C{None}
+    (the caller's "not found").  C{str.isdigit} and C{int} are no guard: both accept
+    C{١} and C{１}, C{isdigit} accepts C{²} which C{int} refuses, and C{int} refuses
+    strings of more than 4300 digits.
+    """
+    if not isinstance(raw, str) or not _DIGITS.match(raw):
+        return None
+    return int(raw)
+
+
+def parse_name_id(raw: Any) -> str | None:
+    """A named id (an arena's): 1 to 32 characters of C{a-z}, C{0-9} and C{-}, else C{None}."""
+    if not isinstance(raw, str) or not _NAME_ID.match(raw):
+        return None
+    return raw
 
 
 # ---------------------------------------------------------------------------
