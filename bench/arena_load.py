@@ -44,7 +44,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import percentile, serve_bare  # noqa: E402
+from bench.common import UNTHROTTLED, percentile, serve_bare  # noqa: E402
 from gameproto.client import arena as client  # noqa: E402
 from tests.nodes import Node, ServerProcess, http_json  # noqa: E402
 
@@ -354,7 +354,7 @@ async def run(reactor: Any, options: argparse.Namespace) -> None:
     rows: list[Row] = []
     for name in options.servers * options.rounds:
         if name == "gameproto":
-            row = await measure(reactor, name, Node("--store", "memory:"),
+            row = await measure(reactor, name, Node("--store", "memory:", *UNTHROTTLED),
                                 gameproto_arenas, options)
             if snapshot_bytes is None:
                 snapshot_bytes = round(row.snapshot_bytes)

@@ -42,6 +42,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import UNTHROTTLED  # noqa: E402
 from gameproto.client import processor as client  # noqa: E402
 from tests.nodes import Node, http_json  # noqa: E402
 
@@ -189,7 +190,7 @@ async def round_trips(reactor: Any, base: str, token: str, language: str, code: 
 async def main(reactor: Any, options: argparse.Namespace) -> None:
     base_dir = tempfile.mkdtemp(prefix="gameproto-bench-runs-", dir="/tmp")
     node_options = ["--store", "memory:", "--processor-dir", base_dir,
-                    "--processor-max-runs", str(options.users)]
+                    "--processor-max-runs", str(options.users), *UNTHROTTLED]
     if os.geteuid() == 0:
         from tests.test_processor_runner import run_uids
 

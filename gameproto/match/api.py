@@ -58,7 +58,7 @@ class MatchAPI:
         router.add("GET", "/api/completed_matches/{match_id}", self.get_completed)
 
     async def create_match(self, request: IRequest) -> Response:
-        user = await self.accounts_api.require_user(request)
+        user = await self.accounts_api.require_creator(request)
         read_json(request, empty={})  # no fields; an empty body counts as {}
         try:
             match = await self.service.create_match(user.username)
