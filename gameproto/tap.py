@@ -65,7 +65,9 @@ def _rate(value: str) -> Rate | None:
     return Rate.parse(value)
 
 
-_rate.coerceDoc = "COUNT/PERIOD: 10/h, 30/m, 20/10m, 90/45s; off for no limit."  # type: ignore[attr-defined]
+_rate.coerceDoc = (  # type: ignore[attr-defined]
+    "COUNT/PERIOD: 10/h, 30/m, 20/10m, 90/45s; off for no limit."
+)
 
 
 def _uid_range(value: str) -> range:

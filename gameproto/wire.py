@@ -284,7 +284,7 @@ class Rate:
 
     @classmethod
     def parse(cls, text: str) -> "Rate":
-        """C{10/h}, C{30/m}, C{20/10m}, C{5/90s} or C{100/3600} (seconds); L{ValueError} otherwise."""
+        """C{10/h}, C{30/m}, C{20/10m}, C{5/90s} or C{100/3600} (seconds); else L{ValueError}."""
         match = _RATE.match(text)
         if match is None:
             raise ValueError(f"{text!r} is not a rate such as 10/h, 30/m or 20/10m")

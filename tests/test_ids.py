@@ -109,7 +109,7 @@ class ArenaIdTests(ArenaServerTestCase):
                 self.assertEqual(response.json(), {"error": "no such arena"})
 
     def test_arena_socket_ids(self) -> None:
-        """A socket to /ws/arena/{id}/player with an id that is not one gets "no such arena", 4004."""
+        """/ws/arena/{id}/player with an id that is not one: "no such arena" and close 4004."""
         for raw in ["DEFAULT", "default%0A", "%EF%BD%84efault", "a" * 33]:
             frames = self.player(raw).frames()
             self.assertEqual([wire.decode(p) for op, p in frames if op == TEXT],
