@@ -36,7 +36,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import percentile, serve_bare  # noqa: E402
+from bench.common import UNTHROTTLED, percentile, serve_bare  # noqa: E402
 from gameproto.client import match as client  # noqa: E402
 from gameproto.client.rest import RestClient  # noqa: E402
 from tests.nodes import Node, ServerProcess  # noqa: E402
@@ -206,7 +206,7 @@ async def run(reactor: Any, options: argparse.Namespace) -> None:
             server: ServerProcess = Node(
                 "--store", "sqlite:" + os.path.join(directory, "bench.sqlite3"),
                 "--match-tick", str(options.tick), "--connections-per-address", "100000",
-                cwd=directory,
+                *UNTHROTTLED, cwd=directory,
             )
         else:
             server = start_bare(options.tick)

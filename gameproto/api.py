@@ -1,6 +1,7 @@
 """
 The account part of the REST API (DESIGN.md §2 and §4): sign-up, tokens, users,
-and the health check.  Game-specific routes live with their games.
+and the health check.  Game-specific routes live with their games, and ask
+L{AccountsAPI.require_creator} for the user who creates a match or an arena.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gameproto.rest import (
     unauthenticated,
 )
 from gameproto.store import USER_ORDERINGS, User
+from gameproto.throttle import Throttle
 
 # Where a user is right now: (ongoing match id, role) or (None, None), or a Deferred
 # of it (with several nodes the answer is in Redis).  The match service provides it.
@@ -35,9 +37,16 @@ def nowhere(username: str) -> Place:
 
 
 class AccountsAPI:
-    def __init__(self, accounts: Accounts, whereabouts: Whereabouts = nowhere) -> None:
+    """
+    @param throttle: the rate limits of sign-ups, logins and creations (see
+        L{gameproto.throttle}); C{None} for none.
+    """
+
+    def __init__(self, accounts: Accounts, whereabouts: Whereabouts = nowhere,
+                 throttle: Throttle | None = None) -> None:
         self.accounts = accounts
         self.whereabouts = whereabouts
+        self.throttle = throttle
 
     def install(self, router: JSONRouter) -> None:
         router.add("POST", "/api/users/sign_up", self.sign_up)
@@ -66,9 +75,21 @@ class AccountsAPI:
             raise unauthenticated("invalid token")
         return user
 
+    async def require_creator(self, request: IRequest) -> User:
+        """
+        L{require_user}, for a request that creates a match or an arena: it counts
+        against the user's and the client address's creation rates (429 over either).
+        """
+        user = await self.require_user(request)
+        if self.throttle is not None:
+            self.throttle.creation(request, user.username)
+        return user
+
     # -- routes ----------------------------------------------------------------
 
     async def sign_up(self, request: IRequest) -> Response:
+        if self.throttle is not None:
+            self.throttle.sign_up(request)
         body = read_json(request)
         try:
             user = await self.accounts.sign_up(body.get("username"), body.get("password"))
@@ -77,14 +98,24 @@ class AccountsAPI:
         return Response(201, await self.user_json(user))
 
     async def obtain_token(self, request: IRequest) -> Response:
+        if self.throttle is not None:
+            self.throttle.login_attempt(request)
         body = read_json(request)
         for field in ("username", "password"):
             if not isinstance(body.get(field), str):
                 raise ApiError(400, "this field is required and must be a string", field=field)
+        # Only wrong credentials count against the account: anything else is forgiven.
+        forgive = self.throttle.login(body["username"]) if self.throttle is not None else None
         try:
             key = await self.accounts.log_in(body["username"], body["password"])
         except InvalidCredentials:
             raise ApiError(400, "unable to log in with provided credentials") from None
+        except BaseException:
+            if forgive is not None:
+                forgive()
+            raise
+        if forgive is not None:
+            forgive()
         return Response(200, {"token": key})
 
     async def revoke_token(self, request: IRequest) -> Response:

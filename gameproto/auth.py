@@ -27,6 +27,9 @@ from gameproto.store import IStore, TokenRecord, User, UsernameTaken
 T = TypeVar("T")
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,30}\Z")
+# A new name also needs a letter or a digit: ".", ".." and "-" read as paths or as
+# nothing in URLs (/api/users/../), logs and chat lines.
+_LETTER_OR_DIGIT = re.compile(r"[A-Za-z0-9]")
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 INITIAL_ELO = 1000
@@ -129,9 +132,11 @@ def token_from_cookie(header: str | None) -> str | None:
 def validate_sign_up(username: Any, password: Any) -> tuple[str, str]:
     if not isinstance(username, str) or not username:
         raise AccountError("this field is required and must be a string", "username")
-    if not USERNAME_PATTERN.match(username):
+    if not USERNAME_PATTERN.match(username) or not _LETTER_OR_DIGIT.search(username):
         raise AccountError(
-            "1 to 30 characters: letters, digits and _ . - only", "username"
+            "1 to 30 characters: letters, digits and _ . - only, with at least one letter "
+            "or digit",
+            "username",
         )
     if not isinstance(password, str) or not password:
         raise AccountError("this field is required and must be a string", "password")

@@ -22,6 +22,7 @@ from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 
+from gameproto import wire
 from gameproto.store import StoreError
 
 T = TypeVar("T")
@@ -55,9 +56,10 @@ class RedisURL:
         except ValueError:
             raise ValueError(f"{url!r}: the port is not a number") from None
         path = parts.path.strip("/")
-        if path and not path.isdigit():
+        db = wire.parse_id(path) if path else 0
+        if db is None:
             raise ValueError(f"{url!r}: the database must be a number")
-        return cls(parts.hostname or "127.0.0.1", port, int(path or 0), parts.password)
+        return cls(parts.hostname or "127.0.0.1", port, db, parts.password)
 
     def __str__(self) -> str:
         return f"redis://{self.host}:{self.port}/{self.db}"

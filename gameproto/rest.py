@@ -132,9 +132,10 @@ def page(request: IRequest) -> tuple[int, int]:
         raw = query_param(request, name)
         if raw is None:
             return default
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        value = wire.parse_id(raw)
+        if value is None or not low <= value <= high:
             raise ApiError(400, f"{name} must be an integer from {low} to {high}", field=name)
-        return int(raw)
+        return value
 
     return integer("limit", DEFAULT_PAGE, 1, MAX_PAGE), integer("offset", 0, 0, 2**62)
 

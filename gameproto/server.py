@@ -28,7 +28,7 @@ from gameproto.api import AccountsAPI, HealthAPI
 from gameproto.bus import bus_for_store
 from gameproto.arena.api import ArenasAPI
 from gameproto.arena.protocol import arena_resource
-from gameproto.arena.service import ArenaService
+from gameproto.arena.service import DEFAULT_MAX_ARENAS, DEFAULT_MAX_PER_USER, ArenaService
 from gameproto.auth import Accounts
 from gameproto.chat import mount_chat
 from gameproto.chat.cluster import RedisPresence, RoomRelay
@@ -43,6 +43,7 @@ from gameproto.redis import RedisURL
 from gameproto.rest import JSONRouter
 from gameproto.socketio.engineio import EngineIOConfig
 from gameproto.store import IStore, store_from_string
+from gameproto.throttle import RequestLimits, Throttle
 
 
 @attrs.frozen
@@ -65,6 +66,10 @@ class ServerConfig:
     match_lobby_timeout: float = 600.0
     arena_owner: str | None = None
     arena_idle_timeout: float = 600.0
+    arena_max_per_user: int = DEFAULT_MAX_PER_USER
+    arena_max: int = DEFAULT_MAX_ARENAS
+    # Rates of sign-ups, logins and creations over REST (gameproto.throttle).
+    request_limits: RequestLimits = RequestLimits()
     processor_anonymous: bool = False
     processor_dir: str = "/tmp/gameproto-runs"
     processor_uids: range = range(60000, 60064)
@@ -146,7 +151,10 @@ class GameprotoServer(MultiService):
         web.mount(self.root, "/api", self.router)
         web.mount(self.root, "/healthz", self.router)
         self._mount_matches()
-        self.accounts_api = AccountsAPI(self.accounts, whereabouts=self.matches.whereabouts)
+        self.accounts_api = AccountsAPI(
+            self.accounts, whereabouts=self.matches.whereabouts,
+            throttle=Throttle(config.request_limits, reactor),
+        )
         # Routes added with authenticated=True (gameproto's and an application's) get
         # the user of the request's token, or answer 401.
         self.router.authenticate = self.accounts_api.require_user
@@ -222,6 +230,7 @@ class GameprotoServer(MultiService):
             )
         self.arenas = ArenaService(
             reactor, default_owner=config.arena_owner, idle_timeout=config.arena_idle_timeout,
+            max_per_user=config.arena_max_per_user, max_arenas=config.arena_max,
             cluster=arena_cluster,
         )
         self.addService(self.arenas)

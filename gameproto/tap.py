@@ -18,8 +18,11 @@ from twisted.python import usage
 from gameproto.processor.sandbox import RunLimits, parse_uid_range
 from gameproto.store import check_store_description
 from gameproto.server import GameprotoServer, ServerConfig
+from gameproto.throttle import RequestLimits
+from gameproto.wire import Rate
 
 _DEFAULTS = ServerConfig()
+_REQUEST_LIMITS = RequestLimits()
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -53,6 +56,18 @@ def _size(value: str) -> int:
 
 
 _size.coerceDoc = "Bytes, or with a unit: 256KiB, 1MiB."  # type: ignore[attr-defined]
+
+
+def _rate(value: str) -> Rate | None:
+    """C{10/h}, C{30/m}, C{20/10m}, C{5/90s}, or C{off}."""
+    if value.strip().lower() == "off":
+        return None
+    return Rate.parse(value)
+
+
+_rate.coerceDoc = (  # type: ignore[attr-defined]
+    "COUNT/PERIOD: 10/h, 30/m, 20/10m, 90/45s; off for no limit."
+)
 
 
 def _uid_range(value: str) -> range:
@@ -133,6 +148,42 @@ class Options(usage.Options):
             _positive(int),
         ],
         [
+            "sign-ups-per-address",
+            None,
+            _REQUEST_LIMITS.sign_ups_per_address,
+            "Sign-ups (POST /api/users/sign_up/) allowed from one client address.",
+            _rate,
+        ],
+        [
+            "logins-per-address",
+            None,
+            _REQUEST_LIMITS.logins_per_address,
+            "Logins (POST /api/token/) allowed from one client address.",
+            _rate,
+        ],
+        [
+            "failed-logins-per-account",
+            None,
+            _REQUEST_LIMITS.failed_logins_per_account,
+            "Logins with wrong credentials allowed for one username; past it every login "
+            "of that username waits.",
+            _rate,
+        ],
+        [
+            "creations-per-account",
+            None,
+            _REQUEST_LIMITS.creations_per_account,
+            "Matches and arenas one user may create over REST.",
+            _rate,
+        ],
+        [
+            "creations-per-address",
+            None,
+            _REQUEST_LIMITS.creations_per_address,
+            "Matches and arenas that may be created over REST from one client address.",
+            _rate,
+        ],
+        [
             "handshake-timeout",
             None,
             _DEFAULTS.open_handshake_timeout,
@@ -207,6 +258,20 @@ class Options(usage.Options):
             _DEFAULTS.arena_idle_timeout,
             "Seconds an arena other than default may go without a connection before it is deleted.",
             _positive(float),
+        ],
+        [
+            "arena-max-per-user",
+            None,
+            _DEFAULTS.arena_max_per_user,
+            "Arenas one user may own at once.",
+            _positive(int),
+        ],
+        [
+            "arena-max",
+            None,
+            _DEFAULTS.arena_max,
+            "Arenas the server runs at once, the default arena included.",
+            _positive(int),
         ],
         ["log-format", None, "text", "Log output: text or json (one object per line).", _log_format],
         [
@@ -425,6 +490,15 @@ class Options(usage.Options):
             match_lobby_timeout=self["match-lobby-timeout"],
             arena_owner=self["arena-owner"] or None,
             arena_idle_timeout=self["arena-idle-timeout"],
+            arena_max_per_user=self["arena-max-per-user"],
+            arena_max=self["arena-max"],
+            request_limits=RequestLimits(
+                sign_ups_per_address=self["sign-ups-per-address"],
+                logins_per_address=self["logins-per-address"],
+                failed_logins_per_account=self["failed-logins-per-account"],
+                creations_per_account=self["creations-per-account"],
+                creations_per_address=self["creations-per-address"],
+            ),
             processor_anonymous=bool(self["processor-anonymous"]),
             processor_dir=self["processor-dir"],
             processor_uids=(

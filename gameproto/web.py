@@ -107,7 +107,9 @@ class GameprotoRequest(Request):
 
 
 def make_site(root: Resource, reactor: Any) -> Site:
-    site = Site(root, reactor=reactor)
+    # Bodies are the handlers' to read (JSON, whatever the Content-Type): parsing a form
+    # body into request.args would answer a malformed multipart body with a bare 400.
+    site = Site(root, reactor=reactor, parsePOSTFormSubmission=False)
     site.requestFactory = GameprotoRequest
     # A bug's traceback is logged, never shown to the client.
     site.displayTracebacks = False

@@ -2,10 +2,13 @@
 Plumbing shared by every gameproto WebSocket protocol.
 
 - the JSON codec (orjson) and its two failure modes;
+- the one parser of the ids clients write in paths and messages;
 - the close-code table of DESIGN.md §2;
 - per-endpoint limits and the Autobahn factory options, set in one place;
 - the origin policy, the per-address connection cap and the registry of open
   connections used for a graceful shutdown;
+- token buckets: a connection's message rate (L{RateLimiter}) and the per-key tables
+  of request rates (L{Rate}, L{RateTable});
 - L{JSONProtocol}, the base class that turns every malformed frame into one call
   the concrete protocol answers with its own documented error.
 
@@ -16,6 +19,7 @@ the hooks at the bottom of L{JSONProtocol} and delegates to its state machine.
 from __future__ import annotations
 
 import enum
+import re
 from collections import Counter
 from typing import Any, Callable, ClassVar, Protocol
 from urllib.parse import urlsplit
@@ -55,6 +59,36 @@ def encode(value: Any) -> bytes:
     except TypeError as e:
         # orjson raises a TypeError subclass (JSONEncodeError) for every refusal.
         raise UnencodableValue(str(e)) from None
+
+
+# ---------------------------------------------------------------------------
+# Ids in paths, query strings and messages
+
+# Numeric ids (a match's) fit a signed 64-bit integer with room to spare.
+ID_MAX_DIGITS = 18
+_DIGITS = re.compile(r"[0-9]{1,%d}\Z" % ID_MAX_DIGITS)
+# Named ids (an arena's): lower-case ASCII letters, digits and dashes.
+NAME_ID_MAX_LENGTH = 32
+_NAME_ID = re.compile(r"[a-z0-9-]{1,%d}\Z" % NAME_ID_MAX_LENGTH)
+
+
+def parse_id(raw: Any) -> int | None:
+    """
+    A numeric id or count as a client writes it: 1 to 18 ASCII digits, else C{None}
+    (the caller's "not found").  C{str.isdigit} and C{int} are no guard: both accept
+    C{١} and C{１}, C{isdigit} accepts C{²} which C{int} refuses, and C{int} refuses
+    strings of more than 4300 digits.
+    """
+    if not isinstance(raw, str) or not _DIGITS.match(raw):
+        return None
+    return int(raw)
+
+
+def parse_name_id(raw: Any) -> str | None:
+    """A named id (an arena's): 1 to 32 characters of C{a-z}, C{0-9} and C{-}, else C{None}."""
+    if not isinstance(raw, str) or not _NAME_ID.match(raw):
+        return None
+    return raw
 
 
 # ---------------------------------------------------------------------------
@@ -193,7 +227,7 @@ def normalise_origin(origin: str) -> str:
 
 @attrs.define
 class TokenBucket:
-    """C{rate} tokens per second up to C{burst}; a message costs one token."""
+    """C{rate} tokens per second up to C{burst}; a message (or a request) costs one token."""
 
     rate: float
     burst: int
@@ -205,14 +239,111 @@ class TokenBucket:
         self._tokens = float(self.burst)
         self._updated = self.clock.seconds()
 
-    def take(self) -> bool:
+    def _refill(self) -> None:
         now = self.clock.seconds()
         self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
+
+    def take(self) -> bool:
+        self._refill()
         if self._tokens >= 1:
             self._tokens -= 1
             return True
         return False
+
+    def give_back(self) -> None:
+        """Return a token taken for something that, after all, does not count."""
+        self._refill()
+        self._tokens = min(self.burst, self._tokens + 1)
+
+    def wait(self) -> float:
+        """Seconds until the next token (0 if there is one now)."""
+        self._refill()
+        return max(0.0, (1 - self._tokens) / self.rate)
+
+    @property
+    def full(self) -> bool:
+        self._refill()
+        return self._tokens >= self.burst
+
+
+_PERIOD_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"\s*([0-9]{1,9})\s*/\s*([0-9]{0,9}(?:\.[0-9]+)?)\s*([smhd]?)\s*\Z")
+
+
+@attrs.frozen
+class Rate:
+    """
+    C{count} actions per C{period} seconds: a token bucket of C{count} tokens refilled
+    evenly over the period, so C{count} may happen at once and then one every
+    C{period / count} seconds.
+    """
+
+    count: int
+    period: float
+
+    @classmethod
+    def parse(cls, text: str) -> "Rate":
+        """C{10/h}, C{30/m}, C{20/10m}, C{5/90s} or C{100/3600} (seconds); else L{ValueError}."""
+        match = _RATE.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not a rate such as 10/h, 30/m or 20/10m")
+        count, number, unit = match.groups()
+        period = float(number or 1) * _PERIOD_UNITS[unit or "s"]
+        if int(count) <= 0 or period <= 0:
+            raise ValueError(f"{text!r}: the count and the period must be greater than 0")
+        return cls(int(count), period)
+
+    def __str__(self) -> str:
+        for unit in ("d", "h", "m"):
+            size = _PERIOD_UNITS[unit]
+            if self.period % size == 0:
+                multiple = int(self.period // size)
+                return f"{self.count}/{'' if multiple == 1 else multiple}{unit}"
+        return f"{self.count}/{self.period:g}s"
+
+    def bucket(self, clock: IReactorTime) -> TokenBucket:
+        return TokenBucket(self.count / self.period, self.count, clock)
+
+
+class RateTable:
+    """
+    One L{TokenBucket} per key (a client address, an account) at one L{Rate}.  A bucket
+    that has refilled is forgotten, so the table holds only the keys active within the
+    last period, however many keys a client makes up.
+    """
+
+    def __init__(self, rate: Rate, clock: IReactorTime) -> None:
+        self.rate = rate
+        self.clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._sweep_at = 1024
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._sweep_at:
+                self._sweep()
+            bucket = self._buckets[key] = self.rate.bucket(self.clock)
+        return bucket.take()
+
+    def give_back(self, key: str) -> None:
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.give_back()
+
+    def wait(self, key: str) -> float:
+        """Seconds until C{key} may act again (0 if it may now)."""
+        bucket = self._buckets.get(key)
+        return 0.0 if bucket is None else bucket.wait()
+
+    def _sweep(self) -> None:
+        self._buckets = {key: b for key, b in self._buckets.items() if not b.full}
+        # Sweep again once the table doubles: amortised constant time per new key.
+        self._sweep_at = max(1024, 2 * len(self._buckets))
 
 
 class RateVerdict(enum.Enum):

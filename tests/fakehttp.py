@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.web.server import Site
 
@@ -54,9 +54,12 @@ def parse_response(raw: bytes) -> FakeResponse:
     return FakeResponse(status, headers, body)
 
 
-def connect(site: Site, port: int = 40000) -> tuple[Any, StringTransportWithDisconnection]:
-    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
-    transport = StringTransportWithDisconnection()
+def connect(site: Site, port: int = 40000,
+            host: str = "127.0.0.1") -> tuple[Any, StringTransportWithDisconnection]:
+    """A connection to C{site} from C{host} (an IPv4 or IPv6 address), port C{port}."""
+    address = IPv6Address("TCP", host, port) if ":" in host else IPv4Address("TCP", host, port)
+    protocol = site.buildProtocol(address)
+    transport = StringTransportWithDisconnection(peerAddress=address)
     transport.protocol = protocol
     protocol.makeConnection(transport)
     return protocol, transport
@@ -68,10 +71,11 @@ def request(
     path: str,
     body: bytes | Any | None = None,
     headers: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
 ) -> FakeResponse:
     """
-    Send one request and return the response written synchronously (the caller
-    makes sure every Deferred behind the handler has fired, e.g. a memory store).
+    Send one request from C{host} and return the response written synchronously (the
+    caller makes sure every Deferred behind the handler has fired, e.g. a memory store).
     """
     if body is not None and not isinstance(body, bytes):
         body = wire.encode(body)
@@ -81,6 +85,6 @@ def request(
     if body is not None:
         lines.append(f"Content-Length: {len(body)}")
     raw = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + (body or b"")
-    protocol, transport = connect(site)
+    protocol, transport = connect(site, host=host)
     protocol.dataReceived(raw)
     return parse_response(transport.value())

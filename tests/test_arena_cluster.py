@@ -170,7 +170,8 @@ class TwoNodesTests(SynchronousTestCase):
             {"type": "MovePlayerCommand", "data": [{"move": "forward"}]}).steps))
         self.advance(TICK * 2)
         [ack] = [f.message for f in player.frames if f.type == "MovePlayerAck"]
-        self.assertEqual(ack["data"], {"x": 102.0, "y": 100.0, "rotation": 0})
+        self.assertEqual(ack["data"], {"x": 102.0, "y": 100.0, "rotation": 0,
+                                       "shooting": {"tokens": 40, "cost": 6}})
 
     def test_remote_leave(self) -> None:
         """A remote socket that goes is removed from the owner's arena."""

@@ -100,7 +100,8 @@ class ArenaClusterEndToEndTests(TestCase):
                              {"type": "StartGameOrder", "data": {}})
             moved = await shooter.move({"rotate": 0}, {"move": "forward"})
             self.assertEqual(moved, {"type": "MovePlayerAck",
-                                     "data": {"x": 102.0, "y": 100.0, "rotation": 0}})
+                                     "data": {"x": 102.0, "y": 100.0, "rotation": 0,
+                                              "shooting": {"tokens": 40, "cost": 6}}})
 
             control_b = await self.connect(self.b, "duel", "control", ann, ignore=())
             self.assertEqual(await control_a.closed, (4009, "replaced by a newer controller"))

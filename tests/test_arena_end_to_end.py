@@ -112,7 +112,8 @@ class ArenaEndToEndTests(TestCase):
             self.assertError(await control.start_game(), "already started")
             moved = await players[0].move({"rotate": 60}, {"move": "forward"})
             self.assertEqual(moved, {"type": "MovePlayerAck",
-                                     "data": {"x": 101.0, "y": 101.73205, "rotation": 60}})
+                                     "data": {"x": 101.0, "y": 101.73205, "rotation": 60,
+                                              "shooting": {"tokens": 40, "cost": 6}}})
 
         return self.run_scenario(scenario)
 

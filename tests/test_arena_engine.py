@@ -544,32 +544,36 @@ class MovementTests(SynchronousTestCase):
         (11.0, 11.73205), rounded to 5 decimals."""
         self.assertEqual(
             self.moved({"rotate": 60}, {"move": "forward"}),
-            {"type": "MovePlayerAck", "data": {"x": 11.0, "y": 11.73205, "rotation": 60}},
+            {"type": "MovePlayerAck", "data": {"x": 11.0, "y": 11.73205, "rotation": 60,
+                                              "shooting": {"tokens": 40, "cost": 6}}},
         )
 
     def test_rotate_only(self) -> None:
         """A rotation alone turns the player in place."""
         self.assertEqual(
-            self.moved({"rotate": 60})["data"], {"x": 10.0, "y": 10.0, "rotation": 60}
+            self.moved({"rotate": 60})["data"],
+            {"x": 10.0, "y": 10.0, "rotation": 60, "shooting": {"tokens": 40, "cost": 6}},
         )
 
     def test_forward(self) -> None:
         """forward moves move_speed along the heading."""
         self.assertEqual(
-            self.moved({"move": "forward"})["data"], {"x": 12.0, "y": 10.0, "rotation": 0}
+            self.moved({"move": "forward"})["data"],
+            {"x": 12.0, "y": 10.0, "rotation": 0, "shooting": {"tokens": 40, "cost": 6}},
         )
 
     def test_backward(self) -> None:
         """backward moves move_speed against the heading."""
         self.assertEqual(
-            self.moved({"move": "backward"})["data"], {"x": 8.0, "y": 10.0, "rotation": 0}
+            self.moved({"move": "backward"})["data"],
+            {"x": 8.0, "y": 10.0, "rotation": 0, "shooting": {"tokens": 40, "cost": 6}},
         )
 
     def test_steps_in_order(self) -> None:
         """Steps apply in order: forward then rotate moves along the old heading."""
         self.assertEqual(
             self.moved({"move": "forward"}, {"rotate": 60})["data"],
-            {"x": 12.0, "y": 10.0, "rotation": 60},
+            {"x": 12.0, "y": 10.0, "rotation": 60, "shooting": {"tokens": 40, "cost": 6}},
         )
 
     def test_rotation_is_absolute(self) -> None:
@@ -579,7 +583,7 @@ class MovementTests(SynchronousTestCase):
         reply(engine, ALICE, move_command({"rotate": 90}))
         self.assertEqual(
             reply(engine, ALICE, move_command({"rotate": 90}, {"move": "forward"}))["data"],
-            {"x": 100.0, "y": 102.0, "rotation": 90},
+            {"x": 100.0, "y": 102.0, "rotation": 90, "shooting": {"tokens": 40, "cost": 6}},
         )
 
     def test_ack_floats(self) -> None:
@@ -617,8 +621,19 @@ class MovementTests(SynchronousTestCase):
         """An edge exactly on the wall is not past it: from 793, forward to 795 is fine."""
         self.assertEqual(
             self.moved({"move": "forward"}, at=(793, 200, 0))["data"],
-            {"x": 795.0, "y": 200.0, "rotation": 0},
+            {"x": 795.0, "y": 200.0, "rotation": 0, "shooting": {"tokens": 40, "cost": 6}},
         )
+
+    def test_ack_carries_the_tokens(self) -> None:
+        """
+        MovePlayerAck says the tokens as PlayerShotAck does: 40 - 6 after a shot, then 2
+        more each tick, up to 40 (a bot learns it can shoot again without shooting).
+        """
+        engine, ids = playing([[100, 100, 0]], ALICE)
+        self.assertEqual(reply(engine, ALICE, SHOOT)["data"]["shooting"], {"tokens": 34, "cost": 6})
+        tokens = [reply(engine, ALICE, move_command({"rotate": 90}))["data"]["shooting"]["tokens"]
+                  for _ in range(4)]
+        self.assertEqual(tokens, [36, 38, 40, 40])
 
     def test_player_collision_rolls_back_rotation(self) -> None:
         """With players at (200, 200) and (206, 200), a move that keeps the centres within 10

@@ -202,3 +202,10 @@ class RedisURLTests(SynchronousTestCase):
         for url in ["http://h", "redis://h:x", "redis://h/db"]:
             with self.assertRaises(ValueError):
                 RedisURL.parse(url)
+
+    def test_database_is_ascii_digits(self) -> None:
+        """A database written ², ١ or １ is refused with the database's message, not int()'s."""
+        for db in ["²", "١", "１"]:
+            with self.assertRaises(ValueError) as raised:
+                RedisURL.parse(f"redis://h/{db}")
+            self.assertIn("the database must be a number", str(raised.exception))

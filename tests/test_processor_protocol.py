@@ -674,7 +674,9 @@ class ArenaEngineTests(ProcessorTestCase):
         for _ in range(2):
             self.tick()
         self.assertEqual(self.successResultOf(reply),
-                         {"type": "MovePlayerAck", "data": {"x": 102.0, "y": 100.0, "rotation": 0}})
+                         {"type": "MovePlayerAck", "data": {
+                             "x": 102.0, "y": 100.0, "rotation": 0,
+                             "shooting": {"tokens": 40, "cost": 6}}})
         notifications = self.successResultOf(run.engine({"type": "GetNotifications"}))
         self.assertTrue(notifications)
         self.assertEqual({n["type"] for n in notifications}, {"RadarScanNotification"})

@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto.server import GameprotoServer, ServerConfig
 from gameproto.store.memory import MemoryStore
+from gameproto.throttle import RequestLimits
 from tests.fakehttp import FakeResponse, request
 
 
@@ -90,6 +91,35 @@ class SignUpTests(RESTTestCase):
         """A short password and a name outside [A-Za-z0-9_.-]{1,30} are refused by field."""
         self.assertError(self.sign_up("ann", "short"), 400, "password")
         self.assertError(self.sign_up("no spaces", "password1"), 400, "username")
+
+    def test_username_needs_a_letter_or_digit(self) -> None:
+        """
+        Names made only of ".", "_" and "-" are refused on the username field; one letter
+        or digit among them is enough.
+        """
+        self.server = make_server(request_limits=RequestLimits(sign_ups_per_address=None))
+        for name in [".", "..", "-", "_", "...", "-_.", "__"]:
+            self.assertError(self.sign_up(name), 400, "username")
+        for name in ["a.", "_1", "-x-", "..9"]:
+            self.assertEqual(self.sign_up(name).status, 201, name)
+
+    def test_form_bodies_are_json_errors(self) -> None:
+        """
+        A multipart or form body, well-formed or not, is read as JSON like any other: a 400
+        JSON error, not a bare 400 from the HTTP layer.
+        """
+        cases = [
+            ("multipart/form-data; boundary=x", b"x"),
+            ("multipart/form-data; boundary=x",
+             b'--x\r\nContent-Disposition: form-data; name="username"\r\n\r\nann\r\n--x--\r\n'),
+            ("multipart/form-data", b"--\r\n"),
+            ("application/x-www-form-urlencoded", b"username=ann&password=password1"),
+        ]
+        for content_type, body in cases:
+            response = self.call("POST", "/api/users/sign_up/", body,
+                                 headers={"Content-Type": content_type})
+            self.assertError(response, 400)
+            self.assertEqual(response.json()["error"], "the request body is not valid JSON")
 
     def test_duplicate_username(self) -> None:
         """A taken username, in any case, is 400 on the username field."""

@@ -33,7 +33,7 @@ class ArenasAPI:
         router.add("DELETE", "/api/arenas/{arena_id}", self.delete)
 
     async def create(self, request: IRequest) -> Response:
-        user = await self.accounts_api.require_user(request)
+        user = await self.accounts_api.require_creator(request)
         body = read_json(request, empty={})
         for key in body:
             if key not in _BODY_KEYS:

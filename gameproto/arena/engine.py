@@ -562,7 +562,10 @@ class ArenaEngine:
         if moved:
             self._check_room(player, pose)
         player.pose = pose
-        ack = _message("MovePlayerAck", **_coordinates(pose), rotation=pose.rotation)
+        # The tokens too: they come back every tick, and a bot that moves must not have to
+        # shoot to learn whether it can afford a shot.
+        ack = _message("MovePlayerAck", **_coordinates(pose), rotation=pose.rotation,
+                       shooting=self._shooting(player))
         return [Outgoing(client, ack)]
 
     def _check_room(self, player: Player, pose: Pose) -> None:

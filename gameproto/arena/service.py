@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import secrets
 import string
 from collections import deque
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
     from gameproto.arena.cluster import ArenaCluster, RemoteArena
 
 DEFAULT_ARENA: Final = "default"
-ARENA_ID = re.compile(r"[a-z0-9-]{1,32}\Z")
 _RANDOM_ID_ALPHABET = string.ascii_lowercase + string.digits
 _RANDOM_ID_LENGTH = 8
 
@@ -521,7 +519,7 @@ class ArenaService(Service):
         @raise ArenaLimitReached: C{owner} already owns C{max_per_user} arenas.
         @raise ServerFull: the server runs C{max_arenas} arenas.
         """
-        if arena_id is not None and not ARENA_ID.match(arena_id):
+        if arena_id is not None and wire.parse_name_id(arena_id) is None:
             raise ArenaError("the id must be 1 to 32 characters of a-z, 0-9 and -", "id")
         if self.cluster is not None:
             return await self._create_shared(owner, config, arena_id)
@@ -689,6 +687,8 @@ class ArenaService(Service):
         local = self._arenas.get(arena_id)
         if local is not None and not local.closed:
             return local
+        if wire.parse_name_id(arena_id) is None:
+            return None  # not an id: no need to ask the store
         found = await self._record(arena_id)
         if found is None:
             return None
@@ -724,7 +724,7 @@ class ArenaService(Service):
         local = self._arenas.get(arena_id)
         if local is not None and not local.closed:
             return local.asjson()
-        if self.cluster is None:
+        if self.cluster is None or wire.parse_name_id(arena_id) is None:
             return None
         found = await self._record(arena_id)
         if found is None:
@@ -771,6 +771,8 @@ class ArenaService(Service):
         if self.cluster is None:
             self.delete(arena_id, username)
             return
+        if wire.parse_name_id(arena_id) is None:
+            raise KeyError(arena_id)
         if arena_id == DEFAULT_ARENA:
             raise NotTheOwner("the default arena cannot be deleted")
         record = await self.cluster.store.get_arena(arena_id)

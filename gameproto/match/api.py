@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from twisted.web.iweb import IRequest
 
+from gameproto import wire
 from gameproto.api import AccountsAPI
 from gameproto.match import frames
 from gameproto.match.service import AlreadyInMatch, MatchService, MatchStarted, NotTheHost
@@ -33,9 +34,10 @@ from gameproto.rest import (
 
 
 def _match_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    match_id = wire.parse_id(raw)
+    if match_id is None:
         raise ApiError(404, "no such match")
-    return int(raw)
+    return match_id
 
 
 class MatchAPI:
@@ -56,7 +58,7 @@ class MatchAPI:
         router.add("GET", "/api/completed_matches/{match_id}", self.get_completed)
 
     async def create_match(self, request: IRequest) -> Response:
-        user = await self.accounts_api.require_user(request)
+        user = await self.accounts_api.require_creator(request)
         read_json(request, empty={})  # no fields; an empty body counts as {}
         try:
             match = await self.service.create_match(user.username)

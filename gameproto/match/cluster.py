@@ -503,9 +503,9 @@ class ClusterMatchService(MatchService):
         return ensureDeferred(self._join(match_id, username, role, socket))
 
     async def _join(self, raw_id: str, username: str, role: Role, socket: MatchSocket) -> Seat:
-        if not raw_id.isdigit() or len(raw_id) > 18:
+        match_id = wire.parse_id(raw_id)
+        if match_id is None:
             raise JoinRefused(frames.NO_SUCH_MATCH)
-        match_id = int(raw_id)
         self._joining[match_id] = self._joining.get(match_id, 0) + 1
         try:
             await self._attach(match_id)

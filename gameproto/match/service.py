@@ -313,7 +313,8 @@ class MatchService(Service):
         C{role}: checks 5, 8 and 9 in DESIGN order, or L{JoinRefused}.  The same
         user in the same role replaces its older socket (closed with 4009).
         """
-        match = self.matches.get(int(match_id)) if match_id.isdigit() else None
+        parsed = wire.parse_id(match_id)
+        match = self.matches.get(parsed) if parsed is not None else None
         if match is None or match.ended:
             raise JoinRefused(frames.NO_SUCH_MATCH)
         key = username.lower()

@@ -141,6 +141,8 @@ def parse_context(message: dict[str, Any]) -> Context:
         arena = message.get("arena")
         if not isinstance(arena, str) or not arena:
             raise BadContext("context: the arena engine needs an arena id")
+        if wire.parse_name_id(arena) is None:
+            raise BadContext(f"no such arena: {_echo(arena)}")
     return Context(language, engine, arena)
 
 
