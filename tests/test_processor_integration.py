@@ -48,6 +48,37 @@ from tests.processor_support import (
 )
 from tests.support import require_tool
 
+#: Defines identity(**more): prints, as one JSON line, who and where the program is.
+IDENTITY = (
+    "import json, os\n"
+    "def identity(**more):\n"
+    "    print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(),\n"
+    "        'nice': os.getpriority(os.PRIO_PROCESS, 0),\n"
+    "        'fds': sorted(int(f) for f in os.listdir('/proc/self/fd')),\n"
+    "        'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),\n"
+    "        'cwd': os.getcwd(), 'pid': os.getpid(), **more}))\n"
+)
+
+
+class IdentityMixin:
+    """Runs an L{IDENTITY} program; checks what every sandbox gives a run."""
+
+    async def identity(self: Any, code: str) -> dict[str, Any]:
+        """
+        The program's identity: its run uid with no groups, nice 19, fds 0-4 only (plus
+        the one listing them).
+        """
+        real = self.start("python", code)
+        result = await self.finish(real)
+        self.assertEqual(result.exit_code, 0)
+        seen: dict[str, Any] = json.loads(real.stdout()[0])
+        self.assertEqual((seen["uid"], seen["gid"], seen["groups"]), (real.run.uid, real.run.uid, []))
+        self.assertEqual(seen["nice"], 19)
+        self.assertEqual([fd for fd in seen["fds"] if fd <= 4], [0, 1, 2, 3, 4])
+        self.assertLessEqual(len(seen["fds"]), 6)
+        seen["run_dir"] = real.run.run_dir
+        return seen
+
 
 class LanguageIntegrationMixin:
     """The same checks for each language."""
@@ -138,7 +169,7 @@ class PHPIntegrationTests(LanguageIntegrationMixin, IntegrationTestCase):
 
 #: Starts a child that calls setsid and a grandchild; the grandchild says "ready" once all
 #: three exist, and every one of them sleeps for an hour.
-class HostileProgramTests(IntegrationTestCase):
+class HostileProgramTests(IdentityMixin, IntegrationTestCase):
     """Programs that try to escape a limit: each ends with the limit's text, nothing left."""
 
     async def test_infinite_loop(self) -> None:
@@ -220,30 +251,18 @@ class HostileProgramTests(IntegrationTestCase):
         its own PID namespace (bubblewrap's init is 1), in /box; an AF_INET socket is
         refused (EPERM) and nothing outside /box and /tmp is writable.
         """
-        code = (
-            "import json, os, socket\n"
+        code = IDENTITY + (
+            "import socket\n"
             "def refusal(action):\n"
             "    try:\n"
             "        action()\n"
             "        return 0\n"
             "    except OSError as e:\n"
             "        return e.errno\n"
-            "print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(),\n"
-            "    'nice': os.getpriority(os.PRIO_PROCESS, 0), 'fds': sorted(int(f) for f in os.listdir('/proc/self/fd')),\n"
-            "    'inet': refusal(lambda: socket.socket(socket.AF_INET)),\n"
-            "    'root_writable': refusal(lambda: open('/escape', 'w')),\n"
-            "    'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),\n"
-            "    'cwd': os.getcwd(), 'pid': os.getpid()}))\n"
+            "identity(inet=refusal(lambda: socket.socket(socket.AF_INET)),\n"
+            "         root_writable=refusal(lambda: open('/escape', 'w')))\n"
         )
-        real = self.start("python", code)
-        result = await self.finish(real)
-        self.assertEqual(result.exit_code, 0)
-        seen = json.loads(real.stdout()[0])
-        self.assertEqual((seen["uid"], seen["gid"], seen["groups"]), (real.run.uid, real.run.uid, []))
-        self.assertEqual(seen["nice"], 19)
-        # 0-4, plus the fd listdir itself holds open
-        self.assertEqual([fd for fd in seen["fds"] if fd <= 4], [0, 1, 2, 3, 4])
-        self.assertLessEqual(len(seen["fds"]), 6)
+        seen = await self.identity(code)
         self.assertEqual(seen["inet"], errno.EPERM)
         self.assertEqual(seen["root_writable"], errno.EROFS)
         self.assertEqual((seen["pids"], seen["pid"]), ([1, 2], 2))
@@ -293,7 +312,7 @@ class HostileProgramTests(IntegrationTestCase):
         self.assertEqual(result.limit, Limit.TIME)
 
 
-class WeakSandboxTests(IntegrationTestCase):
+class WeakSandboxTests(IdentityMixin, IntegrationTestCase):
     """
     The weak sandbox (--processor-allow-weak-sandbox, where bubblewrap or cgroups are
     missing): a uid per run, network and mount namespaces, rlimits, a task count.
@@ -306,8 +325,8 @@ class WeakSandboxTests(IntegrationTestCase):
         The program runs as its run uid with no groups, nice 19, fds 0-4 only, no network,
         its own processes only in /proc, and nothing of the host writable.
         """
-        code = (
-            "import json, os, socket\n"
+        code = IDENTITY + (
+            "import socket\n"
             "s = socket.socket()\n"
             "net = s.connect_ex(('127.0.0.1', 22))\n"
             "try:\n"
@@ -316,25 +335,14 @@ class WeakSandboxTests(IntegrationTestCase):
             "except OSError as e:\n"
             "    writable = e.errno\n"
             "s.close()\n"
-            "print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(),\n"
-            "    'nice': os.getpriority(os.PRIO_PROCESS, 0), 'fds': sorted(int(f) for f in os.listdir('/proc/self/fd')),\n"
-            "    'net': net, 'host_writable': writable, 'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),\n"
-            "    'cwd': os.getcwd(), 'pid': os.getpid()}))\n"
+            "identity(net=net, host_writable=writable)\n"
         )
-        real = self.start("python", code)
-        result = await self.finish(real)
-        self.assertEqual(result.exit_code, 0)
-        seen = json.loads(real.stdout()[0])
-        self.assertEqual((seen["uid"], seen["gid"], seen["groups"]), (real.run.uid, real.run.uid, []))
-        self.assertEqual(seen["nice"], 19)
-        # 0-4, plus the fd listdir itself holds open
-        self.assertEqual([fd for fd in seen["fds"] if fd <= 4], [0, 1, 2, 3, 4])
-        self.assertLessEqual(len(seen["fds"]), 6)
+        seen = await self.identity(code)
         self.assertNotEqual(seen["net"], 0)
         if os.path.isdir("/run/lock"):
             self.assertEqual(seen["host_writable"], errno.EROFS)
         self.assertEqual(seen["pids"], [seen["pid"]])
-        self.assertEqual(seen["cwd"], real.run.run_dir)
+        self.assertEqual(seen["cwd"], seen["run_dir"])
 
     async def test_infinite_loop(self) -> None:
         """Without a cgroup, RLIMIT_CPU stops an infinite loop: SIGXCPU."""

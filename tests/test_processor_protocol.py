@@ -572,7 +572,7 @@ class AnonymousTests(ProcessorTestCase):
         """With --processor-anonymous anyone runs, one run per client address."""
         ws = self.connect(None)
         self.running(ws)
-        self.assertEqual(self.runs.run.user, "anonymous@192.168.1.1")
+        self.assertEqual(self.runs.run.user, "anonymous@127.0.0.1")  # the fake connection's address
 
     def test_authenticated_still_named(self) -> None:
         """A token still names the user (case folded: one run per user whatever the case)."""
