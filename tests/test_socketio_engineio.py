@@ -455,6 +455,8 @@ class WebSocketTests(EngineTestCase):
     def open_ws(self) -> tuple[WebSocketClient, str]:
         ws = self.websocket("EIO=4&transport=websocket")
         [open_packet] = ws.messages()
+        # What follows the open packet waits until it is written: a reactor turn.
+        self.clock.advance(0)
         return ws, self.decode_open(open_packet)["sid"]  # type: ignore[arg-type]
 
     def test_messages(self) -> None:

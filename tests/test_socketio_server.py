@@ -509,9 +509,12 @@ class RawWebSocketTests(SynchronousTestCase):
     def connected(self) -> WebSocketClient:
         ws = WebSocketClient(self.site, "/socket.io/?EIO=4&transport=websocket")
         ws.messages()
+        # What follows the open packet and the CONNECT reply waits a reactor turn.
+        self.clock.advance(0)
         ws.send_text("40")
         [reply] = ws.messages()
         self.assertTrue(reply.startswith('40{"sid":'), reply)  # type: ignore[union-attr]
+        self.clock.advance(0)
         return ws
 
     def test_unknown_namespace(self) -> None:
@@ -521,6 +524,7 @@ class RawWebSocketTests(SynchronousTestCase):
         """
         ws = WebSocketClient(self.site, "/socket.io/?EIO=4&transport=websocket")
         ws.messages()
+        self.clock.advance(0)
         ws.send_text("40/nope,")
         self.assertEqual(ws.messages(), ['44/nope,{"message":"Invalid namespace"}'])
         ws.send_text("40")
@@ -573,3 +577,81 @@ class RawWebSocketTests(SynchronousTestCase):
         self.clock.advance(25)
         self.assertEqual(ws.messages(), ["2"])
         self.assertFalse(ws.closed)
+
+
+class ConnectReplyAloneTests(SynchronousTestCase):
+    """
+    The CONNECT reply leaves in a write of its own: what follows it waits until it
+    has been written out (a reactor turn), then until the client speaks or 10 ms
+    have passed.  Nothing else is held.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.patch(txaio.config, "loop", self.clock)
+        self.server = SocketIOServer(self.clock)
+        self.namespace = self.server.of("/")
+        self.namespace.on_connect(lambda socket, auth: socket.emit("hello", auth))
+        self.namespace.on("echo")(lambda socket, *args: args)
+        root = web.Tree()
+        mount_socketio(root, "/socket.io/", self.server, fake_context(self.clock), self.clock)
+        self.site = web.make_site(root, self.clock)
+
+    def connect(self) -> WebSocketClient:
+        """A client that has read the open packet and the CONNECT reply, alone."""
+        ws = WebSocketClient(self.site, "/socket.io/?EIO=4&transport=websocket")
+        [open_packet] = ws.messages()
+        self.assertTrue(str(open_packet).startswith("0{"), open_packet)
+        self.clock.advance(0)  # the open packet is written out
+        ws.send_text('40{"n":1}')  # the client speaks: nothing waits behind the open packet
+        [reply] = ws.messages()
+        self.assertTrue(str(reply).startswith('40{"sid":'), reply)
+        return ws
+
+    def test_silent_client_gets_the_rest_after_10_ms(self) -> None:
+        """
+        A client that says nothing after the CONNECT reply gets the connect
+        handler's emit 10 ms after the reply was written, not before.
+        """
+        ws = self.connect()
+        self.clock.advance(0)  # written out
+        self.clock.advance(0.009)
+        self.assertEqual(ws.messages(), [])
+        self.clock.advance(0.002)  # past 10 ms, whatever the float rounding
+        self.assertEqual(ws.messages(), ['42["hello",{"n":1}]'])
+
+    def test_client_that_speaks_gets_the_rest_at_once(self) -> None:
+        """
+        A packet from the client once the reply is written out releases what waits
+        at once, in order: the emit, then the ack of the client's event.
+        """
+        ws = self.connect()
+        self.clock.advance(0)
+        ws.send_text('421["echo","x"]')
+        self.assertEqual(ws.messages(), ['42["hello",{"n":1}]', '431["x"]'])
+
+    def test_broadcasts_are_not_held(self) -> None:
+        """
+        Once the first packets are out, everything sent to a socket in one turn is
+        written at once, with no clock advance: a room broadcast is not delayed.
+        """
+        ws = self.connect()
+        self.clock.advance(0)
+        self.clock.advance(0.011)
+        self.assertEqual(ws.messages(), ['42["hello",{"n":1}]'])
+        for i in range(3):
+            self.namespace.emit("news", i)
+        self.assertEqual(ws.messages(), ['42["news",0]', '42["news",1]', '42["news",2]'])
+
+    def test_close_writes_what_waits_first(self) -> None:
+        """
+        A session closed while packets wait behind the reply sends them before the
+        close frame.
+        """
+        ws = self.connect()
+        [session] = self.server._clients
+        session.close("server disconnect")
+        self.assertEqual(ws.messages(), ['42["hello",{"n":1}]'])
+        self.assertTrue(ws.closed)
+        self.clock.advance(1)  # the timers that were set end quietly
+        self.assertEqual(ws.messages(), [])

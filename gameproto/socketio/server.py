@@ -197,10 +197,13 @@ class Socket:
         self.connected = True
         for room in self.rooms:
             self.namespace._index(self, room)
+        # Alone: a client that handles one WebSocket message per turn (the official
+        # protocol test-suite) awaits the reply, then the connect handler's emits.
         self.session.send(
             encode_socket_packet(
                 SocketPacket(SocketType.CONNECT, self.namespace.name, {"sid": self.id})
-            )
+            ),
+            alone=True,
         )
         early, self._early = self._early, []
         for encoded in early:
