@@ -4,7 +4,9 @@ Helpers shared by the tests: external tools, free ports, real server processes.
 
 import os
 import shutil
+from pathlib import Path
 
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest
 
 
@@ -24,3 +26,18 @@ def require_tool(name: str) -> str:
             raise AssertionError(message)
         raise SkipTest(message)
     return path
+
+
+async def npm_ci(directory: Path, package: str) -> None:
+    """
+    Install the npm packages locked in C{directory} (.ci/test-deps does it ahead),
+    unless C{package} is there already.
+    """
+    if (directory / "node_modules" / package).is_dir():
+        return
+    npm = require_tool("npm")
+    out, err, code = await getProcessOutputAndValue(
+        npm, ["ci", "--no-audit", "--no-fund"], env=dict(os.environ), path=str(directory)
+    )
+    if code != 0:
+        raise AssertionError(f"npm ci in {directory} failed: {err.decode(errors='replace')}")
