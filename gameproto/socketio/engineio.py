@@ -184,6 +184,11 @@ class Session:
     def closed(self) -> bool:
         return self.state is SessionState.CLOSED
 
+    @property
+    def max_payload(self) -> int:
+        """The largest message the client may send, in bytes (maxPayload)."""
+        return self._config.max_payload
+
     # -- public API ------------------------------------------------------------
 
     def send(self, data: str | bytes, *, alone: bool = False) -> None:

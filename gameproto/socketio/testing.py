@@ -237,10 +237,12 @@ class WebSocketClient:
                 out.append(payload)
             elif opcode == CLOSE:
                 self.close_code = struct.unpack("!H", payload[:2])[0] if payload else None
+                self.close_reason = payload[2:].decode("utf-8", "replace")
                 self.closed = True
         return out
 
     close_code: int | None = None
+    close_reason: str | None = None
     closed = False
 
 
@@ -308,10 +310,17 @@ class FakeSession:
     L{close} tells the app, as the real session does.
     """
 
-    def __init__(self, app: Any, sid: str = "fake-sid", address: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        app: Any,
+        sid: str = "fake-sid",
+        address: str = "127.0.0.1",
+        max_payload: int = 1_000_000,
+    ) -> None:
         self.app = app
         self.sid = sid
         self.address = address
+        self.max_payload = max_payload
         self.transport = "websocket"
         self.sent: list[str | bytes] = []
         self.closed = False
