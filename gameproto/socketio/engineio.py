@@ -19,11 +19,13 @@ import base64
 import enum
 import itertools
 import secrets
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import attrs
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -138,6 +140,84 @@ class SessionIds:
 
 
 # ---------------------------------------------------------------------------
+# Packet rates per client
+
+
+def client_key(user: Any, address: str) -> tuple[str, Any]:
+    """
+    Whose budget a session's packets count against: its user's when the handshake
+    authenticated one (by its C{username}, the same across logins), else its
+    address's.
+    """
+    if user is None:
+        return ("address", address)
+    return ("user", getattr(user, "username", user))
+
+
+class ClientRates:
+    """
+    The packet budget of each client (L{client_key}), shared by all its sessions
+    over both transports: one L{wire.RateLimiter} per client.  A client's limiter
+    outlives its last session until it would be as good as new again (its bucket
+    full, and a second without excess), so a client closed for flooding that
+    reconnects at once is still over its limit.  Idle limiters past that age are
+    forgotten whenever a session opens or closes: no timer, bounded memory.
+    """
+
+    def __init__(self, rate: float, burst: int, grace: float, clock: IReactorTime) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._grace = grace
+        self._clock = clock
+        # Refilling the bucket takes burst/rate seconds; an episode of excess ends
+        # after a second without a dropped packet.
+        self._keep_idle = burst / rate + 1.0
+        self._limiters: dict[tuple[str, Any], wire.RateLimiter] = {}
+        self._sessions: Counter[tuple[str, Any]] = Counter()
+        # Clients with no session, oldest first, with the time their last one ended.
+        self._idle: dict[tuple[str, Any], float] = {}
+
+    def __contains__(self, key: tuple[str, Any]) -> bool:
+        return key in self._limiters
+
+    def __len__(self) -> int:
+        return len(self._limiters)
+
+    def acquire(self, key: tuple[str, Any]) -> wire.RateLimiter:
+        """The limiter of C{key}, for one more session of it."""
+        self._forget_idle()
+        self._idle.pop(key, None)
+        self._sessions[key] += 1
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            limiter = wire.RateLimiter.per_second(self._rate, self._burst, self._grace, self._clock)
+            self._limiters[key] = limiter
+        return limiter
+
+    def release(self, key: tuple[str, Any]) -> None:
+        """One session of C{key} is over."""
+        self._sessions[key] -= 1
+        if self._sessions[key] <= 0:
+            del self._sessions[key]
+            self._idle[key] = self._clock.seconds()
+        self._forget_idle()
+
+    def _forget_idle(self) -> None:
+        now = self._clock.seconds()
+        for key, since in list(self._idle.items()):
+            if now - since < self._keep_idle:
+                break
+            del self._idle[key]
+            del self._limiters[key]
+
+    def stop(self) -> None:
+        """Forget every client."""
+        self._limiters.clear()
+        self._sessions.clear()
+        self._idle.clear()
+
+
+# ---------------------------------------------------------------------------
 # One session
 
 
@@ -149,10 +229,15 @@ class Session:
 
     _log = Logger()
 
-    def __init__(self, engine: "EngineIOServer", sid: str, address: str) -> None:
+    def __init__(
+        self, engine: "EngineIOServer", sid: str, address: str, user: Any = None
+    ) -> None:
         self.engine = engine
         self.sid = sid
         self.address = address
+        # The user the handshake authenticated (the server's WireContext), or None.
+        self.user = user
+        self.client_key = client_key(user, address)
         self.state = SessionState.POLLING
         self._config = engine.config
         self._clock = engine.clock
@@ -164,14 +249,11 @@ class Session:
         self._pong_call: IDelayedCall | None = None
         self._pong_deadline_refreshed = False
         self._upgrade_call: IDelayedCall | None = None
+        # The client's budget, shared with its other sessions and kept across
+        # reconnects (ClientRates).
         self._limiter: wire.RateLimiter | None = None
-        if self._config.messages_per_second is not None:
-            self._limiter = wire.RateLimiter.per_second(
-                self._config.messages_per_second,
-                self._config.burst,
-                engine.context.server_limits.rate_limit_grace,
-                self._clock,
-            )
+        if engine.client_rates is not None:
+            self._limiter = engine.client_rates.acquire(self.client_key)
 
     def __repr__(self) -> str:
         return f"<Session {self.sid} {self.state.value}>"
@@ -593,6 +675,33 @@ def write_error(request: "Request", error: EngineError, message: str | None = No
     request.finish()
 
 
+def _connection_request(request: "Request", host: str) -> ConnectionRequest:
+    """
+    A polling handshake as the server's C{authenticate} sees WebSocket ones: its
+    headers (names in lower case) and query; it has no WebSocket version,
+    subprotocols or extensions.
+    """
+    headers = {
+        name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
+        for name, values in request.requestHeaders.getAllRawHeaders()
+    }
+    params = {
+        name.decode("latin-1"): [v.decode("latin-1") for v in values]
+        for name, values in request.args.items()
+    }
+    return ConnectionRequest(
+        peer=f"tcp:{host}",
+        headers=headers,
+        host=headers.get("host", ""),
+        path=request.path.decode("latin-1"),
+        params=params,
+        version=None,
+        origin=headers.get("origin"),
+        protocols=[],
+        extensions=[],
+    )
+
+
 def _query(request: "Request", name: bytes) -> str | None:
     values = request.args.get(name)
     if not values:
@@ -658,9 +767,17 @@ class EngineIOServer:
         self._polling: dict[Session, _PollingConnection] = {}
         self._draining: dict[str, tuple[list[EnginePacket], IDelayedCall]] = {}
         self._new_sid = SessionIds()
+        self.client_rates: ClientRates | None = None
+        if config.messages_per_second is not None:
+            self.client_rates = ClientRates(
+                config.messages_per_second,
+                config.burst,
+                context.server_limits.rate_limit_grace,
+                clock,
+            )
         self.websocket_factory = wire.make_factory(
             EngineIOWebSocket,
-            # Rate limiting is per session (both transports), not per WebSocket, and
+            # Rate limiting is per client (both transports), not per WebSocket, and
             # Engine.IO's own ping/pong replaces Autobahn's WebSocket pings.
             wire.EndpointLimits(
                 max_message_size=config.max_payload, messages_per_second=None, auto_ping=False
@@ -680,6 +797,8 @@ class EngineIOServer:
             if call.active():
                 call.cancel()
         self._draining.clear()
+        if self.client_rates is not None:
+            self.client_rates.stop()
 
     def resource(self) -> "EngineIOResource":
         """The resource to mount at the Engine.IO path (C{/socket.io/})."""
@@ -698,8 +817,11 @@ class EngineIOServer:
                 session._close("internal error", drain=False, ws_code=wire.CloseCode.INTERNAL_ERROR)
 
     def forget(self, session: Session) -> None:
+        """C{session} is over (called once per session)."""
         self.sessions.pop(session.sid, None)
         self.polling_ended(session)
+        if self.client_rates is not None:
+            self.client_rates.release(session.client_key)
 
     def polling_ended(self, session: Session) -> None:
         connection = self._polling.pop(session, None)
@@ -713,8 +835,8 @@ class EngineIOServer:
         call = self.clock.callLater(delay, self._draining.pop, sid, None)
         self._draining[sid] = (packets, call)
 
-    def _new_session(self, address: str) -> Session:
-        session = Session(self, self._new_sid(), address)
+    def _new_session(self, address: str, user: Any) -> Session:
+        session = Session(self, self._new_sid(), address, user)
         self.sessions[session.sid] = session
         return session
 
@@ -726,7 +848,7 @@ class EngineIOServer:
                 return
             session.websocket_opened(ws)
             return
-        session = self._new_session(ws.address)
+        session = self._new_session(ws.address, ws.user)
         session.attach_websocket(ws)
         self._log.info(
             "Engine.IO session {sid} opened over websocket from {address}",
@@ -784,15 +906,46 @@ class EngineIOServer:
     def _handshake(self, request: "Request") -> int:
         address = request.getClientAddress()
         host = getattr(address, "host", str(address))
-        session = self._new_session(host)
+        # A client that goes away while it is being authenticated gets no session.
+        gone: list[Failure] = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def failed(failure: Failure) -> None:
+            # A store outage must not refuse the chat: the session is anonymous.
+            self._log.failure("Engine.IO: authenticating a polling handshake", failure)
+
+        def authenticated(user: Any) -> None:
+            if not gone:
+                self._open_polling(request, host, user)
+
+        d = maybeDeferred(
+            self.context.authenticate,
+            _connection_request(request, host),
+            self.context.origins.cookies_allowed,
+        )
+        d.addErrback(failed)
+        d.addCallback(authenticated)
+        d.addErrback(self._handshake_failed, request)
+        return NOT_DONE_YET
+
+    def _handshake_failed(self, failure: Failure, request: "Request") -> None:
+        self._log.failure("Engine.IO polling handshake failed", failure)
+        if not request.finished and not request.startedWriting:
+            request.setResponseCode(500)
+            request.setHeader("Content-Type", "application/json")
+            request.write(wire.encode({"code": 3, "message": "Internal error"}))
+            request.finish()
+
+    def _open_polling(self, request: "Request", host: str, user: Any) -> None:
+        session = self._new_session(host, user)
         connection = _PollingConnection(session)
         if not self.context.connections.admit(connection, host):
-            self.sessions.pop(session.sid, None)
+            self.forget(session)
             why = "Server shutting down" if self.context.connections.shutting_down else (
                 "Too many connections"
             )
             write_error(request, EngineError.FORBIDDEN, why)
-            return NOT_DONE_YET
+            return
         self._polling[session] = connection
         self._log.info(
             "Engine.IO session {sid} opened over polling from {address}",
@@ -805,7 +958,6 @@ class EngineIOServer:
             write_error(request, EngineError.FORBIDDEN)
         else:
             session.handle_get(request)
-        return NOT_DONE_YET
 
     def _refuse(self, request: "Request", error: EngineError) -> int:
         self._log.debug(

@@ -93,7 +93,10 @@ def parse_response(data: bytes) -> Response | None:
 
 
 class HTTPExchange:
-    """One HTTP/1.1 request on a connection of its own to C{site}."""
+    """
+    One HTTP/1.1 request on a connection of its own to C{site}, from C{address}
+    (by default the fake transport's, 192.168.1.1).
+    """
 
     def __init__(
         self,
@@ -103,9 +106,11 @@ class HTTPExchange:
         body: bytes = b"",
         headers: dict[str, str] | None = None,
         port: int = 40000,
+        address: str | None = None,
     ) -> None:
         self.protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
-        self.transport = FakeConnection()
+        peer = None if address is None else IPv4Address("TCP", address, port)
+        self.transport = FakeConnection(peerAddress=peer)
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
         all_headers = {"Host": "localhost"}
@@ -174,7 +179,12 @@ class WebSocketClient:
     """A raw WebSocket client on a fake connection: handshake, frames out, frames in."""
 
     def __init__(
-        self, site: Site, path: str, headers: dict[str, str] | None = None, port: int = 41000
+        self,
+        site: Site,
+        path: str,
+        headers: dict[str, str] | None = None,
+        port: int = 41000,
+        address: str | None = None,
     ) -> None:
         self.exchange = HTTPExchange(
             site,
@@ -188,6 +198,7 @@ class WebSocketClient:
                 **(headers or {}),
             },
             port=port,
+            address=address,
         )
         self.transport = self.exchange.transport
         self._read = 0
