@@ -68,7 +68,8 @@ class EngineIOConfig:
     max_payload: int = 1_000_000
     transports: tuple[str, ...] = (POLLING, WEBSOCKET)
     allow_upgrades: bool = True
-    # Packets per second per session, over both transports (DESIGN.md §2: chat 1000/s).
+    # Packets per second per client (ClientRates: its user, else its address), over
+    # all its sessions and both transports, across reconnects.  None: no limit.
     messages_per_second: float | None = 1000.0
     burst: int = 2000
 
