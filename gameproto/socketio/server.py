@@ -49,12 +49,12 @@ from gameproto.socketio.packets import (
 )
 
 ConnectHandler = Callable[["Socket", dict[str, Any]], Any]
+EventHandler = Callable[..., Any]
+DisconnectHandler = Callable[["Socket", str], None]
 
 # Why a session closes when a binary packet's attachments break their bounds.
 ATTACHMENTS_TOO_LARGE = "attachments too large"
 ATTACHMENTS_TIMEOUT = "attachments timeout"
-EventHandler = Callable[..., Any]
-DisconnectHandler = Callable[["Socket", str], None]
 
 
 class ConnectRefused(Exception):
