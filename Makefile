@@ -34,4 +34,4 @@ test: test-deps
 	$(VPY) -m tests.summary .trial-output.log
 
 clean:
-	rm -rf $(VENV) _trial_temp* .trial-output.log twisted/plugins/dropin.cache *.egg-info tests/interop/node_modules
+	rm -rf $(VENV) _trial_temp* .trial-output.log twisted/plugins/dropin.cache *.egg-info tests/interop/node_modules tests/socketio-protocol/node_modules

@@ -49,8 +49,9 @@ from tests.nodes import Node, ServerProcess  # noqa: E402
 from tests.redisserver import RedisServer  # noqa: E402
 
 ROOM = "bench"
-# Under the chat's default per-session limit (1000 packets/s): a benchmark measures
-# delivery, not the rate limiter.
+# Under the chat's default packet budget (1000 packets/s per client: per address for
+# these members, which have no token): a benchmark measures delivery, not the rate
+# limiter.  Each member connects from its own loopback address (member_address).
 SENDER_RATE = 0.9 * EngineIOConfig().messages_per_second
 ACK_TIMEOUT = 2.0
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -94,17 +95,23 @@ class Member(WebSocketClientProtocol):
         return d
 
 
+def member_address(i: int) -> str:
+    """Member C{i}'s own loopback address (all of 127.0.0.0/8 is the loopback)."""
+    return f"127.1.{i // 250}.{i % 250 + 1}"
+
+
 class Bench:
     def __init__(self) -> None:
         self.members: list[Member] = []
         self.latencies: list[float] = []
 
-    async def join(self, reactor: Any, port: int, name: str) -> Member:
+    async def join(self, reactor: Any, port: int, name: str, address: str) -> Member:
         factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket")
         factory.protocol = Member
         factory.bench = self
         factory.connected = defer.Deferred()
-        await endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, bindAddress=(address, 0))
+        await endpoint.connect(factory)
         member: Member = await factory.connected
         assert (await member.call("register", name)) == [True]
         return member
@@ -117,7 +124,10 @@ async def run(reactor: Any, nodes: int, clients: int, senders: int, duration: fl
     try:
         ports = [await server.start() for server in servers]
         bench = Bench()
-        members = [await bench.join(reactor, ports[i % nodes], f"user{i}") for i in range(clients)]
+        members = [
+            await bench.join(reactor, ports[i % nodes], f"user{i}", member_address(i))
+            for i in range(clients)
+        ]
         await task.deferLater(reactor, 1.0, lambda: None)  # joins settle everywhere
         for member in members:
             member.received = 0
@@ -126,7 +136,7 @@ async def run(reactor: Any, nodes: int, clients: int, senders: int, duration: fl
         stop_at = time.perf_counter() + duration
 
         async def sender(member: Member) -> None:
-            # Each sender stays under the chat's per-session rate (past it the server
+            # Each sender stays under its packet budget (past it the server
             # drops packets, whose acks then never come), and gives up on an ack that
             # does not come within ACK_TIMEOUT rather than waiting forever.
             nonlocal sent, lost

@@ -48,8 +48,11 @@ async function main() {
   const joined = new Promise((resolve) => { allJoined = resolve; });
 
   for (let i = 0; i < clients; i++) {
+    // Each member connects from its own loopback address, as distinct users would:
+    // gameproto's packet budget is per address for clients without a token.
     const socket = io(url, {
       transports: ["websocket"], auth: { room }, forceNew: true, reconnection: false,
+      localAddress: `127.1.${Math.floor(i / 250)}.${(i % 250) + 1}`,
     });
     socket.on("message", (m) => {
       if (m.from === "Server") {

@@ -5,8 +5,10 @@ Helpers shared by the tests: external tools, free ports, real server processes.
 import importlib
 import os
 import shutil
+from pathlib import Path
 from types import ModuleType
 
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest
 
 
@@ -40,3 +42,18 @@ def require_module(name: str) -> ModuleType:
         if running_in_ci():
             raise AssertionError(message) from None
         raise SkipTest(message) from None
+
+
+async def npm_ci(directory: Path, package: str) -> None:
+    """
+    Install the npm packages locked in C{directory} (.ci/test-deps does it ahead),
+    unless C{package} is there already.
+    """
+    if (directory / "node_modules" / package).is_dir():
+        return
+    npm = require_tool("npm")
+    out, err, code = await getProcessOutputAndValue(
+        npm, ["ci", "--no-audit", "--no-fund"], env=dict(os.environ), path=str(directory)
+    )
+    if code != 0:
+        raise AssertionError(f"npm ci in {directory} failed: {err.decode(errors='replace')}")

@@ -21,7 +21,7 @@ from gameproto.chat.names import normalise_name
 from gameproto.chat.presence import IPresence, LocalPresence
 from gameproto.socketio.engineio import EngineIOConfig
 from gameproto.socketio.server import SocketIOServer
-from gameproto.socketio.testing import FakeSession, HTTPExchange, fake_context
+from gameproto.socketio.testing import FakeSession, HTTPExchange, WebSocketClient, fake_context
 
 
 def events(sent: list[str | bytes]) -> list[Any]:
@@ -467,3 +467,89 @@ class PingTimeoutTests(SynchronousTestCase):
             b'42["message",{"from":"Server","message":"alice left the chat"}]',
         )
         self.assertNotIn(alice, chat.engine.sessions)
+
+
+class FloodTests(SynchronousTestCase):
+    """
+    The packet budget of a client is its user's or, anonymous, its address's: it
+    is shared by the client's sessions and survives reconnects.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.patch(txaio.config, "loop", self.clock)
+        root = web.Tree()
+        # A small budget keeps the test short: 100 packets/s, burst 200, and the
+        # server's 5 s over the limit before the close.
+        config = EngineIOConfig(messages_per_second=100, burst=200)
+        self.chat = mount_chat(root, fake_context(self.clock), self.clock, config=config)
+        self.site = web.make_site(root, self.clock)
+        self.port = 20000
+
+    def member(self, address: str, name: str) -> WebSocketClient:
+        self.port += 1
+        ws = WebSocketClient(
+            self.site, "/socket.io/?EIO=4&transport=websocket", address=address, port=self.port
+        )
+        ws.messages()
+        self.clock.advance(0)
+        ws.send_text("40")
+        ws.send_text('421["register","%s"]' % name)
+        self.clock.advance(0)
+        ws.messages()
+        return ws
+
+    def heard(self, ws: WebSocketClient, sender: str) -> int:
+        """How many chat messages from C{sender} C{ws} has received since last asked."""
+        return sum(
+            1
+            for message in ws.messages()
+            if isinstance(message, str)
+            and message.startswith('42["message",{"from":"%s"' % sender)
+        )
+
+    def test_reconnecting_does_not_reset_the_budget(self) -> None:
+        """
+        A member flooding a room is closed with 4008 after 5 s over its rate; when
+        it reconnects at once from the same address its first packet closes it
+        again and nothing more reaches the room.  Once its budget has refilled it
+        may come back and talk.
+        """
+        listener = self.member("10.0.0.2", "listener")
+        flooder = self.member("10.0.0.1", "flooder")
+        say = '42["message",{"message":"spam"}]'
+        for _ in range(200):
+            flooder.send_text(say)
+        while not flooder.closed:  # twice the rate
+            self.clock.advance(0.1)
+            for _ in range(20):
+                flooder.send_text(say)
+            flooder.messages()
+        self.assertEqual(flooder.close_code, 4008)
+        self.assertGreater(self.heard(listener, "flooder"), 0)
+
+        again = self.member("10.0.0.1", "flooder")
+        for _ in range(10):
+            again.send_text(say)
+        self.assertEqual((again.closed, again.close_code), (True, 4008))
+        self.assertEqual(self.heard(listener, "flooder"), 0)
+
+        self.clock.advance(3)  # burst / rate + 1 s: as good as new
+        back = self.member("10.0.0.1", "flooder")
+        back.send_text(say)
+        self.assertEqual(self.heard(listener, "flooder"), 1)
+        self.assertFalse(back.closed)
+
+    def test_sessions_of_one_address_share_the_budget(self) -> None:
+        """
+        Two anonymous sessions from one address draw on one budget: once the
+        first has spent it, the second's messages are dropped too.
+        """
+        listener = self.member("10.0.0.2", "listener")
+        first = self.member("10.0.0.1", "first")
+        second = self.member("10.0.0.1", "second")
+        for _ in range(200):
+            first.send_text('42["message",{"message":"a"}]')
+        self.heard(listener, "first")
+        second.send_text('42["message",{"message":"b"}]')
+        self.assertEqual(self.heard(listener, "second"), 0)

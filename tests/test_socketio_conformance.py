@@ -11,7 +11,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import wire
 from gameproto.socketio.conformance import conformance_site, open_context
-from gameproto.socketio.testing import HTTPExchange, Response
+from gameproto.socketio.testing import (
+    HTTPExchange,
+    OneMessagePerTurnClient,
+    ReactorTurnClock,
+    Response,
+    WebSocketClient,
+)
 
 
 class ConformanceTests(SynchronousTestCase):
@@ -80,3 +86,27 @@ class ConformanceTests(SynchronousTestCase):
         self.clock.advance(0.05)  # past 1.0 s, whatever the float rounding
         self.assertEqual(poll.response.body, b"1")  # type: ignore[union-attr]
         self.assertEqual(self.respond("GET", query).json()["code"], 1)
+
+    def test_one_message_per_turn_client(self) -> None:
+        """
+        A client that handles one WebSocket message per turn of its event loop (the
+        official suite's C{initSocketIOConnection}) gets the CONNECT reply, then the
+        connect handler's C{auth} emit in a later read: the reply leaves the server
+        on its own, and nothing is lost.
+        """
+        clock = ReactorTurnClock()
+        self.patch(txaio.config, "loop", clock)
+        site = conformance_site(clock, open_context(clock))
+        ws = WebSocketClient(site, "/socket.io/?EIO=4&transport=websocket")
+        client = OneMessagePerTurnClient(ws, clock)
+        handshake = client.next_message()
+        self.assertTrue(str(handshake).startswith('0{"sid":'), handshake)
+        ws.send_text('40{"token":"123"}')
+        reply = client.next_message()
+        self.assertTrue(str(reply).startswith('40{"sid":'), reply)
+        self.assertEqual(client.next_message(), '42["auth",{"token":"123"}]')
+        ws.send_text("40/custom")
+        reply = client.next_message()
+        self.assertTrue(str(reply).startswith('40/custom,{"sid":'), reply)
+        self.assertEqual(client.next_message(), '42/custom,["auth",{}]')
+        self.assertEqual(client.lost, [])

@@ -7,8 +7,11 @@ Expected values are the official server's, from the protocol notes.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
+import attrs
 import txaio
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -455,6 +458,8 @@ class WebSocketTests(EngineTestCase):
     def open_ws(self) -> tuple[WebSocketClient, str]:
         ws = self.websocket("EIO=4&transport=websocket")
         [open_packet] = ws.messages()
+        # What follows the open packet waits until it is written: a reactor turn.
+        self.clock.advance(0)
         return ws, self.decode_open(open_packet)["sid"]  # type: ignore[arg-type]
 
     def test_messages(self) -> None:
@@ -617,3 +622,117 @@ class ShutdownTests(EngineTestCase):
         ws.messages()
         ws.send_close()
         self.assertEqual(len(self.context.connections), 0)
+
+
+@attrs.frozen
+class Member:
+    username: str
+
+
+def token_context(clock: Clock) -> wire.WireContext:
+    """A context whose handshakes name their user: C{Authorization: Token NAME}."""
+
+    def authenticate(request: Any, cookies_allowed: bool) -> Deferred[Member | None]:
+        header = request.headers.get("authorization", "")
+        return succeed(Member(header[len("Token ") :]) if header.startswith("Token ") else None)
+
+    return wire.WireContext(
+        clock=clock,
+        connections=wire.Connections(wire.ServerLimits(), clock),
+        origins=wire.OriginPolicy.from_list([]),
+        authenticate=authenticate,
+    )
+
+
+class ClientRateTests(SynchronousTestCase):
+    """
+    The packet budget is per client: its user's when the handshake names one, else
+    its address's; shared by its sessions over both transports; kept after its last
+    session until it is as good as new.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.patch(txaio.config, "loop", self.clock)
+        self.app = RecordingApp()
+        root = web.Tree()
+        self.engine = mount_socketio(
+            root,
+            PATH,
+            self.app,
+            token_context(self.clock),
+            self.clock,
+            EngineIOConfig(messages_per_second=10, burst=20),
+        )
+        self.site = web.make_site(root, self.clock)
+        self.port = 30000
+
+    def websocket(self, address: str, user: str | None = None) -> tuple[WebSocketClient, Session]:
+        self.port += 1
+        headers = {} if user is None else {"Authorization": f"Token {user}"}
+        ws = WebSocketClient(
+            self.site, PATH + "?EIO=4&transport=websocket", headers, self.port, address
+        )
+        [open_packet] = ws.messages()
+        self.clock.advance(0)
+        return ws, self.engine.sessions[wire.decode(str(open_packet)[1:])["sid"]]
+
+    def polling(self, address: str, user: str | None = None) -> Session:
+        self.port += 1
+        headers = {} if user is None else {"Authorization": f"Token {user}"}
+        response = HTTPExchange(
+            self.site, "GET", PATH + "?EIO=4&transport=polling", b"", headers, self.port, address
+        ).response
+        assert response is not None
+        return self.engine.sessions[wire.decode(response.body[1:])["sid"]]
+
+    def post(self, session: Session, body: bytes) -> None:
+        self.port += 1
+        HTTPExchange(
+            self.site, "POST", PATH + f"?EIO=4&transport=polling&sid={session.sid}", body,
+            port=self.port, address=session.address,
+        )
+
+    def test_user_across_addresses_and_transports(self) -> None:
+        """
+        Alice's WebSocket from one address and her polling session from another
+        share one budget; Bob, and an anonymous client, at Alice's first address
+        have their own.
+        """
+        alice_ws, alice = self.websocket("10.0.0.1", "alice")
+        alice_polling = self.polling("10.0.0.2", "alice")
+        self.assertEqual((alice.user, alice_polling.user), (Member("alice"), Member("alice")))
+        for i in range(20):
+            alice_ws.send_text(f"4a{i}")
+        self.assertEqual(len(self.app.messages), 20)
+        self.post(alice_polling, b"4more")
+        bob_ws, bob = self.websocket("10.0.0.1", "bob")
+        bob_ws.send_text("4bob")
+        anonymous_ws, anonymous = self.websocket("10.0.0.1")
+        self.assertIsNone(anonymous.user)
+        anonymous_ws.send_text("4anonymous")
+        self.assertEqual(self.app.messages[20:], ["bob", "anonymous"])
+
+    def test_budget_outlives_the_session(self) -> None:
+        """
+        A client's budget is kept after its last session closes for burst / rate + 1
+        seconds (3 s here); past that, the next session that opens or closes anywhere
+        forgets it, and its memory goes with it.
+        """
+        rates = self.engine.client_rates
+        assert rates is not None
+        _, session = self.websocket("10.0.0.1")
+        key = ("address", "10.0.0.1")
+        session.close()
+        self.clock.advance(2.9)
+        self.websocket("10.0.0.9")
+        self.assertIn(key, rates)
+        _, again = self.websocket("10.0.0.1")  # back in time: the same budget
+        again.close()
+        self.clock.advance(2.9)
+        self.websocket("10.0.0.9")
+        self.assertIn(key, rates)
+        self.clock.advance(0.2)
+        self.websocket("10.0.0.9")
+        self.assertNotIn(key, rates)
+        self.assertEqual(len(rates), 1)  # 10.0.0.9's, whose sessions are open

@@ -289,7 +289,8 @@ def first_status(data: bytes) -> int | None:
 class GoodClient:
     """A well-behaved chat client over a raw WebSocket that answers every ping."""
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, clock: Clock) -> None:
+        self.clock = clock
         self.ws = WebSocketClient(site, PATH + "?EIO=4&transport=websocket", port=50000)
         self.inbox: list[str | bytes] = []
         self.pump()
@@ -299,7 +300,11 @@ class GoodClient:
         self.pump()
 
     def pump(self) -> list[str | bytes]:
-        """Read what arrived, answer Engine.IO pings, keep the rest in C{inbox}."""
+        """
+        Read what arrived by the end of a reactor turn, answer Engine.IO pings,
+        keep the rest in C{inbox}.
+        """
+        self.clock.advance(0)
         for message in self.ws.messages():
             if message == "2":
                 self.ws.send_text("3")
@@ -395,7 +400,7 @@ class InMemoryFuzzTests(SynchronousTestCase):
         """
         fuzzer = Fuzzer(SEED)
         self.rng = fuzzer.rng
-        good = GoodClient(self.site)
+        good = GoodClient(self.site, self.clock)
         self.assertTrue(good.inbox and str(good.inbox[0]).startswith('40{"sid":'), good.inbox)
         kinds: dict[str, int] = {"http": 0, "websocket": 0}
         for case in range(CASES):

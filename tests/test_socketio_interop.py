@@ -22,21 +22,10 @@ from twisted.trial.unittest import SkipTest, TestCase
 from gameproto import web, wire
 from gameproto.chat import mount_chat
 from gameproto.socketio.conformance import conformance_site, open_context
-from tests.support import require_tool, running_in_ci
+from tests.support import npm_ci, require_tool, running_in_ci
 
 INTEROP = Path(__file__).parent / "interop"
 CLIENT_DEADLINE = 60.0
-
-async def npm_install() -> None:
-    """Install tests/interop's locked packages if they are not there yet."""
-    if (INTEROP / "node_modules" / "socket.io-client").is_dir():
-        return
-    npm = require_tool("npm")
-    out, err, code = await getProcessOutputAndValue(
-        npm, ["ci", "--no-audit", "--no-fund"], env=dict(os.environ), path=str(INTEROP)
-    )
-    if code != 0:
-        raise AssertionError(f"npm ci failed: {err.decode(errors='replace')}")
 
 
 class InteropTestCase(TestCase):
@@ -110,7 +99,7 @@ class InteropTestCase(TestCase):
 class NodeClientTests(InteropTestCase):
     async def run_node(self, mode: str) -> dict[str, Any]:
         node = require_tool("node")
-        await npm_install()
+        await npm_ci(INTEROP, "socket.io-client")
         return await self.run_client(node, "chat_client.js", mode)
 
     def check_node(self, result: dict[str, Any], transport: str) -> None:

@@ -6,6 +6,7 @@ Engine.IO session (the transport is tested in test_socketio_engineio).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import txaio
@@ -14,6 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import web, wire
+from gameproto.socketio.engineio import EngineIOConfig
 from gameproto.socketio.packets import (
     PacketError,
     SocketPacket,
@@ -403,6 +405,63 @@ class EventTests(ServerTestCase):
         session.receive(b"x")
         self.assertTrue(session.closed)
 
+    def test_incomplete_binary_packet_times_out(self) -> None:
+        """
+        A header announcing 10 attachments followed by only 9 closes the session 10 s
+        after the header with "attachments timeout", and the session's buffers are
+        released: nothing refers to the attachments any more.
+        """
+        session = self.session("0")
+        placeholders = ",".join('{"_placeholder":true,"num":%d}' % i for i in range(10))
+        session.receive('510-["echo",%s]' % placeholders)
+        chunk = bytes(90_000)
+        unheld = sys.getrefcount(chunk)
+        for _ in range(9):
+            session.receive(chunk)
+        self.assertEqual(sys.getrefcount(chunk), unheld + 9)  # the session holds them
+        self.clock.advance(9.9)
+        self.assertFalse(session.closed)
+        self.clock.advance(0.2)
+        self.assertEqual(session.close_reason, "attachments timeout")
+        self.assertEqual(sys.getrefcount(chunk), unheld)
+        self.assertNotIn(session, self.server._clients)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_attachments_over_max_payload_close(self) -> None:
+        """
+        The attachments of one packet may add up to maxPayload bytes, not one more:
+        past it the session closes at once with "attachments too large", holding
+        nothing.
+        """
+        session = FakeSession(self.server, max_payload=1000).open()
+        session.receive("0")
+        placeholders = ",".join('{"_placeholder":true,"num":%d}' % i for i in range(3))
+        session.receive('53-["echo",%s]' % placeholders)
+        chunk = bytes(600)
+        unheld = sys.getrefcount(chunk)
+        session.receive(chunk)
+        session.receive(bytes(400))  # 1000 bytes so far: allowed
+        self.assertFalse(session.closed)
+        session.receive(b"x")
+        self.assertEqual(session.close_reason, "attachments too large")
+        self.assertEqual(sys.getrefcount(chunk), unheld)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_binary_packet_in_time_leaves_no_deadline(self) -> None:
+        """
+        A binary packet completed in time reaches its handler, and its deadline is
+        gone: the session stays open long after.
+        """
+        session = self.session("0")
+        session.take()
+        session.receive('52-1["echo",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
+        session.receive(b"a")
+        self.clock.advance(9)
+        session.receive(b"b")
+        self.assertEqual(session.take()[1:], [b"a", b"b"])
+        self.clock.advance(60)
+        self.assertFalse(session.closed)
+
     def test_server_emit_with_callback(self) -> None:
         """
         An emit with a callback carries an ack id; the client's ACK calls it once.
@@ -509,9 +568,12 @@ class RawWebSocketTests(SynchronousTestCase):
     def connected(self) -> WebSocketClient:
         ws = WebSocketClient(self.site, "/socket.io/?EIO=4&transport=websocket")
         ws.messages()
+        # What follows the open packet and the CONNECT reply waits a reactor turn.
+        self.clock.advance(0)
         ws.send_text("40")
         [reply] = ws.messages()
         self.assertTrue(reply.startswith('40{"sid":'), reply)  # type: ignore[union-attr]
+        self.clock.advance(0)
         return ws
 
     def test_unknown_namespace(self) -> None:
@@ -521,6 +583,7 @@ class RawWebSocketTests(SynchronousTestCase):
         """
         ws = WebSocketClient(self.site, "/socket.io/?EIO=4&transport=websocket")
         ws.messages()
+        self.clock.advance(0)
         ws.send_text("40/nope,")
         self.assertEqual(ws.messages(), ['44/nope,{"message":"Invalid namespace"}'])
         ws.send_text("40")
@@ -573,3 +636,141 @@ class RawWebSocketTests(SynchronousTestCase):
         self.clock.advance(25)
         self.assertEqual(ws.messages(), ["2"])
         self.assertFalse(ws.closed)
+
+
+class ConnectReplyAloneTests(SynchronousTestCase):
+    """
+    The CONNECT reply leaves in a write of its own: what follows it waits until it
+    has been written out (a reactor turn), then until the client speaks or 10 ms
+    have passed.  Nothing else is held.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.patch(txaio.config, "loop", self.clock)
+        self.server = SocketIOServer(self.clock)
+        self.namespace = self.server.of("/")
+        self.namespace.on_connect(lambda socket, auth: socket.emit("hello", auth))
+        self.namespace.on("echo")(lambda socket, *args: args)
+        root = web.Tree()
+        mount_socketio(root, "/socket.io/", self.server, fake_context(self.clock), self.clock)
+        self.site = web.make_site(root, self.clock)
+
+    def connect(self) -> WebSocketClient:
+        """A client that has read the open packet and the CONNECT reply, alone."""
+        ws = WebSocketClient(self.site, "/socket.io/?EIO=4&transport=websocket")
+        [open_packet] = ws.messages()
+        self.assertTrue(str(open_packet).startswith("0{"), open_packet)
+        self.clock.advance(0)  # the open packet is written out
+        ws.send_text('40{"n":1}')  # the client speaks: nothing waits behind the open packet
+        [reply] = ws.messages()
+        self.assertTrue(str(reply).startswith('40{"sid":'), reply)
+        return ws
+
+    def test_silent_client_gets_the_rest_after_10_ms(self) -> None:
+        """
+        A client that says nothing after the CONNECT reply gets the connect
+        handler's emit 10 ms after the reply was written, not before.
+        """
+        ws = self.connect()
+        self.clock.advance(0)  # written out
+        self.clock.advance(0.009)
+        self.assertEqual(ws.messages(), [])
+        self.clock.advance(0.002)  # past 10 ms, whatever the float rounding
+        self.assertEqual(ws.messages(), ['42["hello",{"n":1}]'])
+
+    def test_client_that_speaks_gets_the_rest_at_once(self) -> None:
+        """
+        A packet from the client once the reply is written out releases what waits
+        at once, in order: the emit, then the ack of the client's event.
+        """
+        ws = self.connect()
+        self.clock.advance(0)
+        ws.send_text('421["echo","x"]')
+        self.assertEqual(ws.messages(), ['42["hello",{"n":1}]', '431["x"]'])
+
+    def test_broadcasts_are_not_held(self) -> None:
+        """
+        Once the first packets are out, everything sent to a socket in one turn is
+        written at once, with no clock advance: a room broadcast is not delayed.
+        """
+        ws = self.connect()
+        self.clock.advance(0)
+        self.clock.advance(0.011)
+        self.assertEqual(ws.messages(), ['42["hello",{"n":1}]'])
+        for i in range(3):
+            self.namespace.emit("news", i)
+        self.assertEqual(ws.messages(), ['42["news",0]', '42["news",1]', '42["news",2]'])
+
+    def test_close_writes_what_waits_first(self) -> None:
+        """
+        A session closed while packets wait behind the reply sends them before the
+        close frame.
+        """
+        ws = self.connect()
+        [session] = self.server._clients
+        session.close("server disconnect")
+        self.assertEqual(ws.messages(), ['42["hello",{"n":1}]'])
+        self.assertTrue(ws.closed)
+        self.clock.advance(1)  # the timers that were set end quietly
+        self.assertEqual(ws.messages(), [])
+
+
+class AttachmentLimitsOverWebSocketTests(SynchronousTestCase):
+    """The bounds of a binary packet's attachments, over a raw WebSocket."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.patch(txaio.config, "loop", self.clock)
+        self.server = SocketIOServer(self.clock)
+        self.server.of("/").on("echo")(lambda socket, *args: args)
+        root = web.Tree()
+        config = EngineIOConfig(ping_interval=1.0, ping_timeout=1.0, max_payload=10_000)
+        self.engine = mount_socketio(
+            root, "/socket.io/", self.server, fake_context(self.clock), self.clock, config
+        )
+        self.site = web.make_site(root, self.clock)
+
+    def connected(self) -> WebSocketClient:
+        ws = WebSocketClient(self.site, "/socket.io/?EIO=4&transport=websocket")
+        ws.messages()
+        self.clock.advance(0)
+        ws.send_text("40")
+        ws.messages()
+        return ws
+
+    def test_nine_of_ten_attachments_while_answering_pings(self) -> None:
+        """
+        Ten attachments announced, nine sent, every ping answered: 10 s after the
+        header the session is closed with "attachments timeout" and nothing of it
+        is left in the servers.
+        """
+        ws = self.connected()
+        placeholders = ",".join('{"_placeholder":true,"num":%d}' % i for i in range(10))
+        ws.send_text('4510-["echo",%s]' % placeholders)
+        for _ in range(9):
+            ws.send_binary(bytes(1000))
+        for _ in range(99):
+            self.clock.advance(0.1)
+            for message in ws.messages():
+                if message == "2":
+                    ws.send_text("3")
+        self.assertFalse(ws.closed)
+        self.clock.advance(0.2)
+        ws.messages()
+        self.assertEqual((ws.close_code, ws.close_reason), (1000, "attachments timeout"))
+        self.assertEqual((self.engine.sessions, self.server._clients), ({}, {}))
+
+    def test_attachments_over_max_payload(self) -> None:
+        """
+        Attachments adding up to more than maxPayload close the session at once,
+        though each frame is under it.
+        """
+        ws = self.connected()
+        placeholders = ",".join('{"_placeholder":true,"num":%d}' % i for i in range(2))
+        ws.send_text('452-["echo",%s]' % placeholders)
+        ws.send_binary(bytes(6000))
+        ws.send_binary(bytes(6000))
+        ws.messages()
+        self.assertEqual((ws.close_code, ws.close_reason), (1000, "attachments too large"))
+        self.assertEqual((self.engine.sessions, self.server._clients), ({}, {}))

@@ -110,7 +110,8 @@ def main(argv: list[str]) -> None:
         options["port"], conformance_site(reactor), interface=options["interface"]
     )
     # One line on stdout, for scripts and tests that start it on port 0.
-    print(f"listening on {port.getHost().port}", flush=True)
+    address = port.getHost()
+    print(f"listening on {address.host}:{address.port}", flush=True)
     reactor.run()  # type: ignore[attr-defined]
 
 

@@ -52,6 +52,10 @@ ConnectHandler = Callable[["Socket", dict[str, Any]], Any]
 EventHandler = Callable[..., Any]
 DisconnectHandler = Callable[["Socket", str], None]
 
+# Why a session closes when a binary packet's attachments break their bounds.
+ATTACHMENTS_TOO_LARGE = "attachments too large"
+ATTACHMENTS_TIMEOUT = "attachments timeout"
+
 
 class ConnectRefused(Exception):
     """
@@ -197,10 +201,13 @@ class Socket:
         self.connected = True
         for room in self.rooms:
             self.namespace._index(self, room)
+        # Alone: a client that handles one WebSocket message per turn (the official
+        # protocol test-suite) awaits the reply, then the connect handler's emits.
         self.session.send(
             encode_socket_packet(
                 SocketPacket(SocketType.CONNECT, self.namespace.name, {"sid": self.id})
-            )
+            ),
+            alone=True,
         )
         early, self._early = self._early, []
         for encoded in early:
@@ -368,6 +375,16 @@ class Namespace:
 # One Engine.IO session speaking Socket.IO
 
 
+@attrs.define
+class _PendingBinary:
+    """A binary packet whose attachments are arriving."""
+
+    packet: SocketPacket
+    deadline: IDelayedCall
+    buffers: list[bytes] = attrs.Factory(list)
+    size: int = 0
+
+
 class _Client:
     """The Socket.IO state of one Engine.IO session: its sockets, one per namespace."""
 
@@ -378,7 +395,7 @@ class _Client:
         self.session = session
         self.sockets: dict[str, Socket] = {}
         self._connecting: dict[str, Socket] = {}
-        self._binary: tuple[SocketPacket, list[bytes]] | None = None
+        self._binary: _PendingBinary | None = None
         self._connect_timer: IDelayedCall | None = server.clock.callLater(
             server.connect_timeout, self._connect_timed_out
         )
@@ -420,25 +437,49 @@ class _Client:
             self._protocol_error(str(e))
             return
         if packet.type in (SocketType.BINARY_EVENT, SocketType.BINARY_ACK):
-            self._binary = (packet, [])
+            # Its attachments (at most 10, checked by the parser) must arrive in
+            # time and fit in maxPayload together: a client must not make the
+            # server hold megabytes for a packet it never completes.
+            deadline = self.server.clock.callLater(
+                self.server.attachments_timeout, self._attachments_timed_out
+            )
+            self._binary = _PendingBinary(packet, deadline)
         else:
             self._dispatch(packet)
 
     def _attachment(self, data: bytes) -> None:
-        if self._binary is None:
+        pending = self._binary
+        if pending is None:
             self._protocol_error("unexpected binary message")
             return
-        packet, buffers = self._binary
-        buffers.append(data)
-        if len(buffers) < packet.attachments:
+        pending.size += len(data)
+        if pending.size > self.session.max_payload:
+            self._drop_binary()
+            self._log.info(
+                "Socket.IO session {sid}: attachments over maxPayload", sid=self.session.sid
+            )
+            self.session.close(ATTACHMENTS_TOO_LARGE)
             return
-        self._binary = None
+        pending.buffers.append(data)
+        if len(pending.buffers) < pending.packet.attachments:
+            return
+        self._drop_binary()
         try:
-            payload = reconstruct(packet.data, buffers)
+            payload = reconstruct(pending.packet.data, pending.buffers)
         except PacketError as e:
             self._protocol_error(str(e))
             return
-        self._dispatch(attrs.evolve(packet, data=payload))
+        self._dispatch(attrs.evolve(pending.packet, data=payload))
+
+    def _attachments_timed_out(self) -> None:
+        self._binary = None
+        self._log.info("Socket.IO session {sid}: attachments not in time", sid=self.session.sid)
+        self.session.close(ATTACHMENTS_TIMEOUT)
+
+    def _drop_binary(self) -> None:
+        if self._binary is not None and self._binary.deadline.active():
+            self._binary.deadline.cancel()
+        self._binary = None
 
     def _dispatch(self, packet: SocketPacket) -> None:
         name = packet.namespace
@@ -512,7 +553,7 @@ class _Client:
         if self._connect_timer is not None and self._connect_timer.active():
             self._connect_timer.cancel()
         self._connect_timer = None
-        self._binary = None
+        self._drop_binary()
         for socket in list(self.sockets.values()):
             socket._closed(reason)
 
@@ -527,13 +568,22 @@ class SocketIOServer:
     packets to its namespaces.  Only namespaces created with L{of} exist; a CONNECT
     to any other gets C{{"message": "Invalid namespace"}}.
 
-    @param clock: runs the connect timeout.
+    @param clock: runs the connect and attachments timeouts.
     @param connect_timeout: seconds a new session has to connect to a namespace.
+    @param attachments_timeout: seconds a binary packet has to receive all its
+        attachments, counted from its header; past it, or past maxPayload bytes of
+        attachments, the session is closed.
     """
 
-    def __init__(self, clock: IReactorTime, connect_timeout: float = 45.0) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        connect_timeout: float = 45.0,
+        attachments_timeout: float = 10.0,
+    ) -> None:
         self.clock = clock
         self.connect_timeout = connect_timeout
+        self.attachments_timeout = attachments_timeout
         self.namespaces: dict[str, Namespace] = {}
         self._clients: dict[Session, _Client] = {}
 

@@ -17,6 +17,7 @@ import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python.failure import Failure
 from twisted.web.server import Site
@@ -92,7 +93,10 @@ def parse_response(data: bytes) -> Response | None:
 
 
 class HTTPExchange:
-    """One HTTP/1.1 request on a connection of its own to C{site}."""
+    """
+    One HTTP/1.1 request on a connection of its own to C{site}, from C{address}
+    (by default the fake transport's, 192.168.1.1).
+    """
 
     def __init__(
         self,
@@ -102,9 +106,11 @@ class HTTPExchange:
         body: bytes = b"",
         headers: dict[str, str] | None = None,
         port: int = 40000,
+        address: str | None = None,
     ) -> None:
         self.protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
-        self.transport = FakeConnection()
+        peer = None if address is None else IPv4Address("TCP", address, port)
+        self.transport = FakeConnection(peerAddress=peer)
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
         all_headers = {"Host": "localhost"}
@@ -173,7 +179,12 @@ class WebSocketClient:
     """A raw WebSocket client on a fake connection: handshake, frames out, frames in."""
 
     def __init__(
-        self, site: Site, path: str, headers: dict[str, str] | None = None, port: int = 41000
+        self,
+        site: Site,
+        path: str,
+        headers: dict[str, str] | None = None,
+        port: int = 41000,
+        address: str | None = None,
     ) -> None:
         self.exchange = HTTPExchange(
             site,
@@ -187,6 +198,7 @@ class WebSocketClient:
                 **(headers or {}),
             },
             port=port,
+            address=address,
         )
         self.transport = self.exchange.transport
         self._read = 0
@@ -236,11 +248,67 @@ class WebSocketClient:
                 out.append(payload)
             elif opcode == CLOSE:
                 self.close_code = struct.unpack("!H", payload[:2])[0] if payload else None
+                self.close_reason = payload[2:].decode("utf-8", "replace")
                 self.closed = True
         return out
 
     close_code: int | None = None
+    close_reason: str | None = None
     closed = False
+
+
+class ReactorTurnClock(Clock):
+    """
+    A C{Clock} whose C{advance} runs timed calls as one turn of a reactor does: the
+    calls due when it starts.  A call that one of them makes waits for the next
+    C{advance}, even with no delay (C{Clock} would run it at once), as a reactor
+    runs it only after its next I/O step.
+    """
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        self._sortCalls()
+        due = [call for call in self.calls if call.getTime() <= self.seconds()]
+        for call in due:
+            # An earlier call may have cancelled or postponed it.
+            if call in self.calls and call.getTime() <= self.seconds():
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+
+
+class OneMessagePerTurnClient:
+    """
+    A client that handles one WebSocket message per turn of its event loop, as the
+    official socket.io-protocol test-suite does: it awaits a message, and the other
+    messages that came in the same read are lost, their listener not set yet.
+
+    The server runs on a L{ReactorTurnClock}.  A turn of a Twisted reactor runs the
+    timed calls that are due, then its I/O step sends what was written: each read
+    here follows C{clock.advance(0)}.
+    """
+
+    def __init__(self, ws: WebSocketClient, clock: ReactorTurnClock) -> None:
+        self.ws = ws
+        self.clock = clock
+        self.lost: list[str | bytes] = []
+
+    def next_message(self, timeout: float = 5.0, step: float = 0.01) -> str | bytes | None:
+        """
+        The first message of the next read that has any (C{None} after C{timeout}
+        seconds of the clock); the rest of that read goes to L{lost}.
+        """
+        waited = 0.0
+        while True:
+            self.clock.advance(0)
+            messages = self.ws.messages()
+            if messages:
+                self.lost.extend(messages[1:])
+                return messages[0]
+            if waited >= timeout or self.ws.closed:
+                return None
+            self.clock.advance(step)
+            waited += step
 
 
 # ---------------------------------------------------------------------------
@@ -253,10 +321,17 @@ class FakeSession:
     L{close} tells the app, as the real session does.
     """
 
-    def __init__(self, app: Any, sid: str = "fake-sid", address: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        app: Any,
+        sid: str = "fake-sid",
+        address: str = "127.0.0.1",
+        max_payload: int = 1_000_000,
+    ) -> None:
         self.app = app
         self.sid = sid
         self.address = address
+        self.max_payload = max_payload
         self.transport = "websocket"
         self.sent: list[str | bytes] = []
         self.closed = False
@@ -269,7 +344,7 @@ class FakeSession:
     def receive(self, data: str | bytes) -> None:
         self.app.message_received(self, data)
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes, *, alone: bool = False) -> None:
         if not self.closed:
             self.sent.append(data)
 
