@@ -34,10 +34,25 @@ def nowhere(username: str) -> Place:
     return None, None
 
 
+def no_cookie(request: IRequest) -> str | None:
+    return None
+
+
 class AccountsAPI:
-    def __init__(self, accounts: Accounts, whereabouts: Whereabouts = nowhere) -> None:
+    """
+    @param cookie_key: the token key of a request's session cookie, if that request may
+        use it (L{gameproto.session.session_key}); by default REST reads no cookie.
+    """
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        whereabouts: Whereabouts = nowhere,
+        cookie_key: Callable[[IRequest], str | None] = no_cookie,
+    ) -> None:
         self.accounts = accounts
         self.whereabouts = whereabouts
+        self.cookie_key = cookie_key
 
     def install(self, router: JSONRouter) -> None:
         router.add("POST", "/api/users/sign_up", self.sign_up)
@@ -57,11 +72,15 @@ class AccountsAPI:
         }
 
     async def require_user(self, request: IRequest) -> User:
-        """The user of C{Authorization: Token <key>} (REST never reads the cookie)."""
+        """
+        The user of C{Authorization: Token <key>}, or without that header of the web
+        page's session cookie.
+        """
         header = request.getHeader("authorization")
-        if header is None:
+        key = self.cookie_key(request) if header is None else token_from_authorization(header)
+        if header is None and key is None:
             raise unauthenticated()
-        user = await self.accounts.user_for_token(token_from_authorization(header))
+        user = await self.accounts.user_for_token(key)
         if user is None:
             raise unauthenticated("invalid token")
         return user

@@ -41,6 +41,7 @@ from gameproto.processor.sandbox import RunLimits, SandboxConfig
 from gameproto.processor.service import ProcessorService
 from gameproto.redis import RedisURL
 from gameproto.rest import JSONRouter
+from gameproto.session import SessionAPI, session_key
 from gameproto.socketio.engineio import EngineIOConfig
 from gameproto.store import IStore, store_from_string
 
@@ -144,8 +145,13 @@ class GameprotoServer(MultiService):
         web.mount(self.root, "/api", self.router)
         web.mount(self.root, "/healthz", self.router)
         self._mount_matches()
-        self.accounts_api = AccountsAPI(self.accounts, whereabouts=self.matches.whereabouts)
+        origins = self.context.origins
+        self.accounts_api = AccountsAPI(
+            self.accounts, whereabouts=self.matches.whereabouts,
+            cookie_key=lambda request: session_key(request, origins),
+        )
         self.accounts_api.install(self.router)
+        SessionAPI(self.accounts_api, origins, config.token_ttl).install(self.router)
         HealthAPI(self.store, self.bus, reactor).install(self.router)
         MatchAPI(self.matches, self.accounts_api).install(self.router)
         self._mount_chat()
