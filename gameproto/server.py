@@ -36,6 +36,7 @@ from gameproto.cluster import Heartbeat
 from gameproto.match.api import MatchAPI
 from gameproto.match.protocol import MatchProtocol
 from gameproto.match.service import MatchService
+from gameproto.page import mount_page
 from gameproto.processor.protocol import processor_resource
 from gameproto.processor.sandbox import RunLimits, SandboxConfig
 from gameproto.processor.service import ProcessorService
@@ -141,7 +142,7 @@ class GameprotoServer(MultiService):
             server_limits=config.server_limits,
         )
         self.router = JSONRouter()
-        self.root = web.Tree()
+        self.root = web.Root()
         web.mount(self.root, "/api", self.router)
         web.mount(self.root, "/healthz", self.router)
         self._mount_matches()
@@ -157,6 +158,7 @@ class GameprotoServer(MultiService):
         self._mount_chat()
         self._mount_arenas()
         self._mount_processor()
+        mount_page(self.root)
         self.site: Site = web.make_site(self.root, reactor)
         self.port: IListeningPort | None = None
         self._started: Deferred[None] | None = None
