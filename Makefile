@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 ARGS ?=
 TESTS ?= tests
 
-.PHONY: run test venv test-deps vendor clean
+.PHONY: run test venv test-deps vendor screenshots clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-deps: venv
 # lists what is copied).
 vendor:
 	bash web/vendor.sh
+
+# The screenshots of docs/web.md, taken by the browser tests.
+screenshots: test-deps
+	GAMEPROTO_SCREENSHOTS=$(CURDIR)/docs/web $(VPY) -m twisted.trial tests.test_web_browser
 
 test: test-deps
 	set -o pipefail; \
