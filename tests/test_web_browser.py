@@ -184,7 +184,6 @@ class PlayTests(BrowserTestCase):
             sign_up(bob, "bob")
             cat = browser.page(self.url, "cat")
             sign_up(cat, "cat")
-            screenshot(cat, "lobby-empty")
 
             ann.get_by_role("button", name="Create match").click()
             match_id = match_id_of(ann)
@@ -246,7 +245,6 @@ class PlayTests(BrowserTestCase):
                 self.assertIn("(−16)", changes)
             screenshot(ann, "match-end")
             expect(cat.locator("#match-end")).to_be_visible()
-            screenshot(cat, "match-watched-end")
             ann_scores = ann.evaluate("window.scores")
             cat_scores = cat.evaluate("window.scores")
             return {"match": match_id, "final": final, "ann": ann_scores, "cat": cat_scores,
@@ -448,7 +446,6 @@ class CodeTests(BrowserTestCase):
                 output = run(page)
                 expect(output).to_contain_text("Hello, world!")
                 expect(output.locator(".end-line")).to_contain_text("exited with code 0")
-                screenshot(page, f"code-{language}")
 
             page.get_by_label("Language").select_option("python")
             page.get_by_label("Example").select_option("guess")
@@ -489,7 +486,6 @@ class PhoneTests(BrowserTestCase):
 
         def scenario(browser: Browser) -> None:
             page = browser.page(self.url, "phone", viewport=PHONE)
-            screenshot(page, "phone-sign-in")
             sign_up(page, "cat")
             match_id = browser.call(self.bots_in_lobby)
             lobby = page.locator("#lobby")

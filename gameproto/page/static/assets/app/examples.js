@@ -3,7 +3,7 @@
 
 export const EXAMPLES = {
   hello: { title: "Hello, world", engine: "client" },
-  guess: { title: "Guess the number (this page is the engine)", engine: "client" },
+  guess: { title: "Guess the number", engine: "client" },
   bot: { title: "Arena bot", engine: "arena" },
 };
 
