@@ -96,6 +96,7 @@ def paddle(side: str, test: str) -> str:
 
 class BrowserTestCase(TestCase):
     timeout = 240
+    node_options: tuple[str, ...] = ()
 
     def setUp(self) -> Deferred[None]:
         self.directory = os.path.abspath(self.mktemp())
@@ -109,6 +110,7 @@ class BrowserTestCase(TestCase):
             "--port", f"tcp:{port}:interface=127.0.0.1",
             "--store", "sqlite:" + os.path.join(self.directory, "gameproto.sqlite3"),
             "--processor-uids", PROCESSOR_UIDS,
+            *self.node_options,
             cwd=self.directory,
         )
 
@@ -413,10 +415,13 @@ class ArenaTests(BrowserTestCase):
 
 
 class CodeTests(BrowserTestCase):
+    node_options = ("--processor-time-limit", "1")
+
     def test_hello_world_in_each_language_and_errors(self) -> Deferred[None]:
         """
         Hello world runs in Python, JavaScript, Ruby and PHP from the editor; the page
-        answers a program's engine calls and lists them; a syntax error marks its line.
+        answers a program's engine calls and lists them; a syntax error marks its line,
+        as does a runtime error in each other language; a run stopped by a limit says so.
         """
         hello = {
             "python": 'print("Hello, world!")\n',
@@ -468,10 +473,22 @@ class CodeTests(BrowserTestCase):
             expect(second_line.locator(".error-widget")).to_contain_text("line 2: SyntaxError")
             screenshot(page, "code-error")
 
-            page.get_by_label("Language").select_option("javascript")
-            type_code(page, 'console.log("a");\nnope();\n')
-            run(page)
-            expect(page.locator(".error-widget")).to_contain_text("line 2")
+            # A runtime error in each of the other languages marks the line that failed.
+            failing = {
+                "javascript": ('console.log("a");\nnope();\n', "line 2: ReferenceError"),
+                "ruby": ('puts "a"\nnope\n', "line 2: main.rb:2:in `<main>': undefined local"),
+                "php": ('<?php\necho "a";\nnope();\n', "line 3: Fatal error: Uncaught Error: Call"),
+            }
+            for language, (code, message) in failing.items():
+                page.get_by_label("Language").select_option(language)
+                type_code(page, code)
+                run(page)
+                expect(page.locator(".error-widget")).to_contain_text(message)
+
+            page.get_by_label("Language").select_option("python")
+            type_code(page, "while True:\n    pass\n")
+            output = run(page)
+            expect(output.locator(".end-line")).to_contain_text("time limit exceeded (1 s)")
 
         return in_browser(scenario)
 

@@ -114,6 +114,7 @@ export class ArenaView {
         this.renderButtons();
         if (FINAL_CLOSES[code]) return { retry: false, text: FINAL_CLOSES[code] };
         if (code === 1000) return { retry: false, text: `Closed: ${reason}` };
+        if (code === 4029) return { retry: true, state: "busy", text: "Server busy (too many connections). Retrying" };
         return { retry: true };
       },
     });

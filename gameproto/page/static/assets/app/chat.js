@@ -57,7 +57,8 @@ export class Chat {
     this.name = null;
     const room = this.room;
     this.label.set("connecting", `Connecting to ${this.roomTitle(room)}…`);
-    const socket = io(location.origin, { path: `${basePath()}socket.io/`, auth: { room } });
+    // A connection of its own per room: the room is chosen when the socket connects.
+    const socket = io(location.origin, { path: `${basePath()}socket.io/`, auth: { room }, forceNew: true });
     this.socket = socket;
     socket.on("connect", () => {
       this.label.set("connected", `Connected to ${this.roomTitle(room)}`);

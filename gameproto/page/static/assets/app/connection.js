@@ -42,7 +42,8 @@ export function backoff(attempt) {
 
 // A WebSocket of JSON frames that reconnects after a lost connection unless told the
 // end is final.  `decide(code, reason)` returns what to do after a close:
-// {retry: true} to reconnect, or {retry: false, text} to stop and show why.
+// {retry: true} to reconnect (with {state, text} to say why, e.g. "Server busy"), or
+// {retry: false, text} to stop and show why.
 export class JSONSocket {
   constructor({ url, label, names, onOpen, onMessage, decide }) {
     this.url = url;
@@ -84,7 +85,8 @@ export class JSONSocket {
       const verdict = this.decide(event.code, event.reason);
       if (verdict.retry) {
         const delay = backoff(this.attempt++);
-        this.label.countdown("reconnecting", "Reconnecting", performance.now() + delay);
+        this.label.countdown(verdict.state || "reconnecting", verdict.text || "Reconnecting",
+          performance.now() + delay);
         this.retryTimer = setTimeout(() => this.open(), delay);
       } else {
         this.closedForGood = true;

@@ -158,7 +158,8 @@ export class MatchView {
     }
     if (FINAL_CLOSES[code]) return { retry: false, text: FINAL_CLOSES[code] };
     if (code === 1000) return { retry: false, text: `Closed: ${reason || "the match ended"}` };
-    // Lost (1006), server shutting down (4012), busy (4029), internal (4011): try again.
+    if (code === 4029) return { retry: true, state: "busy", text: "Server busy (too many connections). Retrying" };
+    // Lost (1006), server shutting down (4012), internal (4011): try again.
     return { retry: true };
   }
 
