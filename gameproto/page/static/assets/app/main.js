@@ -25,6 +25,7 @@ const views = {
   code: { element: $("code-view"), tab: "tab-code", controller: new CodeView(session) },
 };
 let current = null;
+let currentHash = null;
 
 function parse(hash) {
   const path = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
@@ -43,6 +44,12 @@ function route() {
     if (view.tab === next.tab) $(view.tab).setAttribute("aria-current", "page");
     else $(view.tab).removeAttribute("aria-current");
   }
+  // A new view: move the focus to its heading (screen readers announce it), unless the
+  // user is typing in the chat.
+  if (currentHash !== null && currentHash !== location.hash && !$("chat").contains(document.activeElement)) {
+    next.element.querySelector("h1").focus({ preventScroll: true });
+  }
+  currentHash = location.hash;
   current = next;
   if (target.view === "match") {
     chat.setViewRoom({ room: `match:${target.id}`, title: `Match ${target.id}` });
