@@ -45,8 +45,11 @@ def in_browser(scenario: Callable[["Browser"], Any]) -> Deferred[Any]:
         raise SkipTest(message) from None
 
     def run() -> Any:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
 
+        # The machine running the tests may be busy: wait for the page as long as for
+        # any action (Playwright's assertions wait 5 s by default).
+        expect.set_options(timeout=15_000)
         with sync_playwright() as playwright:
             args = ["--no-sandbox"] if os.geteuid() == 0 else []
             chromium = playwright.chromium.launch(executable_path=executable, args=args)

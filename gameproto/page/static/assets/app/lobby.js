@@ -7,6 +7,8 @@ import { $, h } from "./dom.js";
 import { seats } from "./seats.js";
 
 const POLL_MS = 2000;
+// A tab in the background polls rarely, and catches up when it is shown again.
+const HIDDEN_POLL_MS = 30000;
 
 function matchState(match) {
   if (match.is_started) return "playing";
@@ -23,6 +25,9 @@ export class Lobby {
     this.failures = 0;
     this.generation = 0;
     $("create-match").addEventListener("click", () => this.createMatch());
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && this.session.user) this.refreshSoon();
+    });
     session.onChange((user, changed) => {
       $("create-match").disabled = !user || user.ongoing_match !== null;
       if (changed) this.restart();
@@ -46,33 +51,53 @@ export class Lobby {
 
   // Read everything now (after an action of the user's), then keep polling.
   refreshSoon() {
+    if (!this.session.user) return;
     clearTimeout(this.timer);
     this.poll(this.generation);
   }
 
+  // One poll at a time: a poll asked for while one is on its way follows it at once.
   async poll(generation) {
+    if (this.polling) {
+      this.pollAgain = true;
+      return;
+    }
+    this.polling = true;
+    this.pollAgain = false;
+    let result;
     try {
-      const [ongoing, leaders, recent] = await Promise.all([
+      result = await Promise.all([
         api("GET", "api/ongoing_matches/"),
         api("GET", "api/users/?ordering=-elo&limit=10"),
         api("GET", "api/completed_matches/?limit=10"),
         this.session.refresh(),
       ]);
-      if (generation !== this.generation) return;
-      this.failures = 0;
-      this.label.set("connected", "Live");
-      this.render(ongoing, leaders, recent);
-      this.timer = setTimeout(() => this.poll(generation), POLL_MS);
     } catch (error) {
-      if (generation !== this.generation) return;
-      if (error.status === 401) {
+      result = error;
+    }
+    this.polling = false;
+    if (generation !== this.generation) {
+      // Signed out or in as someone else meanwhile: that session's poll goes on.
+      if (this.pollAgain) this.poll(this.generation);
+      return;
+    }
+    let delay;
+    if (result instanceof Error) {
+      if (result.status === 401) {
         this.session.set(null);
         return;
       }
-      const delay = Math.max(POLL_MS, backoff(this.failures++));
-      this.label.countdown("reconnecting", `Offline (${error.message}). Retrying`, performance.now() + delay);
-      this.timer = setTimeout(() => this.poll(generation), delay);
+      delay = Math.max(POLL_MS, backoff(this.failures++));
+      this.label.countdown("reconnecting", `Offline (${result.message}). Retrying`, performance.now() + delay);
+    } else {
+      const [ongoing, leaders, recent] = result;
+      this.failures = 0;
+      this.label.set("connected", "Live");
+      this.render(ongoing, leaders, recent);
+      delay = document.hidden ? HIDDEN_POLL_MS : POLL_MS;
     }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.poll(generation), this.pollAgain ? 0 : delay);
   }
 
   render(ongoing, leaders, recent) {

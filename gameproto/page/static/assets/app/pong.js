@@ -105,16 +105,21 @@ export class MatchView {
     await this.session.refresh();
     const user = this.session.user;
     if (!user || this.matchId !== matchId) return;
+    let match = null;
     try {
-      const match = await api("GET", `api/ongoing_matches/${matchId}/`);
-      this.host = match.host;
-      this.challenger = match.challenger;
+      match = await api("GET", `api/ongoing_matches/${matchId}/`);
     } catch (error) {
+      if (this.matchId !== matchId) return;
       if (error.status === 404) {
-        this.label.set("closed", "This match is over or does not exist.");
         this.showFinished(matchId);
         return;
       }
+      // The match endpoint says more than a failed read: connect anyway.
+    }
+    if (this.matchId !== matchId) return;
+    if (match) {
+      this.host = match.host;
+      this.challenger = match.challenger;
     }
     // The server's word first (a player reloading mid-game), then this tab's intent.
     this.role = user.ongoing_match === matchId ? user.role : seats.get(matchId);
@@ -330,13 +335,21 @@ export class MatchView {
 
   // A match that ended before this page looked at it: show its result if it has one.
   async showFinished(matchId) {
+    let end;
     try {
-      const end = await api("GET", `api/completed_matches/${matchId}/`);
-      this.host = end.winner;
-      this.finished(end);
+      end = await api("GET", `api/completed_matches/${matchId}/`);
     } catch (error) {
-      $("lobby-state").textContent = "This match does not exist.";
+      if (this.matchId === matchId) this.label.set("closed", "This match does not exist.");
+      return;
     }
+    if (this.matchId !== matchId) return;
+    this.label.set("closed", "This match is over.");
+    // A completed match knows its winner and loser, not who hosted it.
+    this.host = end.winner;
+    this.challenger = end.loser;
+    this.renderPlayers();
+    $("match-players").textContent = `${end.winner} beat ${end.loser}`;
+    this.finished(end);
   }
 
   async rematch() {
