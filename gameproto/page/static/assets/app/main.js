@@ -74,17 +74,22 @@ function renderHome(user) {
 }
 
 // Wide screens show every panel; narrow ones start with the lobby and chat folded.
+// On wide screens the panels' summaries are headings, not switches (nor tab stops).
+const narrowScreen = matchMedia("(max-width: 799px)");
+
 function foldPanels() {
-  const narrow = matchMedia("(max-width: 799px)").matches;
-  for (const id of ["lobby", "chat"]) $(id).open = !narrow;
+  for (const id of ["lobby", "chat"]) {
+    $(id).open = !narrowScreen.matches;
+    $(id).querySelector("summary").tabIndex = narrowScreen.matches ? 0 : -1;
+  }
 }
 
-// On wide screens the panels' summaries are headings, not switches.
 for (const id of ["lobby", "chat"]) {
   $(id).querySelector("summary").addEventListener("click", (event) => {
-    if (!matchMedia("(max-width: 799px)").matches) event.preventDefault();
+    if (!narrowScreen.matches) event.preventDefault();
   });
 }
+narrowScreen.addEventListener("change", foldPanels);
 
 session.onChange((user, changed) => {
   renderHome(user);
