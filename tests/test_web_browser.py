@@ -171,6 +171,54 @@ class PlayTests(BrowserTestCase):
 
         return in_browser(scenario)
 
+    def test_every_control_reachable_by_keyboard(self) -> Deferred[None]:
+        """
+        Tab reaches every control of each view, in the header, the view, the lobby and
+        the chat; Escape then Tab leaves the code editor.
+        """
+
+        def tab_stops(page: Any, presses: int = 60) -> list[str]:
+            """The ids of the elements Tab focuses, in order, once around the page."""
+            page.locator("body").focus()
+            seen: list[str] = []
+            for _ in range(presses):
+                if page.evaluate("!!document.activeElement.closest('.CodeMirror')"):
+                    page.keyboard.press("Escape")
+                page.keyboard.press("Tab")
+                focused = page.evaluate("""() => {
+                    const e = document.activeElement;
+                    return e.closest('.CodeMirror') ? 'code-editor' : (e.id || e.textContent.trim());
+                }""")
+                if seen and focused == seen[0]:
+                    break
+                seen.append(focused)
+            return seen
+
+        def scenario(browser: Browser) -> None:
+            page = browser.page(self.url, "ann")
+            visitor = set(tab_stops(page))
+            self.assertLessEqual({"auth-username", "auth-password", "log-in", "sign-up",
+                                  "tab-play", "tab-arena", "tab-code"}, visitor)
+            sign_up(page, "ann")
+            home = set(tab_stops(page))
+            self.assertLessEqual({"log-out", "create-match", "chat-input", "chat-send",
+                                  "chat-log"}, home)
+            page.goto(self.url + "#/code")
+            code = tab_stops(page)
+            self.assertLessEqual({"code-language", "code-engine", "code-example",
+                                  "code-load-example", "code-editor", "run", "output"}, set(code))
+            self.assertLess(code.index("code-editor"), code.index("run"))
+            page.goto(self.url + "#/arena/default")
+            arena = set(tab_stops(page))
+            self.assertLessEqual({"arena-select", "arena-watch", "arena-create"}, arena)
+            page.goto(self.url)
+            page.get_by_role("button", name="Create match").click()
+            expect(page.get_by_role("status", name="Match connection")).to_have_text("Connected")
+            # The match's own room and the lobby's, in the chat beside the match.
+            self.assertLessEqual({"room-view", "room-lobby", "chat-input"}, set(tab_stops(page)))
+
+        return in_browser(scenario)
+
     def test_match_played_watched_and_resumed(self) -> Deferred[None]:
         """
         ann creates a match, bob joins it as challenger, cat watches; bob gets ready and

@@ -57,7 +57,6 @@ export class CodeView {
     this.socket = null;
     this.errorMarks = [];
     this.language = localStorage.getItem(`${STORAGE}language`) || "python";
-    this.escaped = false;
 
     const examples = $("code-example");
     examples.replaceChildren(...Object.entries(EXAMPLES).map(([key, example]) =>
@@ -75,6 +74,10 @@ export class CodeView {
   ensureEditor() {
     if (this.editor) return;
     const CodeMirror = window.CodeMirror;
+    // Tab indents; Escape then Tab (or Shift+Tab) leaves the editor: no keyboard trap.
+    // After Escape this keymap, whose false bindings leave the keys to the browser,
+    // comes first until the next key.
+    const leaving = { Tab: false, "Shift-Tab": false };
     this.editor = CodeMirror.fromTextArea($("code-editor"), {
       lineNumbers: true,
       matchBrackets: true,
@@ -82,33 +85,19 @@ export class CodeView {
       tabSize: 4,
       screenReaderLabel: "Code",
       extraKeys: {
-        // Tab indents; Escape then Tab leaves the editor (no keyboard trap).
-        Esc: () => {
-          this.escaped = true;
-        },
+        Esc: (cm) => cm.addKeyMap(leaving),
         Tab: (cm) => {
-          if (this.escaped) {
-            this.escaped = false;
-            return CodeMirror.Pass;
-          }
           if (cm.somethingSelected()) cm.indentSelection("add");
           else cm.replaceSelection(" ".repeat(cm.getOption("indentUnit")), "end");
-          return undefined;
         },
-        "Shift-Tab": (cm) => {
-          if (this.escaped) {
-            this.escaped = false;
-            return CodeMirror.Pass;
-          }
-          cm.indentSelection("subtract");
-          return undefined;
-        },
+        "Shift-Tab": (cm) => cm.indentSelection("subtract"),
         "Ctrl-Enter": () => this.run(),
       },
     });
     this.editor.on("keydown", (cm, event) => {
-      if (event.key !== "Escape" && event.key !== "Tab") this.escaped = false;
+      if (event.key !== "Escape" && event.key !== "Tab") cm.removeKeyMap(leaving);
     });
+    this.editor.on("blur", (cm) => cm.removeKeyMap(leaving));
     this.editor.on("changes", () => {
       localStorage.setItem(STORAGE + this.language, this.editor.getValue());
       this.editor.setOption("mode", modeFor(this.language, this.editor.getValue()));
