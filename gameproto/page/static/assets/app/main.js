@@ -19,7 +19,7 @@ mountAccount(session);
 const lobby = new Lobby(session, navigate);
 const chat = new Chat(session);
 const views = {
-  home: { element: $("home-view"), tab: "tab-play", show() {}, hide() {} },
+  home: { element: $("home-view"), tab: "tab-play" },
   match: { element: $("match-view"), tab: "tab-play", controller: new MatchView(session, lobby, navigate) },
   arena: { element: $("arena-view"), tab: "tab-arena", controller: new ArenaView(session, navigate) },
   code: { element: $("code-view"), tab: "tab-code", controller: new CodeView(session) },
@@ -28,8 +28,13 @@ let current = null;
 let currentHash = null;
 
 function parse(hash) {
-  const path = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
-  if (path[0] === "match" && /^\d{1,18}$/.test(path[1] || "")) return { view: "match", id: Number(path[1]) };
+  let path;
+  try {
+    path = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  } catch (error) {
+    return { view: "home" };  // a malformed %-escape
+  }
+  if (path[0] === "match" && /^\d{1,15}$/.test(path[1] || "")) return { view: "match", id: Number(path[1]) };
   if (path[0] === "arena") return { view: "arena", id: path[1] || "default" };
   if (path[0] === "code") return { view: "code" };
   return { view: "home" };
