@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 ARGS ?=
 TESTS ?= tests
 
-.PHONY: run test venv test-deps clean
+.PHONY: run test venv test-deps vendor screenshots clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,20 @@ run: venv
 test-deps: venv
 	bash .ci/test-deps
 
+# The web page's browser libraries are committed (gameproto/page/static/assets/vendor);
+# this refreshes them from npm, pinned by web/package-lock.json (web/vendor-files.txt
+# lists what is copied).
+vendor:
+	bash web/vendor.sh
+
+# The screenshots of docs/web.md, taken by the browser tests.
+screenshots: test-deps
+	GAMEPROTO_SCREENSHOTS=$(CURDIR)/docs/web $(VPY) -m twisted.trial tests.test_web_browser
+
 test: test-deps
 	set -o pipefail; \
 	$(VPY) -m twisted.trial $(TESTS) 2>&1 | tee .trial-output.log; \
 	$(VPY) -m tests.summary .trial-output.log
 
 clean:
-	rm -rf $(VENV) _trial_temp* .trial-output.log twisted/plugins/dropin.cache *.egg-info tests/interop/node_modules tests/socketio-protocol/node_modules
+	rm -rf $(VENV) _trial_temp* .trial-output.log twisted/plugins/dropin.cache *.egg-info tests/interop/node_modules tests/socketio-protocol/node_modules web/node_modules

@@ -36,17 +36,29 @@ def nowhere(username: str) -> Place:
     return None, None
 
 
+def no_cookie(request: IRequest) -> str | None:
+    return None
+
+
 class AccountsAPI:
     """
     @param throttle: the rate limits of sign-ups, logins and creations (see
         L{gameproto.throttle}); C{None} for none.
+    @param cookie_key: the token key of a request's session cookie, if that request may
+        use it (L{gameproto.session.session_key}); by default REST reads no cookie.
     """
 
-    def __init__(self, accounts: Accounts, whereabouts: Whereabouts = nowhere,
-                 throttle: Throttle | None = None) -> None:
+    def __init__(
+        self,
+        accounts: Accounts,
+        whereabouts: Whereabouts = nowhere,
+        throttle: Throttle | None = None,
+        cookie_key: Callable[[IRequest], str | None] = no_cookie,
+    ) -> None:
         self.accounts = accounts
         self.whereabouts = whereabouts
         self.throttle = throttle
+        self.cookie_key = cookie_key
 
     def install(self, router: JSONRouter) -> None:
         router.add("POST", "/api/users/sign_up", self.sign_up)
@@ -66,11 +78,15 @@ class AccountsAPI:
         }
 
     async def require_user(self, request: IRequest) -> User:
-        """The user of C{Authorization: Token <key>} (REST never reads the cookie)."""
+        """
+        The user of C{Authorization: Token <key>}, or without that header of the web
+        page's session cookie.
+        """
         header = request.getHeader("authorization")
-        if header is None:
+        key = self.cookie_key(request) if header is None else token_from_authorization(header)
+        if header is None and key is None:
             raise unauthenticated()
-        user = await self.accounts.user_for_token(token_from_authorization(header))
+        user = await self.accounts.user_for_token(key)
         if user is None:
             raise unauthenticated("invalid token")
         return user
@@ -98,6 +114,13 @@ class AccountsAPI:
         return Response(201, await self.user_json(user))
 
     async def obtain_token(self, request: IRequest) -> Response:
+        return Response(200, {"token": await self.log_in(request)})
+
+    async def log_in(self, request: IRequest) -> str:
+        """
+        A new token key for the credentials in C{request}'s JSON body, under the login
+        limits (the token route's and the web page's session alike).
+        """
         if self.throttle is not None:
             self.throttle.login_attempt(request)
         body = read_json(request)
@@ -116,7 +139,7 @@ class AccountsAPI:
             raise
         if forgive is not None:
             forgive()
-        return Response(200, {"token": key})
+        return key
 
     async def revoke_token(self, request: IRequest) -> Response:
         await self.require_user(request)

@@ -36,11 +36,13 @@ from gameproto.cluster import Heartbeat
 from gameproto.match.api import MatchAPI
 from gameproto.match.protocol import MatchProtocol
 from gameproto.match.service import MatchService
+from gameproto.page import mount_page
 from gameproto.processor.protocol import processor_resource
 from gameproto.processor.sandbox import RunLimits, SandboxConfig
 from gameproto.processor.service import ProcessorService
 from gameproto.redis import RedisURL
 from gameproto.rest import JSONRouter
+from gameproto.session import SessionAPI, session_key
 from gameproto.socketio.engineio import EngineIOConfig
 from gameproto.store import IStore, store_from_string
 from gameproto.throttle import RequestLimits, Throttle
@@ -147,23 +149,27 @@ class GameprotoServer(MultiService):
             server_limits=config.server_limits,
         )
         self.router = JSONRouter()
-        self.root = web.Tree()
+        self.root = web.Root()
         web.mount(self.root, "/api", self.router)
         web.mount(self.root, "/healthz", self.router)
         self._mount_matches()
+        origins = self.context.origins
         self.accounts_api = AccountsAPI(
             self.accounts, whereabouts=self.matches.whereabouts,
             throttle=Throttle(config.request_limits, reactor),
+            cookie_key=lambda request: session_key(request, origins),
         )
         # Routes added with authenticated=True (gameproto's and an application's) get
         # the user of the request's token, or answer 401.
         self.router.authenticate = self.accounts_api.require_user
         self.accounts_api.install(self.router)
+        SessionAPI(self.accounts_api, origins, config.token_ttl).install(self.router)
         HealthAPI(self.store, self.bus, reactor, self._health_details).install(self.router)
         MatchAPI(self.matches, self.accounts_api).install(self.router)
         self._mount_chat()
         self._mount_arenas()
         self._mount_processor()
+        mount_page(self.root)
         self.site: Site = web.make_site(self.root, reactor)
         self.port: IListeningPort | None = None
         self._started: Deferred[None] | None = None

@@ -1284,8 +1284,8 @@ class SnapshotTests(SynchronousTestCase):
         })])
 
     def test_shape(self) -> None:
-        """A snapshot lists each player's id, coordinates, rotation, life, tokens and radar,
-        and each shot's id, coordinates and rotation."""
+        """A snapshot lists each player's id, coordinates, rotation, life, tokens, radar and
+        user, and each shot's id, coordinates and rotation."""
         engine, ids = playing([[100, 100, 90]], ALICE)
         out = send(engine, ALICE, SHOOT)
         snapshot = messages(out, CONTROLLER)[-1]
@@ -1296,13 +1296,32 @@ class SnapshotTests(SynchronousTestCase):
                 "players_snapshots": [{
                     "id": ids[ALICE], "coordinates": {"x": 100.0, "y": 100.0}, "rotation": 90,
                     "life": 100, "tokens": 34,
-                    "radar": {"type": "circular_scan", "radius": 40},
+                    "radar": {"type": "circular_scan", "radius": 40}, "user": None,
                 }],
                 "shots_snapshots": [{
                     "id": shot_id, "coordinates": {"x": 100.0, "y": 105.0}, "rotation": 90,
                 }],
             },
         }})
+
+    def test_user_attribution(self) -> None:
+        """
+        A player belongs to the user its connection is attributed to (null when it is
+        anonymous); the attribution goes with the connection.
+        """
+        engine = make_engine(spawn_points=[[100, 100, 0], [130, 100, 0]])
+        engine.attribute(ALICE, "ann")
+        engine.attribute(BOB, None)
+        engine.submit(ALICE, RegisterPlayerCommand())
+        engine.submit(BOB, RegisterPlayerCommand())
+        engine.tick()
+        users = {p["id"]: p["user"] for p in engine.snapshot()["players_snapshots"]}
+        self.assertEqual(users, {"1": "ann", "2": None})
+        engine.leave(ALICE)
+        engine.submit(ALICE, RegisterPlayerCommand())
+        engine.tick()
+        users = {p["id"]: p["user"] for p in engine.snapshot()["players_snapshots"]}
+        self.assertEqual(users, {"2": None, "3": None})
 
     def test_snapshot_last(self) -> None:
         """Within a tick, the snapshot comes last and reflects the tick's commands."""

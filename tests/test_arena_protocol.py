@@ -203,6 +203,18 @@ class PlayerEndpointTests(ArenaServerTestCase):
         self.assertEqual(snapshot["data"]["arena_snapshot"]["players_snapshots"], [])
 
 
+    def test_snapshot_names_the_players_user(self) -> None:
+        """The controller's snapshot names the user of each player's token (null without)."""
+        control = self.controller()
+        for ws in (self.player(user="bob"), self.player()):
+            self.register(ws)
+        control.messages()
+        self.tick()
+        [snapshot] = control.messages()
+        players = snapshot["data"]["arena_snapshot"]["players_snapshots"]
+        self.assertEqual([player["user"] for player in players], ["bob", None])
+
+
 class ControllerEndpointTests(ArenaServerTestCase):
     def test_anonymous_controller_refused(self) -> None:
         """Without a token the controller gets reason "unauthenticated" and close 4001."""

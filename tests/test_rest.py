@@ -168,7 +168,10 @@ class TokenTests(RESTTestCase):
             self.assertEqual(response.headers["www-authenticate"], "Token")
 
     def test_cookie_not_accepted_by_rest(self) -> None:
-        """REST ignores the gameproto_token cookie (it is for WebSocket handshakes only)."""
+        """
+        REST ignores the gameproto_token cookie on a request that does not show it comes
+        from a page of the server's own origin (tests/test_session.py has the rest).
+        """
         self.sign_up()
         token = self.token()
         response = self.call("GET", "/api/users/", headers={"Cookie": f"gameproto_token={token}"})

@@ -194,6 +194,27 @@ class LoginLimitTests(ThrottledServerTestCase):
         self.assertTooMany(self.log_in("ann", "wrong-password"), 60)
 
 
+class SessionLoginLimitTests(ThrottledServerTestCase):
+    def session_log_in(self, username: str, password: str, host: str = ATTACKER) -> FakeResponse:
+        """The web page's login: POST /api/session/ from the server's own page."""
+        return request(self.server.site, "POST", "/api/session/",
+                       {"username": username, "password": password},
+                       {"Origin": "http://localhost"},  # fakehttp sends Host: localhost
+                       host=host)
+
+    def test_session_login_shares_the_limits(self) -> None:
+        """
+        Wrong passwords through the web page's session count like those through
+        /api/token/: together 10, then 429 on either route.
+        """
+        self.user("ann")
+        for n in range(5):
+            self.assertEqual(self.session_log_in("ann", "wrong-password").status, 400, n)
+            self.assertEqual(self.log_in("ann", "wrong-password").status, 400, n)
+        self.assertTooMany(self.session_log_in("ann", PASSWORD, host=NEIGHBOUR), 60)
+        self.assertTooMany(self.log_in("ann", PASSWORD, host=NEIGHBOUR), 60)
+
+
 class CreationLimitTests(ThrottledServerTestCase):
     def create_match(self, token: str, host: str = ATTACKER) -> FakeResponse:
         return self.call("POST", "/api/ongoing_matches/", token=token, host=host)

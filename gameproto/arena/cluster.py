@@ -34,7 +34,7 @@ closed with 1000 and the reason L{RESTARTED}; a client connects again (to any no
 registers in the restarted arena.
 
 Messages between nodes are JSON objects on L{gameproto.bus.IBus}: to an arena,
-C{{"node", "items": [{"t": "join", "sid", "role"} | {"t": "cmd", "sid", "m"} | {"t":
+C{{"node", "items": [{"t": "join", "sid", "role", "user"} | {"t": "cmd", "sid", "m"} | {"t":
 "leave", "sid"} | {"t": "status", "cid"} | {"t": "delete"}]}}; to a node, C{{"items":
 [{"t": "frame", "sid", "p"} | {"t": "joined"|"gone"|"replaced", "sid"} | {"t":
 "closed", "sid", "reason"} | {"t": "status", "cid", "arena"}]}}.
@@ -234,11 +234,13 @@ def command_json(command: Command) -> dict[str, Any]:
 class RemoteSocket:
     """A socket of another node, attached to an arena of this node (an ArenaSocket)."""
 
-    def __init__(self, cluster: ArenaCluster, node: str, sid: str, role: str) -> None:
+    def __init__(self, cluster: ArenaCluster, node: str, sid: str, role: str,
+                 username: str | None = None) -> None:
         self.cluster = cluster
         self.node = node
         self.sid = sid
         self.role = role
+        self.username = username  # the user the socket's players are attributed to
 
     def __repr__(self) -> str:
         return f"<RemoteSocket {self.sid} {self.role}>"
@@ -303,7 +305,8 @@ class RemoteArena:
         self.send_join()
 
     def send_join(self) -> None:
-        self.cluster.to_arena(self.id, {"t": "join", "sid": self.sid, "role": self.role})
+        self.cluster.to_arena(self.id, {"t": "join", "sid": self.sid, "role": self.role,
+                                        "user": getattr(self.socket, "username", None)})
 
     def _command(self, command: Command) -> None:
         item = {"t": "cmd", "sid": self.sid, "m": command_json(command)}
@@ -449,7 +452,8 @@ class ArenaCluster:
         socket = remote.get(sid)
         if kind == "join":
             if socket is None:
-                socket = remote[sid] = RemoteSocket(self, node, sid, item["role"])
+                socket = remote[sid] = RemoteSocket(self, node, sid, item["role"],
+                                                    item.get("user"))
                 if socket.role == "control":
                     arena.set_controller(socket)  # type: ignore[arg-type]
                 else:

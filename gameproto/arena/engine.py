@@ -184,6 +184,8 @@ class Player:
     spawn_index: int | None
     """The index of the spawn point this player holds, if it spawned on one."""
     radar: RadarType = RadarType.CIRCULAR_SCAN
+    user: str | None = None
+    """The user the player's connection is attributed to, if any."""
 
 
 @attrs.define
@@ -270,11 +272,20 @@ class ArenaEngine:
         self._shots: list[Shot] = []
         # One command per client per tick; insertion order is arrival order.
         self._queue: dict[Hashable, PlayerCommand] = {}
+        # The user each connection is attributed to, for the players it registers.
+        self._users: dict[Hashable, str] = {}
         self._player_ids = itertools.count(1)
         self._shot_ids = itertools.count(1)
         self._spawn_cursor = 0
 
     # -- inputs --------------------------------------------------------------
+
+    def attribute(self, client: Hashable, user: str | None) -> None:
+        """The players C{client} registers belong to C{user} (shown in the snapshots)."""
+        if user is None:
+            self._users.pop(client, None)
+        else:
+            self._users[client] = user
 
     def submit(self, client: Hashable, command: Command) -> list[Outgoing]:
         """
@@ -314,6 +325,7 @@ class ArenaEngine:
         @return: C{GameOverNotification}s if this leaves a started game with at most one player.
         """
         self._queue.pop(client, None)
+        self._users.pop(client, None)
         player = self._players.pop(client, None)
         if player is None or not self._started or player.state is not PlayerState.IN_ARENA:
             return []
@@ -367,6 +379,7 @@ class ArenaEngine:
             "life": player.life,
             "tokens": player.tokens,
             "radar": {"type": player.radar.value, "radius": self._radar_radius(player.radar)},
+            "user": player.user,
         }
 
     # -- who is where --------------------------------------------------------
@@ -526,6 +539,7 @@ class ArenaEngine:
             tokens=self.config.initial_tokens,
             state=state,
             spawn_index=spawn_index,
+            user=self._users.get(client),
         )
         self._players[client] = player
         out = [Outgoing(client, self._register_player_ack(player))]

@@ -438,6 +438,11 @@ class ArenaPlayerProtocol(_ArenaProtocol):
     def player_id(self) -> str | None:
         return self._core.player_id
 
+    @property
+    def username(self) -> str | None:
+        """The user this connection's players are attributed to (its token's)."""
+        return self._username()
+
 
 class ArenaControllerProtocol(_ArenaProtocol):
     """C{/ws/arena/{arena_id}/control}."""

@@ -84,7 +84,10 @@ class Frame:
 
 
 class ArenaSocket(Protocol):
-    """What an arena needs of a connection attached to it (the protocols of gameproto.arena)."""
+    """
+    What an arena needs of a connection attached to it (the protocols of gameproto.arena).
+    A connection may also have a C{username}: the user its players are attributed to.
+    """
 
     def deliver(self, frame: Frame) -> None:
         """Send C{frame}, and let the connection's state machine see what it says."""
@@ -214,6 +217,7 @@ class Arena:
 
     def add_player(self, socket: ArenaSocket) -> None:
         self._players[socket] = None
+        self.engine.attribute(socket, getattr(socket, "username", None))
         self._cancel_idle()
 
     def remove_player(self, socket: ArenaSocket) -> None:
