@@ -56,19 +56,8 @@ class Root(Tree):
     """
     The top of gameproto's tree.  Mounted below a prefix (C{/game}), a request for the
     prefix itself is sent to C{/game/}, where the web page is: the page's relative
-    links only resolve from there.
+    links only resolve from there (see L{Tree.render}).
     """
-
-    def render_GET(self, request: Any) -> bytes:
-        path = request.uri.split(b"?", 1)[0]
-        if path.endswith(b"/"):  # the server's own root: nothing is mounted at ""
-            return JSONNotFound().render(request)
-        request.setResponseCode(301)
-        request.setHeader("Location", path.rsplit(b"/", 1)[-1] + b"/")
-        request.setHeader("Content-Type", "application/json")
-        return wire.encode({"error": "moved to the path with a trailing slash"})
-
-    render_HEAD = render_GET
 
 
 def mount(root: Resource, path: str, resource: IResource) -> None:

@@ -74,6 +74,7 @@ class ChatServerTestCase(SynchronousTestCase):
         client = ChatOverWebSocket(self.site)
         [open_packet] = client.ws.messages()
         self.assertTrue(open_packet.startswith('0{"sid"'), open_packet)  # type: ignore[union-attr]
+        self.clock.advance(0)  # a reactor turn: the open packet, sent alone, is written out
         return client
 
     def connected(self, auth: dict[str, Any] | None = None) -> ChatOverWebSocket:
@@ -81,6 +82,7 @@ class ChatServerTestCase(SynchronousTestCase):
         client.send("0" + (wire.encode(auth).decode() if auth is not None else ""))
         [reply] = client.received()
         self.assertTrue(reply.startswith('0{"sid"'), reply)
+        self.clock.advance(0)  # the CONNECT reply, sent alone, is written out
         return client
 
     def request(self, method: str, query: str, body: bytes = b"") -> HTTPExchange:
@@ -225,6 +227,7 @@ class UnknownEventTests(ChatServerTestCase):
         alice.send('21["register","alice"]')
         self.assertEqual(alice.received(), [
             "31[true]", '2["message",{"from":"Server","message":"alice has joined the chat"}]'])
+        self.clock.advance(0.01)  # bob has not spoken since his CONNECT reply: 10 ms
         bob.received()
         for client in (alice, bob):
             for packet in ['27["shout","hi"]', '2["shout",{"message":"hi"}]', '28["Message"]',

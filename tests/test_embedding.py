@@ -31,11 +31,14 @@ from tests.fakehttp import request
 from tests.fakews import open_websocket
 from tests.matchsupport import MatchTestCase, read
 from tests.nodes import ServerProcess, stop_on_cleanup
-from tests.support import require_tool
-from tests.test_socketio_interop import INTEROP, npm_install
+from tests.support import npm_ci, require_tool
 
 ROOT = Path(__file__).parent.parent
 SUCCESS = {"status": "success", "code": 0}
+
+
+#: The npm socket.io-client, pinned by tests/interop/package-lock.json.
+INTEROP = Path(__file__).parent / "interop"
 
 
 class PrefixInMemoryTests(MatchTestCase):
@@ -92,10 +95,10 @@ class PrefixInMemoryTests(MatchTestCase):
         # The API is unchanged by the page.
         self.assertEqual(request(self.site, "GET", "/game/healthz").json()["status"], "ok")
 
-    def test_no_page_is_json_404(self) -> None:
-        """Without a page, /game, /game/ and a standalone server's / are JSON 404s."""
-        for site, path in [(self.site, "/game"), (self.site, "/game/"),
-                           (self.server.site, "/"), (self.server.site, "/ws")]:
+    def test_unknown_paths_are_json_404(self) -> None:
+        """Below the prefix and on a standalone server, a path nothing serves is a JSON 404."""
+        for site, path in [(self.site, "/game/nothing"), (self.server.site, "/nothing"),
+                           (self.server.site, "/ws")]:
             response = request(site, "GET", path)
             self.assertEqual((response.status, response.json()), (404, {"error": "not found"}),
                              path)
@@ -187,7 +190,7 @@ class PrefixEndToEndTests(TestCase):
 
     async def check_chat(self) -> None:
         node = require_tool("node")
-        await npm_install()
+        await npm_ci(INTEROP, "socket.io-client")
         out, err, code = await getProcessOutputAndValue(
             node,
             [str(INTEROP / "prefixed_chat.js"), self.app.http, "/game/socket.io/",

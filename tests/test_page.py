@@ -144,7 +144,7 @@ class ServingTests(SynchronousTestCase):
         self.assertIn(b"assets/app/main.js", page.body)
         self.assertEqual(request(site, "GET", "/game/assets/app/main.js").status, 200)
         moved = request(site, "GET", "/game?x=1")
-        self.assertEqual((moved.status, moved.headers["location"]), (301, "game/"))
+        self.assertEqual((moved.status, moved.headers["location"]), (301, "./game/?x=1"))
         self.assertEqual(request(site, "GET", "/game/api/session/").json(), {"user": None})
 
 
