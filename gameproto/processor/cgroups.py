@@ -43,10 +43,17 @@ class Cgroups:
     @ivar version: 1 or 2.
     @ivar bases: the C{gameproto-runs} directory by hierarchy (v1: C{memory}, C{pids},
         C{cpuacct}; v2: C{unified}).
+    @ivar homes: the server's own cgroup by hierarchy, where its launchers start (and
+        return to, after their run).
     """
 
     version: int
     bases: Mapping[str, str]
+    homes: Mapping[str, str]
+
+    def launcher_spec(self) -> dict[str, object]:
+        """What a launcher needs to enter a cgroup before its run is known."""
+        return {"version": self.version, "bases": dict(self.bases), "homes": dict(self.homes)}
 
     def spec(self, name: str) -> dict[str, object]:
         """The launcher's C{cgroup} request field for a run called C{name}."""
@@ -73,6 +80,31 @@ class Cgroups:
                 for _ in range(100):
                     if _kill_members(path) == 0:
                         break
+                try:
+                    os.rmdir(path)
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
+
+
+    def remove_abandoned_launchers(self) -> int:
+        """
+        Remove the cgroups of launchers that died while they waited for a run
+        (C{launcher-<pid>} of a pid that is gone); how many.
+        """
+        removed = 0
+        for base in self.bases.values():
+            try:
+                names = [name for name in os.listdir(base) if name.startswith("launcher-")]
+            except FileNotFoundError:
+                continue
+            for name in names:
+                pid = name.partition("-")[2]
+                if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
+                    continue  # a launcher waiting for its run, this server's or another's
+                path = os.path.join(base, name)
+                _kill_members(path)
                 try:
                     os.rmdir(path)
                     removed += 1
@@ -195,7 +227,7 @@ def _unified(mounts: list[_Mount], own: dict[str, str]) -> Cgroups:
             _enable(own_dir)
             os.makedirs(runs, exist_ok=True)
             _enable(runs)
-            return Cgroups(version=2, bases={"unified": runs})
+            return Cgroups(version=2, bases={"unified": runs}, homes={"unified": candidates[0]})
         except OSError as error:
             errors.append(f"{own_dir}: {error.strerror}")
     raise CgroupUnavailable(
@@ -212,18 +244,19 @@ def _enable(directory: str) -> None:
 
 
 def _legacy(mounts: list[_Mount], own: dict[str, str]) -> Cgroups:
-    bases = {}
+    bases, homes = {}, {}
     for controller in V1_CONTROLLERS:
         mount = next((m for m in mounts if m.fstype == "cgroup" and controller in m.controllers), None)
         if mount is None:
             raise CgroupUnavailable(f"cgroup v1: no {controller} hierarchy is mounted")
-        runs = os.path.join(_inside(mount, own.get(controller, "/")), RUNS_DIRECTORY)
+        homes[controller] = _inside(mount, own.get(controller, "/"))
+        runs = os.path.join(homes[controller], RUNS_DIRECTORY)
         try:
             os.makedirs(runs, exist_ok=True)
         except OSError as error:
             raise CgroupUnavailable(f"cgroup v1: cannot create {runs}: {error.strerror}") from None
         bases[controller] = runs
-    return Cgroups(version=1, bases=bases)
+    return Cgroups(version=1, bases=bases, homes=homes)
 
 
 def _probe(cgroups: Cgroups, memory: int) -> None:

@@ -301,7 +301,11 @@ class Sandbox:
     def launcher_argv(self) -> list[str]:
         # -I: no PYTHON* variables, no user site, no current directory on sys.path; -S:
         # the launcher needs the standard library only (and its own directory).
-        return [self.config.launcher_python, "-I", "-S", str(LAUNCHER_PATH)]
+        argv = [self.config.launcher_python, "-I", "-S", str(LAUNCHER_PATH)]
+        if self.isolation is not None:
+            # Where runs' cgroups go: a launcher enters one while it waits for its run.
+            argv.append(json.dumps(self.isolation.cgroups.launcher_spec()))
+        return argv
 
     def launcher_env(self) -> dict[str, str]:
         # spawnProcess passes os.environ unless told otherwise: the launcher (and so the
@@ -542,7 +546,12 @@ def _find_isolation(config: SandboxConfig, limits: RunLimits) -> tuple[Isolation
 
 
 def _sweep_leftovers(sandbox: Sandbox, pool: UidPool) -> None:
-    """Kill what is left of each run uid that no live process holds."""
+    """
+    Kill what is left of each run uid that no live process holds; remove the cgroups of
+    launchers that died waiting for a run.
+    """
+    if sandbox.isolation is not None:
+        sandbox.isolation.cgroups.remove_abandoned_launchers()
     for uid in pool.claim_each_free():
         if live_processes_of(uid):
             _log.warn("killing leftover processes of run uid {uid}", uid=uid)

@@ -95,7 +95,7 @@ class LaunchError(Exception):
 class Launcher:
     """One run, from the request to the status report."""
 
-    def __init__(self, request: Request, code: bytes) -> None:
+    def __init__(self, request: Request, code: bytes, early: RunCgroup | None = None) -> None:
         self.request = request
         self.code = code
         self.uid = request["uid"]
@@ -103,7 +103,10 @@ class Launcher:
         self.run_dir = request["run_dir"]
         self.isolated = request["isolated"]
         spec = request["cgroup"]
-        self.cgroup = RunCgroup.of(dict(spec)) if spec is not None else None
+        # The cgroup this launcher entered while it waited becomes the run's (see
+        # run_cgroup); without one, the run's is made now and the program joins it.
+        self.early = early if spec is not None else None
+        self.cgroup = self.early or (RunCgroup.of(dict(spec)) if spec is not None else None)
         self.base_fd = -1
         self.mounted_run_dir = False
         self.child = -1
@@ -133,7 +136,9 @@ class Launcher:
         """The cgroup and the run's files (isolated), or the run directory (weak)."""
         with open(self.request["sdk_source"], "rb") as sdk:
             sdk_code = sdk.read()
-        if self.cgroup is not None:
+        if self.early is not None:
+            self.early.adopt(dict(self.request["cgroup"]), self.request["memory"], self.request["processes"])  # type: ignore[arg-type]
+        elif self.cgroup is not None:
             self.cgroup.create(self.request["memory"], self.request["processes"])
         if self.isolated:
             # bubblewrap copies these into the run's tmpfs; nothing touches the host's disk.
@@ -227,7 +232,7 @@ class Launcher:
     def _exec_program(self, devnull: int, error_write: int) -> NoReturn:
         request = self.request
         try:
-            if self.cgroup is not None:
+            if self.cgroup is not None and not self.cgroup.inside:
                 self.cgroup.join(os.getpid())  # as root, before anything of the user runs
             os.setsid()
             for number in signal.valid_signals():
@@ -334,7 +339,7 @@ class Launcher:
         self.max_tasks = max(self.max_tasks, tasks)
         if cgroup.oom_kills():
             return "memory"
-        if cgroup.cpu_seconds() >= self.request["cpu_time"]:
+        if cgroup.run_cpu_seconds() >= self.request["cpu_time"]:
             return "cpu"
         if cgroup.refused_forks() or tasks >= self.request["processes"]:
             # A fork was refused at the cap: a fork bomb, stopped now rather than left to
@@ -479,7 +484,7 @@ class Launcher:
     def finish(self, reason: str) -> None:
         swept = self.sweep()
         cgroup = self.cgroup
-        cpu = cgroup.cpu_seconds() if cgroup is not None else self.child_cpu
+        cpu = cgroup.run_cpu_seconds() if cgroup is not None else self.child_cpu
         oom_kills = cgroup.oom_kills() if cgroup is not None else 0
         peak = cgroup.peak_memory() if cgroup is not None else 0
         if reason == "exit" and cgroup is not None:
@@ -550,6 +555,20 @@ def read_request(fd: int) -> tuple[Request, bytes]:
     return request, code
 
 
+def enter_early_cgroup(argv: list[str]) -> RunCgroup | None:
+    """
+    The cgroup a launcher started ahead of its run enters while it waits (its argument
+    is the JSON of where runs' cgroups go); None without one, or if it cannot be made
+    (the run's cgroup is then made when the request comes).
+    """
+    if len(argv) < 2:
+        return None
+    try:
+        return RunCgroup.enter_early(json.loads(argv[1]))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def main() -> int:
     # Everything the launcher waits for is read synchronously with sigtimedwait: no
     # handler can interrupt a half-done step.  The program gets an empty mask back.
@@ -557,18 +576,23 @@ def main() -> int:
     # Armed before the (possibly long) wait for the request: a launcher started ahead of
     # its run must not outlive the server either.
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)
+    early = enter_early_cgroup(sys.argv)
     try:
         request, code = read_request(0)
         if os.getppid() != request["parent_pid"]:
-            return 3  # the server died before the death signal was armed
+            raise LaunchError("the server died before the death signal was armed")
         if request["uid"] is not None:
             receive_lock()  # kept open: the claim on the uid lasts as long as this process
         else:
             close_control()
     except (LaunchError, ValueError, OSError) as error:
+        if early is not None:
+            early.remove()
         Launcher.report(event="error", message=f"bad request: {error}")
         return 2
-    launcher = Launcher(request, code)
+    launcher = Launcher(request, code, early)
+    if early is not None and launcher.early is None:
+        early.remove()  # a request without a cgroup: the weak sandbox
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     try:
         launcher.prepare()

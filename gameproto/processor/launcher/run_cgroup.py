@@ -3,6 +3,15 @@ One run's cgroup, as the root launcher drives it: created with the run's limits,
 program put in it before it executes, read while it runs (out-of-memory kills, CPU time,
 refused forks, peak memory), emptied with SIGKILL, removed.
 
+Moving a process into a cgroup waits for an RCU grace period when no other move happened
+lately (about 10 ms here): on the path from a client's code to its program's first line,
+that is most of the launcher's own time.  So a launcher started ahead of its run enters a
+cgroup of its own while it waits for the request (L{RunCgroup.enter_early}), which then
+becomes the run's (renamed to the run's name, limited); its program is forked inside it,
+and the launcher leaves for its home cgroup at the end.  Pages the launcher allocated
+before entering stay charged where they were; its one task and its CPU time since
+entering are not counted against the run.
+
 cgroup v2 is one directory; cgroup v1 is one directory per controller hierarchy (memory,
 pids, cpuacct).  The server chooses the directories (L{gameproto.processor.cgroups}); the
 files are written here directly, as the field's sandboxes do (isolate, nsjail).  Standard
@@ -13,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
 from typing import Any
 
@@ -33,6 +43,11 @@ def _read(path: str) -> str:
         return ""
 
 
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _field(text: str, name: str) -> int:
     """C{name}'s value in a flat-keyed cgroup file (C{"oom_kill 2\\n..."}), or 0."""
     for line in text.splitlines():
@@ -46,15 +61,71 @@ def _field(text: str, name: str) -> int:
 
 
 class RunCgroup:
-    """The cgroup of one run; L{create} it, L{join} it from the child, L{remove} it."""
+    """
+    The cgroup of one run; L{create} it and L{join} it from the child, or
+    L{enter_early} and L{adopt} it; L{remove} it.
 
-    def __init__(self, paths: dict[str, str]) -> None:
+    @ivar inside: the launcher itself is in the cgroup (entered early).
+    """
+
+    def __init__(self, paths: dict[str, str], homes: dict[str, str] | None = None) -> None:
         self.paths = paths
+        self.homes = homes or {}
+        self.inside = False
+        self._own_cpu_at_entry = 0.0
 
     @staticmethod
     def of(spec: dict[str, Any]) -> RunCgroup:
         kind = CgroupV2 if spec["version"] == 2 else CgroupV1
         return kind(dict(spec["paths"]))
+
+    @staticmethod
+    def enter_early(spec: dict[str, Any]) -> RunCgroup:
+        """
+        A fresh cgroup in each of C{spec}'s bases (a launcher's spec: version, bases,
+        homes), with this process in it.  Raises OSError (nothing is left behind).
+        """
+        kind = CgroupV2 if spec["version"] == 2 else CgroupV1
+        name = f"launcher-{os.getpid()}"
+        paths = {hierarchy: os.path.join(base, name) for hierarchy, base in spec["bases"].items()}
+        cgroup = kind(paths, dict(spec["homes"]))
+        made: list[str] = []
+        try:
+            for path in paths.values():
+                os.mkdir(path, 0o755)
+                made.append(path)
+            cgroup.join(os.getpid())
+        except OSError:
+            cgroup.leave()
+            for path in reversed(made):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            raise
+        cgroup.inside = True
+        cgroup._own_cpu_at_entry = _own_cpu()
+        return cgroup
+
+    def adopt(self, spec: dict[str, Any], memory: int, processes: int) -> None:
+        """
+        Become the run's cgroup: the run's name (C{spec}'s paths, in the same bases) and
+        limits; the launcher's own task is one more than the run's.
+        """
+        paths = dict(spec["paths"])
+        for hierarchy, path in self.paths.items():
+            os.rename(path, paths[hierarchy])
+        self.paths = paths
+        self.limit(memory, processes + 1 if self.inside else processes)
+
+    def leave(self) -> None:
+        """The launcher goes back to its home cgroups."""
+        for path in self.homes.values():
+            try:
+                _write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+            except OSError:
+                pass
+        self.inside = False
 
     # -- life ----------------------------------------------------------------
 
@@ -83,9 +154,9 @@ class RunCgroup:
             _write(os.path.join(path, "cgroup.procs"), str(pid))
 
     def pids(self) -> list[int]:
-        """The processes in the cgroup now."""
+        """The run's processes in the cgroup now (not the launcher)."""
         text = _read(os.path.join(self.main_path, "cgroup.procs"))
-        return [int(pid) for pid in text.split()]
+        return [int(pid) for pid in text.split() if int(pid) != os.getpid()]
 
     def signal(self, number: int) -> int:
         """Send C{number} to every process in the cgroup; how many there were."""
@@ -101,7 +172,9 @@ class RunCgroup:
         return self.signal(signal.SIGKILL)
 
     def remove(self) -> bool:
-        """Remove the directories; False while a process is still in one."""
+        """Leave, and remove the directories; False while a process is still in one."""
+        if self.inside:
+            self.leave()
         removed = True
         for path in self.paths.values():
             try:
@@ -134,10 +207,18 @@ class RunCgroup:
         raise NotImplementedError
 
     def tasks(self) -> int:
-        """The run's tasks (processes and threads) now: what the pids limit counts."""
+        """The run's tasks (processes and threads) now, the launcher's own not counted."""
         path = os.path.join(self.paths.get("pids", self.main_path), "pids.current")
         text = _read(path).strip()
-        return int(text) if text.isdigit() else 0
+        count = int(text) if text.isdigit() else 0
+        return max(0, count - 1) if self.inside else count
+
+    def run_cpu_seconds(self) -> float:
+        """The run's CPU time: the cgroup's, less the launcher's own since it entered."""
+        cpu = self.cpu_seconds()
+        if self.inside:
+            cpu -= _own_cpu() - self._own_cpu_at_entry
+        return max(0.0, cpu)
 
 
 class CgroupV1(RunCgroup):
@@ -187,7 +268,7 @@ class CgroupV2(RunCgroup):
     def kill(self) -> int:
         count = len(self.pids())
         kill_file = os.path.join(self.main_path, "cgroup.kill")
-        if count and os.path.exists(kill_file):
+        if count and not self.inside and os.path.exists(kill_file):
             _write(kill_file, "1")  # atomic: a forking process cannot outrun it
             return count
         return self.signal(signal.SIGKILL)
