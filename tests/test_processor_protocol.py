@@ -644,6 +644,10 @@ class ClientEngineTests(ProcessorTestCase):
 
 
 class ArenaEngineTests(ProcessorTestCase):
+    def answer(self, reply: Any) -> Any:
+        """An engine's reply: given at once, or by a Deferred that has fired."""
+        return self.successResultOf(reply) if isinstance(reply, Deferred) else reply
+
     def arena_run(self) -> tuple[FakeWebSocket, FakeRun]:
         ws = self.connect()
         run = self.running(ws, engine="arena", arena="default")
@@ -664,23 +668,23 @@ class ArenaEngineTests(ProcessorTestCase):
         reply = run.engine({"type": "RegisterPlayerCommand"})
         self.assertNoResult(reply)
         self.tick()
-        ack = self.successResultOf(reply)
+        ack = self.answer(reply)
         self.assertEqual(ack["type"], "RegisterPlayerAck")
         self.assertEqual((ack["data"]["x"], ack["data"]["y"]), (100, 100))
         default.control(None, _start_game())  # as the controller would
         reply = run.engine({"type": "WaitNotification", "timeout_ms": 1000})
-        self.assertEqual(self.successResultOf(reply), {"type": "StartGameOrder", "data": {}})
+        self.assertEqual(self.answer(reply), {"type": "StartGameOrder", "data": {}})
         reply = run.engine({"type": "MovePlayerCommand", "data": [{"move": "forward"}]})
         for _ in range(2):
             self.tick()
-        self.assertEqual(self.successResultOf(reply),
+        self.assertEqual(self.answer(reply),
                          {"type": "MovePlayerAck", "data": {
                              "x": 102.0, "y": 100.0, "rotation": 0,
                              "shooting": {"tokens": 40, "cost": 6}}})
-        notifications = self.successResultOf(run.engine({"type": "GetNotifications"}))
+        notifications = self.answer(run.engine({"type": "GetNotifications"}))
         self.assertTrue(notifications)
         self.assertEqual({n["type"] for n in notifications}, {"RadarScanNotification"})
-        self.assertEqual(self.successResultOf(run.engine({"type": "GetNotifications"})), [])
+        self.assertEqual(self.answer(run.engine({"type": "GetNotifications"})), [])
         self.assertEqual(self.messages(ws), [])
         run.end(0)
         self.assertEqual(default.connections, 0)
@@ -688,12 +692,12 @@ class ArenaEngineTests(ProcessorTestCase):
     def test_invalid_commands(self) -> None:
         """A malformed command gets the arena's InvalidCommandError, as a player socket would."""
         ws, run = self.arena_run()
-        reply = self.successResultOf(run.engine({"type": "Fly"}))
+        reply = self.answer(run.engine({"type": "Fly"}))
         self.assertEqual(reply, {"type": "InvalidCommandError",
                                  "data": {"reason": "unknown command type 'Fly'"}})
-        reply = self.successResultOf(run.engine({"type": "StartGameCommand"}))
+        reply = self.answer(run.engine({"type": "StartGameCommand"}))
         self.assertEqual(reply["data"]["reason"], "only the controller can start the game")
-        bad = self.successResultOf(run.engine({"type": "WaitNotification", "timeout_ms": 60000}))
+        bad = self.answer(run.engine({"type": "WaitNotification", "timeout_ms": 60000}))
         self.assertEqual(bad, {"error": "WaitNotification needs timeout_ms from 0 to 9000"})
 
     def test_wait_times_out(self) -> None:
@@ -704,21 +708,21 @@ class ArenaEngineTests(ProcessorTestCase):
         self.clock.advance(0.499)
         self.assertNoResult(reply)
         self.clock.advance(0.001)
-        self.assertIsNone(self.successResultOf(reply))
+        self.assertIsNone(self.answer(reply))
 
     def test_notifications_bounded(self) -> None:
         """At most 256 notifications per call, oldest first; at most 1,024 are kept."""
         ws, run = self.arena_run()
         registered = run.engine({"type": "RegisterPlayerCommand"})
         self.tick()
-        self.successResultOf(registered)
+        self.answer(registered)
         self.arenas.get("default").control(None, _start_game())  # type: ignore[union-attr]
         for _ in range(1024 + 10):
             self.tick()
-        first = self.successResultOf(run.engine({"type": "GetNotifications"}))
+        first = self.answer(run.engine({"type": "GetNotifications"}))
         self.assertEqual(len(first), 256)
         total = len(first)
-        while batch := self.successResultOf(run.engine({"type": "GetNotifications"})):
+        while batch := self.answer(run.engine({"type": "GetNotifications"})):
             total += len(batch)
         self.assertEqual(total, 1024)
 
@@ -740,8 +744,8 @@ class ArenaEngineTests(ProcessorTestCase):
         run = self.running(ws, engine="arena", arena="mine")
         pending = run.engine({"type": "WaitNotification", "timeout_ms": 5000})
         self.arenas.delete("mine", "ann")
-        self.assertEqual(self.successResultOf(pending), {"error": "arena closed: the arena was deleted"})
-        self.assertEqual(self.successResultOf(run.engine({"type": "GetNotifications"})),
+        self.assertEqual(self.answer(pending), {"error": "arena closed: the arena was deleted"})
+        self.assertEqual(self.answer(run.engine({"type": "GetNotifications"})),
                          {"error": "arena closed: the arena was deleted"})
         self.assertEqual(run.stops, 0)
 
@@ -803,8 +807,8 @@ class ServiceTests(SynchronousTestCase):
 
     def test_languages(self) -> None:
         """
-        Languages on, off (with the reason hidden from clients) and unknown; one launcher
-        is started ahead of the first run, and ended when the service stops.
+        Languages on, off (with the reason hidden from clients) and unknown; two launchers
+        are started ahead of the first runs, and ended when the service stops.
         """
         from gameproto.processor.languages import LANGUAGES as ALL
         from gameproto.processor.sandbox import Sandbox, SandboxConfig
@@ -822,9 +826,10 @@ class ServiceTests(SynchronousTestCase):
         self.assertIsNone(service.language_refusal("python"))
         self.assertEqual(service.language_refusal("php"), "language php is not available")
         self.assertEqual(service.language_refusal("cobol"), "unknown language: cobol")
-        [spare] = reactor.launchers
-        self.addCleanup(spare.close)
-        self.assertEqual(spare.written, {})
+        spares = reactor.launchers
+        for spare in spares:
+            self.addCleanup(spare.close)
+        self.assertEqual([spare.written for spare in spares], [{}, {}])
         service.stopService()
-        self.assertEqual(spare.closed, [0])
+        self.assertEqual([spare.closed for spare in spares], [[0], [0]])
         self.assertRaises(Exception, service.start_run, "ann", "python", "", print, print)

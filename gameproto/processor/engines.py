@@ -40,8 +40,12 @@ NOTIFICATIONS_PER_CALL = 256
 class Engine(Protocol):
     """What the processor protocol needs of a run's engine."""
 
-    def call(self, call_id: int, command: Any, reply: Deferred[Any]) -> None:
-        """Handle one engine call; fire C{reply} with the reply (now or later)."""
+    def call(self, call_id: int, command: Any) -> Any:
+        """
+        Handle one engine call: the reply now (most calls: no Deferred on the hot path of
+        a program's round trips), or a Deferred firing with it later, which forgets the
+        call when cancelled.
+        """
 
     def result(self, call_id: int, message: Any) -> bool:
         """The client's result for C{call_id}; C{False} if no such call is waiting."""
@@ -63,9 +67,11 @@ class ClientEngine:
         self._send_command = send_command
         self._waiting: dict[int, Deferred[Any]] = {}
 
-    def call(self, call_id: int, command: Any, reply: Deferred[Any]) -> None:
+    def call(self, call_id: int, command: Any) -> Deferred[Any]:
+        reply: Deferred[Any] = Deferred(lambda _: self.cancelled(call_id))
         self._waiting[call_id] = reply
         self._send_command(call_id, command)
+        return reply
 
     def result(self, call_id: int, message: Any) -> bool:
         reply = self._waiting.pop(call_id, None)
@@ -121,44 +127,40 @@ class ArenaEngine:
 
     # -- engine calls -------------------------------------------------------------
 
-    def call(self, call_id: int, command: Any, reply: Deferred[Any]) -> None:
+    def call(self, call_id: int, command: Any) -> Any:
         if self._closed_reason is not None:
-            reply.callback({"error": f"arena closed: {self._closed_reason}"})
-            return
+            return {"error": f"arena closed: {self._closed_reason}"}
         kind = command.get("type") if isinstance(command, dict) else None
         if kind == "GetNotifications":
-            batch = [
+            return [
                 self._notifications.popleft()
                 for _ in range(min(NOTIFICATIONS_PER_CALL, len(self._notifications)))
             ]
-            reply.callback(batch)
-        elif kind == "WaitNotification":
-            self._wait_notification(call_id, command, reply)
-        else:
-            try:
-                parsed = parse_command(command)
-            except InvalidCommand as e:
-                reply.callback(invalid_command_error(e.reason))
-                return
-            self._reply = (call_id, reply)
-            self.arena.submit(self, parsed)
+        if kind == "WaitNotification":
+            return self._wait_notification(call_id, command)
+        try:
+            parsed = parse_command(command)
+        except InvalidCommand as e:
+            return invalid_command_error(e.reason)
+        reply: Deferred[Any] = Deferred(lambda _: self.cancelled(call_id))
+        self._reply = (call_id, reply)
+        self.arena.submit(self, parsed)
+        return reply
 
-    def _wait_notification(self, call_id: int, command: dict[str, Any], reply: Deferred[Any]) -> None:
+    def _wait_notification(self, call_id: int, command: dict[str, Any]) -> Any:
         timeout = command.get("timeout_ms")
         if (
             isinstance(timeout, bool)
             or not isinstance(timeout, (int, float))
             or not 0 <= timeout <= self._max_wait_ms
         ):
-            reply.callback(
-                {"error": f"WaitNotification needs timeout_ms from 0 to {self._max_wait_ms}"}
-            )
-            return
+            return {"error": f"WaitNotification needs timeout_ms from 0 to {self._max_wait_ms}"}
         if self._notifications:
-            reply.callback(self._notifications.popleft())
-            return
+            return self._notifications.popleft()
+        reply: Deferred[Any] = Deferred(lambda _: self.cancelled(call_id))
         timer = self._clock.callLater(timeout / 1000, self._wait_over, call_id)
         self._wait = (call_id, reply, timer)
+        return reply
 
     def _wait_over(self, call_id: int) -> None:
         if self._wait is not None and self._wait[0] == call_id:

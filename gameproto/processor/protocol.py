@@ -188,7 +188,7 @@ class ProcessorInputs(Protocol):
 
     def output(self, stream: str, text: str) -> None: ...
 
-    def command(self, call_id: int, command: Any, reply: Deferred[Any]) -> None: ...
+    def command(self, call_id: int, command: Any) -> Any: ...
 
     def ended(self, result: RunResult) -> None: ...
 
@@ -313,10 +313,8 @@ def _code(inputs: ProcessorInputs, core: ProcessorCore, text: str, problem: str)
     def on_output(stream: str, line: str) -> None:
         inputs.output(stream, line)
 
-    def on_engine(call_id: int, command: Any) -> Deferred[Any]:
-        reply: Deferred[Any] = Deferred(lambda _: _forget_call(core, call_id))
-        inputs.command(call_id, command, reply)
-        return reply
+    def on_engine(call_id: int, command: Any) -> Any:
+        return inputs.command(call_id, command)
 
     try:
         run = core.runs.start_run(core.user, context.language, text, on_output, on_engine)
@@ -342,11 +340,6 @@ def _code(inputs: ProcessorInputs, core: ProcessorCore, text: str, problem: str)
 def _max_wait(core: ProcessorCore) -> float:
     # A WaitNotification must end before the runner answers "engine call timed out".
     return max(0.0, core.runs.engine_call_timeout - 1.0)
-
-
-def _forget_call(core: ProcessorCore, call_id: int) -> None:
-    if core.engine is not None:
-        core.engine.cancelled(call_id)
 
 
 def _spawn_failed(inputs: ProcessorInputs, failure: Failure) -> None:
@@ -411,11 +404,14 @@ def _output(inputs: ProcessorInputs, core: ProcessorCore, stream: str, text: str
 
 
 @Running.upon(ProcessorInputs.command).loop()
-def _command(
-    inputs: ProcessorInputs, core: ProcessorCore, call_id: int, command: Any, reply: Deferred[Any]
-) -> None:
+def _command(inputs: ProcessorInputs, core: ProcessorCore, call_id: int, command: Any) -> Any:
     assert core.engine is not None
-    core.engine.call(call_id, command, reply)
+    return core.engine.call(call_id, command)
+
+
+def _unanswered(inputs: ProcessorInputs, core: ProcessorCore, call_id: int, command: Any) -> Any:
+    # No engine is there to answer: the runner's engine call timeout does.
+    return Deferred()
 
 
 @Running.upon(ProcessorInputs.result).loop()
@@ -454,14 +450,13 @@ Ended.upon(ProcessorInputs.lost).to(Closed).returns(None)
 # is over) change nothing.  The runner never ends a run before its start or failure.
 _RUN_EVENTS = (
     ProcessorInputs.runRefused, ProcessorInputs.busy, ProcessorInputs.started,
-    ProcessorInputs.spawnFailed, ProcessorInputs.output, ProcessorInputs.command,
-    ProcessorInputs.ended,
+    ProcessorInputs.spawnFailed, ProcessorInputs.output, ProcessorInputs.ended,
 )
 _IGNORED: dict[Any, tuple[Any, ...]] = {
     Opening: _RUN_EVENTS,
     AwaitingContext: _RUN_EVENTS,
     AwaitingCode: _RUN_EVENTS,
-    Starting: (ProcessorInputs.command, ProcessorInputs.ended),
+    Starting: (ProcessorInputs.ended,),
     Running: (ProcessorInputs.runRefused, ProcessorInputs.busy, ProcessorInputs.started,
               ProcessorInputs.spawnFailed),
     Ended: _RUN_EVENTS,
@@ -470,6 +465,8 @@ _IGNORED: dict[Any, tuple[Any, ...]] = {
 for _state, _events in _IGNORED.items():
     for _event in _events:
         _state.upon(_event).loop().returns(None)
+for _state in (Opening, AwaitingContext, AwaitingCode, Starting, Ended, Closed):
+    _state.upon(ProcessorInputs.command).loop()(_unanswered)
 
 ProcessorMachine = processor.build()
 

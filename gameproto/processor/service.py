@@ -75,9 +75,10 @@ class ProcessorService(Service):
         return d.addCallback(lambda _: self._announce_ready())
 
     def _sandbox_ready(self, sandbox: Sandbox) -> None:
-        # One launcher started ahead: a run then waits for its program only.
+        # Launchers started ahead: a run then waits for its program only.  Two, so that
+        # runs in quick succession find one ready while the next one starts.
         self.processor = Processor(
-            self.reactor, self.clock, sandbox, self.max_runs, self.runs_per_minute, spares=1
+            self.reactor, self.clock, sandbox, self.max_runs, self.runs_per_minute, spares=2
         )
         self.status = {
             "state": "on",
