@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
+import subprocess
 import shutil
 import tempfile
 from typing import Any
@@ -409,6 +411,34 @@ class SandboxStartupTests(IntegrationTestCase):
         self.assertIsNone(sandbox.isolation)
         self.assertEqual(sandbox.weakness, "bubblewrap (bwrap) is not installed")
         self.assertEqual(list(sandbox.languages), ["python"])
+
+    async def test_leftovers_of_a_dead_server_are_killed(self) -> None:
+        """
+        A process of a run uid that no live server holds (a server died mid-run) is killed
+        at start-up; one of a uid another process holds (a live server's run) is not.
+        """
+        from gameproto.processor.uids import UidPool
+
+        setpriv = require_tool("setpriv")
+        free_uid, held_uid = run_uids()[0], run_uids()[1]
+        other_server = UidPool(range(held_uid, held_uid + 1))
+        self.assertEqual(other_server.acquire(), held_uid)
+        self.addCleanup(other_server.release, held_uid)
+        sleepers = {}
+        for uid in (free_uid, held_uid):
+            sleepers[uid] = subprocess.Popen(
+                [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "300"])
+            self.addCleanup(sleepers[uid].kill)
+            self.addCleanup(sleepers[uid].wait)
+        config = SandboxConfig(
+            run_base=self.base + "/sub",
+            uids=run_uids(),
+            interpreters={"python": interpreter("python")},
+            privileged=True,
+        )
+        await within(start_sandbox(reactor, reactor, config, RunLimits(), {"python": PYTHON}), 20)
+        self.assertEqual(sleepers[free_uid].wait(timeout=5), -signal.SIGKILL)
+        self.assertIsNone(sleepers[held_uid].poll())
 
     def test_without_root(self) -> None:
         """A server that is not root gets no isolated sandbox, unless it allows the weak one."""
