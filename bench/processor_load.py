@@ -213,7 +213,8 @@ async def timed_run(reactor: Any, base: str, token: str, language: str) -> tuple
             raise BenchError(f"{language}: {output}")
         outcome = await socket.outcome()
         if outcome.end is None or outcome.end["exit_code"] != 0:
-            raise BenchError(f"{language}: {outcome.messages}")
+            raise BenchError(f"{language}: {outcome.messages}, closed with"
+                             f" {outcome.close_code} {outcome.close_reason!r}")
         return at_started - sent, at_output - sent
     finally:
         if socket.state == socket.STATE_OPEN:
@@ -355,6 +356,9 @@ async def main(reactor: Any, options: argparse.Namespace) -> None:
               f" {percentile(ours, 0.5) / percentile(bare, 0.5):.2f}x (goal: at most 3x)")
         print(f"engine round trips: arena {arena_rate:,.0f}/s / bare echo {echo_rate:,.0f}/s ="
               f" {arena_rate / echo_rate:.2f}x (goal: at least 0.6x)")
+    except BenchError:
+        print(node.text()[-4000:], file=sys.stderr)
+        raise
     finally:
         await node.stop()
         shutil.rmtree(base_dir, ignore_errors=True)
