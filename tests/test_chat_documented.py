@@ -24,7 +24,7 @@ from gameproto import wire
 from gameproto.socketio.testing import HTTPExchange, Response, WebSocketClient
 from tests.nodes import Node, stop_on_cleanup
 from tests.support import require_module
-from tests.test_rest import make_server
+from tests.restsupport import make_server
 
 PATH = "/socket.io/?EIO=4&transport="
 

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from gameproto.rest import ApiError, JSONRouter, Response
 from gameproto.store import StoreError
 from tests.fakehttp import FakeResponse, connect, parse_response, request
-from tests.test_rest import RESTTestCase
+from tests.restsupport import RESTTestCase
 
 INTERNAL_ERROR = {"error": "internal error"}
 

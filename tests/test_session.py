@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import web
 from tests.fakehttp import FakeResponse, request
-from tests.test_rest import make_server
+from tests.restsupport import make_server
 
 OWN_ORIGIN = {"Origin": "http://localhost"}  # fakehttp sends Host: localhost
 

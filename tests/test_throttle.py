@@ -19,7 +19,7 @@ from gameproto.throttle import RequestLimits, address_key
 from gameproto.wire import Rate
 from tests.fakehttp import FakeResponse, request
 from tests.nodes import Node, http_json, stop_on_cleanup
-from tests.test_rest import make_server
+from tests.restsupport import make_server
 
 ATTACKER = "203.0.113.5"
 NEIGHBOUR = "198.51.100.7"
