@@ -16,10 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gameproto.arena.cluster import (
     ArenaCluster,
-    LeaseTable,
     RedisLeases,
     RemoteArena,
-    TableLeases,
     command_json,
 )
 from gameproto.arena.commands import (
@@ -39,9 +37,7 @@ from gameproto.arena.service import (
 )
 from gameproto.bus.local import LocalBus
 from gameproto.store.memory import MemoryStore
-from tests.test_arena_protocol import RecordingSocket
-
-TICK = 0.02
+from tests.arenasupport import TICK, LeaseTable, RecordingSocket, TableLeases
 # The close reasons of docs/arena.md, "Several nodes".
 RESTARTED = "the arena's node was lost: the arena restarted empty, connect again"
 MOVED = "the arena is now run by another node: it restarted empty, connect again"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import txaio
 from automat import NoTransition
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
@@ -35,75 +34,11 @@ from gameproto.arena.service import (
     ServerFull,
 )
 from gameproto.wire import CloseCode
-from tests.fakews import FakeWebSocket, open_websocket
-from tests.test_rest import make_server
+from tests.arenasupport import ArenaServerTestCase, RecordingSocket, types, without
 from tests.fakehttp import request
+from tests.fakews import FakeWebSocket
 
-TICK = 0.02  # the default tick_ms, in seconds
 SPAWNS = {"spawn_points": [[100, 100, 0], [200, 100, 180], [300, 100, 0], [400, 100, 0]]}
-
-
-def types(messages: list[Any]) -> list[str]:
-    return [m["type"] for m in messages]
-
-
-def without(messages: list[Any], *kinds: str) -> list[Any]:
-    return [m for m in messages if m["type"] not in kinds]
-
-
-class ArenaServerTestCase(SynchronousTestCase):
-    """A whole server (memory store) on a Clock, with users ann and bob signed up."""
-
-    def setUp(self) -> None:
-        self.server = make_server(port=None, **self.server_options())
-        self.clock: Clock = self.server.reactor
-        self.patch(txaio.config, "loop", self.clock)
-        self.server.startService()
-        self.addCleanup(self.server.stopService)
-        self.tokens = {name: self.sign_up(name) for name in ("ann", "bob")}
-        self.next_port = 41000
-
-    def server_options(self) -> dict[str, Any]:
-        return {}
-
-    def sign_up(self, name: str) -> str:
-        site = self.server.site
-        response = request(site, "POST", "/api/users/sign_up/",
-                           {"username": name, "password": "password1"})
-        self.assertEqual(response.status, 201, response.body)
-        response = request(site, "POST", "/api/token/", {"username": name, "password": "password1"})
-        return str(response.json()["token"])
-
-    def connect(self, path: str, user: str | None = None) -> FakeWebSocket:
-        headers = {"Authorization": f"Token {self.tokens[user]}"} if user else {}
-        self.next_port += 1
-        ws = open_websocket(self.server.site, path, headers, port=self.next_port)
-        self.assertIn(b" 101 ", ws.handshake_response.split(b"\r\n")[0] + b" ")
-        return ws
-
-    def player(self, arena: str = DEFAULT_ARENA, user: str | None = None) -> FakeWebSocket:
-        return self.connect(f"/ws/arena/{arena}/player", user)
-
-    def controller(self, arena: str = DEFAULT_ARENA, user: str | None = "ann") -> FakeWebSocket:
-        return self.connect(f"/ws/arena/{arena}/control", user)
-
-    def tick(self, count: int = 1) -> None:
-        for _ in range(count):
-            self.clock.advance(TICK)
-
-    def create_arena(self, arena_id: str, config: dict[str, Any], user: str = "ann") -> Any:
-        response = request(self.server.site, "POST", "/api/arenas/",
-                           {"id": arena_id, "config": config},
-                           {"Authorization": f"Token {self.tokens[user]}"})
-        self.assertEqual(response.status, 201, response.body)
-        return response.json()
-
-    def register(self, ws: FakeWebSocket) -> dict[str, Any]:
-        ws.send_json({"type": "RegisterPlayerCommand"})
-        self.tick()
-        replies = without(ws.messages(), "RadarScanNotification")
-        self.assertEqual(types(replies)[0], "RegisterPlayerAck", replies)
-        return replies[0]
 
 
 class PlayerEndpointTests(ArenaServerTestCase):
@@ -327,29 +262,6 @@ class ArenaDeletionTests(ArenaServerTestCase):
 
 # ---------------------------------------------------------------------------
 # The service alone
-
-
-class RecordingSocket:
-    """An ArenaSocket that records what the arena does to it."""
-
-    def __init__(self) -> None:
-        self.frames: list[Frame] = []
-        self.closed: list[str] = []
-        self.replaced_count = 0
-
-    def deliver(self, frame: Frame) -> None:
-        self.frames.append(frame)
-
-    def arenaClosed(self, reason: str) -> None:
-        self.closed.append(reason)
-
-    def replaced(self) -> None:
-        self.replaced_count += 1
-
-    def types(self) -> list[str]:
-        kinds = [frame.type for frame in self.frames]
-        self.frames.clear()
-        return kinds
 
 
 class ArenaServiceTests(SynchronousTestCase):

@@ -13,10 +13,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import wire
 from gameproto.processor.protocol import BadContext, parse_context
+from tests.arenasupport import ArenaServerTestCase
 from tests.fakehttp import request
 from tests.fakews import CLOSE, TEXT, FakeWebSocket
 from tests.matchsupport import MatchTestCase, read
-from tests.test_arena_protocol import ArenaServerTestCase
 
 # What str.isdigit() or int() accept and an id must not be: superscript two (isdigit()
 # accepts it, int() raises), Arabic-Indic one and fullwidth one (int() reads both as 1).
