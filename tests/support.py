@@ -1,5 +1,6 @@
 """
-Helpers shared by the tests: external tools, free ports, real server processes.
+Helpers shared by the tests: external tools, the npm packages of the interop clients,
+waiting on a real reactor for what has no notification of its own.
 """
 
 import importlib
@@ -7,9 +8,17 @@ import os
 import shutil
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest
+
+from gameproto.redis import RedisUnavailable
+
+# The Node.js clients of the interop tests and their package-lock.json.
+INTEROP = Path(__file__).parent / "interop"
 
 
 def running_in_ci() -> bool:
@@ -57,3 +66,22 @@ async def npm_ci(directory: Path, package: str) -> None:
     )
     if code != 0:
         raise AssertionError(f"npm ci in {directory} failed: {err.decode(errors='replace')}")
+
+
+async def wait_for(condition: Any, deadline: float, poll: float = 0.05,
+                   action: Any = None) -> None:
+    """
+    Wait until C{condition()} holds, running C{action()} between checks; fail after
+    C{deadline} seconds.  For events with no notification of their own (a
+    reconnection), never as a stand-in for one.
+    """
+    start = reactor.seconds()
+    while not condition():
+        if reactor.seconds() - start > deadline:
+            raise AssertionError(f"condition not met within {deadline} s")
+        if action is not None:
+            try:
+                await action()
+            except RedisUnavailable:
+                pass
+        await deferLater(reactor, poll, lambda: None)

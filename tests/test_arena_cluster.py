@@ -312,7 +312,7 @@ class RedisLeaseTests(TestCase):
 
     def test_expiry(self) -> Deferred[None]:
         """A lease not renewed expires after its TTL; another node can then take it."""
-        from tests.test_bus import wait_for
+        from tests.support import wait_for
 
         async def check() -> None:
             a, b = self.leases("a", ttl_ms=200), self.leases("b", ttl_ms=200)
@@ -329,7 +329,7 @@ class RedisLeaseTests(TestCase):
 
     def test_renewal_recreates_after_empty_restart(self) -> Deferred[None]:
         """After Redis restarts empty, the owner's next renewal writes its lease back."""
-        from tests.test_bus import wait_for
+        from tests.support import wait_for
 
         async def check() -> None:
             a = self.leases("a")

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -15,6 +15,7 @@ from gameproto.bus import IBus, Outbox
 from gameproto.bus.local import LocalBus
 from gameproto.redis import RedisUnavailable, RedisURL
 from tests.redisserver import started_redis
+from tests.support import wait_for
 
 
 class LocalBusTests(SynchronousTestCase):
@@ -69,25 +70,6 @@ class LocalBusTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.received, [("kept", "1")])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-
-
-async def wait_for(condition: Any, deadline: float, poll: float = 0.05,
-                   action: Any = None) -> None:
-    """
-    Wait until C{condition()} holds, running C{action()} between checks; fail after
-    C{deadline} seconds.  For events with no notification of their own (a
-    reconnection), never as a stand-in for one.
-    """
-    start = reactor.seconds()
-    while not condition():
-        if reactor.seconds() - start > deadline:
-            raise AssertionError(f"condition not met within {deadline} s")
-        if action is not None:
-            try:
-                await action()
-            except RedisUnavailable:
-                pass
-        await deferLater(reactor, poll, lambda: None)
 
 
 class RedisBusTests(TestCase):

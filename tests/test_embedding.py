@@ -31,8 +31,7 @@ from tests.fakehttp import request
 from tests.fakews import open_websocket
 from tests.matchsupport import MatchTestCase, read
 from tests.nodes import ServerProcess, stop_on_cleanup
-from tests.support import require_tool
-from tests.test_socketio_interop import INTEROP, npm_install
+from tests.support import INTEROP, npm_ci, require_tool
 
 ROOT = Path(__file__).parent.parent
 SUCCESS = {"status": "success", "code": 0}
@@ -187,7 +186,7 @@ class PrefixEndToEndTests(TestCase):
 
     async def check_chat(self) -> None:
         node = require_tool("node")
-        await npm_install()
+        await npm_ci(INTEROP, "socket.io-client")
         out, err, code = await getProcessOutputAndValue(
             node,
             [str(INTEROP / "prefixed_chat.js"), self.app.http, "/game/socket.io/",

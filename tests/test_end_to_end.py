@@ -17,8 +17,8 @@ from twisted.trial.unittest import TestCase
 
 from gameproto import web, wire
 from gameproto.server import GameprotoServer, ServerConfig
+from tests.echo import Echo
 from tests.nodes import Node, http_json, stop_on_cleanup
-from tests.test_wire import Echo
 
 
 class RestartTests(TestCase):
@@ -258,7 +258,7 @@ class RedisNodesTests(TestCase):
         within 2 s; once Redis is back both recover without a restart within 3 s.
         """
         from tests.redisserver import started_redis
-        from tests.test_bus import wait_for
+        from tests.support import wait_for
 
         async def scenario() -> None:
             redis = await started_redis(self)

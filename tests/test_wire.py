@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import wire, web
 from gameproto.wire import Malformed
+from tests.echo import Echo
 from tests.fakews import open_websocket
 
 
@@ -104,26 +105,6 @@ class RateLimiterTests(SynchronousTestCase):
             limiter.check()
             clock.advance(1.5)
         self.assertNotEqual(limiter.check(), wire.RateVerdict.CLOSE)
-
-
-class Echo(wire.JSONProtocol):
-    """A test endpoint: echoes objects, answers malformed frames with their reason."""
-
-    endpoint = "echo"
-
-    def connectionOpened(self) -> None:
-        self.sendObject({"hello": self.user})
-
-    def objectReceived(self, message: dict[str, Any]) -> None:
-        if message.get("crash"):
-            raise RuntimeError("handler bug")
-        self.sendObject(message)
-
-    def malformedFrame(self, problem: Malformed) -> None:
-        self.sendObject({"error": problem.value})
-
-    def rateLimited(self) -> None:
-        self.sendObject({"error": "slow down"})
 
 
 def authenticate_by_header(request: Any, cookies_allowed: bool) -> Any:
