@@ -16,8 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from gameproto import redis
 from gameproto.arena.service import DEFAULT_ARENA, Frame
 from gameproto.cluster import LEASE_TTL_MS
-from tests.fakehttp import request
-from tests.fakews import FakeWebSocket, open_websocket
+from gameproto.testing import WebSocketClient, request
 from tests.restsupport import make_server
 
 TICK = 0.02  # the default tick_ms, in seconds
@@ -54,17 +53,17 @@ class ArenaServerTestCase(SynchronousTestCase):
         response = request(site, "POST", "/api/token/", {"username": name, "password": "password1"})
         return str(response.json()["token"])
 
-    def connect(self, path: str, user: str | None = None) -> FakeWebSocket:
+    def connect(self, path: str, user: str | None = None) -> WebSocketClient:
         headers = {"Authorization": f"Token {self.tokens[user]}"} if user else {}
         self.next_port += 1
-        ws = open_websocket(self.server.site, path, headers, port=self.next_port)
-        self.assertIn(b" 101 ", ws.handshake_response.split(b"\r\n")[0] + b" ")
+        ws = WebSocketClient(self.server.site, path, headers, port=self.next_port)
+        self.assertIn(b" 101 ", ws.handshake.split(b"\r\n")[0] + b" ")
         return ws
 
-    def player(self, arena: str = DEFAULT_ARENA, user: str | None = None) -> FakeWebSocket:
+    def player(self, arena: str = DEFAULT_ARENA, user: str | None = None) -> WebSocketClient:
         return self.connect(f"/ws/arena/{arena}/player", user)
 
-    def controller(self, arena: str = DEFAULT_ARENA, user: str | None = "ann") -> FakeWebSocket:
+    def controller(self, arena: str = DEFAULT_ARENA, user: str | None = "ann") -> WebSocketClient:
         return self.connect(f"/ws/arena/{arena}/control", user)
 
     def tick(self, count: int = 1) -> None:
@@ -78,10 +77,10 @@ class ArenaServerTestCase(SynchronousTestCase):
         self.assertEqual(response.status, 201, response.body)
         return response.json()
 
-    def register(self, ws: FakeWebSocket) -> dict[str, Any]:
+    def register(self, ws: WebSocketClient) -> dict[str, Any]:
         ws.send_json({"type": "RegisterPlayerCommand"})
         self.tick()
-        replies = without(ws.messages(), "RadarScanNotification")
+        replies = without(ws.json_messages(), "RadarScanNotification")
         self.assertEqual(types(replies)[0], "RegisterPlayerAck", replies)
         return replies[0]
 

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto.server import GameprotoServer, ServerConfig
 from gameproto.store.memory import MemoryStore
-from tests.fakehttp import FakeResponse, request
+from gameproto.testing import HTTPResponse, request
 
 
 def make_server(**config: Any) -> GameprotoServer:
@@ -31,13 +31,13 @@ class RESTTestCase(SynchronousTestCase):
         self.server = make_server()
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None,
-             headers: dict[str, str] | None = None) -> FakeResponse:
+             headers: dict[str, str] | None = None) -> HTTPResponse:
         headers = dict(headers or {})
         if token is not None:
             headers["Authorization"] = f"Token {token}"
         return request(self.server.site, method, path, body, headers)
 
-    def sign_up(self, username: str = "ann", password: str = "password1") -> FakeResponse:
+    def sign_up(self, username: str = "ann", password: str = "password1") -> HTTPResponse:
         return self.call("POST", "/api/users/sign_up/", {"username": username, "password": password})
 
     def token(self, username: str = "ann", password: str = "password1") -> str:
@@ -45,7 +45,7 @@ class RESTTestCase(SynchronousTestCase):
         self.assertEqual(response.status, 200, response.body)
         return response.json()["token"]
 
-    def assertError(self, response: FakeResponse, status: int, field: str | None = None) -> None:
+    def assertError(self, response: HTTPResponse, status: int, field: str | None = None) -> None:
         self.assertEqual(response.status, status, response.body)
         self.assertEqual(response.headers["content-type"], "application/json")
         body = response.json()

@@ -1,6 +1,6 @@
 """
 The arena's WebSocket endpoints and service, in memory: a whole server on a Clock, the
-handshakes and frames of tests.fakews, no network and no global reactor.
+handshakes and frames of gameproto.testing, no network and no global reactor.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ from gameproto.arena.service import (
     NotTheOwner,
     ServerFull,
 )
+from gameproto.testing import CLOSE, request
 from gameproto.wire import CloseCode
 from tests.arenasupport import ArenaServerTestCase, RecordingSocket, types, without
-from tests.fakehttp import request
-from tests.fakews import FakeWebSocket
 
 SPAWNS = {"spawn_points": [[100, 100, 0], [200, 100, 180], [300, 100, 0], [400, 100, 0]]}
 
@@ -46,9 +45,9 @@ class PlayerEndpointTests(ArenaServerTestCase):
         """RegisterPlayerCommand is answered at the next tick with a string id and ShootingInfo."""
         ws = self.player()
         ws.send_json({"type": "RegisterPlayerCommand"})
-        self.assertEqual(ws.messages(), [])
+        self.assertEqual(ws.json_messages(), [])
         self.tick()
-        [ack] = ws.messages()
+        [ack] = ws.json_messages()
         self.assertEqual(ack["type"], "RegisterPlayerAck")
         self.assertIsInstance(ack["data"]["id"], str)
         self.assertEqual(ack["data"]["life"], 100)
@@ -60,7 +59,7 @@ class PlayerEndpointTests(ArenaServerTestCase):
         self.register(ws)
         ws.send_json({"type": "RegisterPlayerCommand"})
         self.tick()
-        [error] = ws.messages()
+        [error] = ws.json_messages()
         self.assertEqual(error["type"], "InvalidCommandError")
         self.assertIn("already registered", error["data"]["reason"])
 
@@ -77,7 +76,7 @@ class PlayerEndpointTests(ArenaServerTestCase):
         ws.send_json({"data": {}})
         ws.send_json({"type": "Dance"})
         ws.send_json({"type": "MovePlayerCommand", "data": [{"move": "sideways"}]})
-        errors = ws.messages()
+        errors = ws.json_messages()
         self.assertEqual(types(errors), ["InvalidCommandError"] * 6)
         self.assertEqual(
             [e["data"]["reason"] for e in errors[:4]],
@@ -88,7 +87,7 @@ class PlayerEndpointTests(ArenaServerTestCase):
         self.assertIn("forward", errors[5]["data"]["reason"])
         self.assertFalse(ws.disconnected)
         self.tick(2)
-        self.assertEqual(types(control.messages()), ["GameSnapshotNotification"] * 2)
+        self.assertEqual(types(control.json_messages()), ["GameSnapshotNotification"] * 2)
         self.register(ws)
 
     def test_oversized_frame_closes_1009(self) -> None:
@@ -105,14 +104,13 @@ class PlayerEndpointTests(ArenaServerTestCase):
                 [f for f in frames if f[0] == 0x1][0][1],
                 b'{"type":"InvalidCommandError","data":{"reason":"no such arena"}}',
             )
-            self.assertEqual([FakeWebSocket.close_code(p) for op, p in frames if op == 0x8],
-                             [4004])
+            self.assertEqual(ws.close_code, 4004)
 
     def test_player_start_refused(self) -> None:
         """A player's StartGameCommand is refused at once."""
         ws = self.player()
         ws.send_json({"type": "StartGameCommand"})
-        [error] = ws.messages()
+        [error] = ws.json_messages()
         self.assertEqual(error["type"], "InvalidCommandError")
         self.assertIn("controller", error["data"]["reason"])
 
@@ -121,20 +119,20 @@ class PlayerEndpointTests(ArenaServerTestCase):
         ws = self.connect("/ws/arena/default/player/")
         ws.send_json({"type": "RegisterPlayerCommand"})
         self.tick()
-        self.assertEqual(types(ws.messages()), ["RegisterPlayerAck"])
+        self.assertEqual(types(ws.json_messages()), ["RegisterPlayerAck"])
 
     def test_close_leaves_the_arena(self) -> None:
         """A player whose connection closes disappears from the snapshots."""
         control = self.controller()
         ws = self.player()
         self.register(ws)
-        control.messages()
+        control.json_messages()
         self.tick()
-        [snapshot] = control.messages()
+        [snapshot] = control.json_messages()
         self.assertEqual(len(snapshot["data"]["arena_snapshot"]["players_snapshots"]), 1)
         ws.transport.loseConnection()
         self.tick()
-        [snapshot] = control.messages()
+        [snapshot] = control.json_messages()
         self.assertEqual(snapshot["data"]["arena_snapshot"]["players_snapshots"], [])
 
 
@@ -143,9 +141,9 @@ class PlayerEndpointTests(ArenaServerTestCase):
         control = self.controller()
         for ws in (self.player(user="bob"), self.player()):
             self.register(ws)
-        control.messages()
+        control.json_messages()
         self.tick()
-        [snapshot] = control.messages()
+        [snapshot] = control.json_messages()
         players = snapshot["data"]["arena_snapshot"]["players_snapshots"]
         self.assertEqual([player["user"] for player in players], ["bob", None])
 
@@ -154,9 +152,9 @@ class ControllerEndpointTests(ArenaServerTestCase):
     def test_anonymous_controller_refused(self) -> None:
         """Without a token the controller gets reason "unauthenticated" and close 4001."""
         ws = self.controller(user=None)
-        self.assertEqual(ws.messages(), [
+        self.assertEqual(ws.json_messages(), [
             {"type": "InvalidCommandError", "data": {"reason": "unauthenticated"}}])
-        ws.transport.clear()
+        self.assertEqual(ws.close_code, 4001)
 
     def test_not_the_owner(self) -> None:
         """Another user's arena: reason "not the owner of this arena", close 4003."""
@@ -164,14 +162,14 @@ class ControllerEndpointTests(ArenaServerTestCase):
         ws = self.controller("annsarena", user="bob")
         frames = ws.frames()
         self.assertIn(b"not the owner of this arena", frames[0][1])
-        self.assertEqual(FakeWebSocket.close_code(frames[1][1]), 4003)
+        self.assertEqual((frames[1][0], ws.close_code), (CLOSE, 4003))
 
     def test_default_arena_any_user(self) -> None:
         """Without --arena-owner any authenticated user controls the default arena."""
         for user in ("ann", "bob"):
             ws = self.controller(user=user)
             ws.send_json({"type": "StartGameCommand"})
-            replies = without(ws.messages(), "GameSnapshotNotification")
+            replies = without(ws.json_messages(), "GameSnapshotNotification")
             self.assertIn(types(replies)[0], ("StartGameAck", "InvalidCommandError"))
 
     def test_replaced_with_4009(self) -> None:
@@ -180,7 +178,7 @@ class ControllerEndpointTests(ArenaServerTestCase):
         new = self.controller(user="bob")
         self.assertEqual(old.closes(), [(4009, "replaced by a newer controller")])
         self.tick()
-        self.assertEqual(types(new.messages()), ["GameSnapshotNotification"])
+        self.assertEqual(types(new.json_messages()), ["GameSnapshotNotification"])
         self.assertTrue(self.server.arenas.get(DEFAULT_ARENA).controller_connected)
 
     def test_start_twice_and_start_order(self) -> None:
@@ -191,14 +189,14 @@ class ControllerEndpointTests(ArenaServerTestCase):
             ws.send_json({"type": "RegisterPlayerCommand"})
         self.tick()
         for ws in players:
-            self.assertEqual(types(ws.messages()), ["RegisterPlayerAck"])
-        control.messages()
+            self.assertEqual(types(ws.json_messages()), ["RegisterPlayerAck"])
+        control.json_messages()
         control.send_json({"type": "StartGameCommand"})
-        self.assertEqual(control.messages(), [{"type": "StartGameAck", "data": {}}])
+        self.assertEqual(control.json_messages(), [{"type": "StartGameAck", "data": {}}])
         for ws in players:
-            self.assertEqual(ws.messages(), [{"type": "StartGameOrder", "data": {}}])
+            self.assertEqual(ws.json_messages(), [{"type": "StartGameOrder", "data": {}}])
         control.send_json({"type": "StartGameCommand"})
-        [error] = control.messages()
+        [error] = control.json_messages()
         self.assertEqual(error["data"]["reason"], "the game has already started")
 
     def test_controller_malformed(self) -> None:
@@ -206,7 +204,7 @@ class ControllerEndpointTests(ArenaServerTestCase):
         control = self.controller()
         control.send(b"nope")
         control.send_json({"type": "RegisterPlayerCommand"})
-        errors = control.messages()
+        errors = control.json_messages()
         self.assertEqual(types(errors), ["InvalidCommandError"] * 2)
         self.assertEqual(errors[0]["data"]["reason"], "invalid JSON")
 
@@ -240,10 +238,10 @@ class OwnerOptionTests(ArenaServerTestCase):
         refused = self.controller(user="ann")
         frames = refused.frames()
         self.assertIn(b'"reason":"not the owner of this arena"', frames[0][1])
-        self.assertEqual(FakeWebSocket.close_code(frames[1][1]), 4003)
+        self.assertEqual((frames[1][0], refused.close_code), (CLOSE, 4003))
         accepted = self.controller(user="bob")
         self.tick()
-        self.assertEqual(types(accepted.messages()), ["GameSnapshotNotification"])
+        self.assertEqual(types(accepted.json_messages()), ["GameSnapshotNotification"])
 
 
 class ArenaDeletionTests(ArenaServerTestCase):

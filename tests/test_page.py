@@ -22,7 +22,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from gameproto import web
 from gameproto.page import STATIC
-from tests.fakehttp import request
+from gameproto.testing import request
 from tests.support import running_in_ci
 from tests.restsupport import make_server
 

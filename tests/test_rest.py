@@ -6,8 +6,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from gameproto.testing import request
 from gameproto.throttle import RequestLimits
-from tests.fakehttp import request
 from tests.restsupport import RESTTestCase, make_server
 
 
