@@ -15,7 +15,7 @@ from gameproto.bus import IBus, Outbox
 from gameproto.bus.local import LocalBus
 from gameproto.redis import RedisUnavailable, RedisURL
 from tests.redisserver import started_redis
-from tests.support import wait_for
+from tests.support import wait_for, wall_clock_ceiling
 
 
 class LocalBusTests(SynchronousTestCase):
@@ -114,10 +114,10 @@ class RedisBusTests(TestCase):
             started = reactor.seconds()
             # Publishing until one arrives: messages sent before the re-subscription
             # are lost by design (Redis pub/sub keeps nothing).
-            await wait_for(lambda: bool(got), 5, poll=0.1,
+            await wait_for(lambda: bool(got), wall_clock_ceiling(3), poll=0.1,
                            action=lambda: a.publish("chan", "again"))
             self.assertEqual(set(got), {"again"})
-            self.assertLess(reactor.seconds() - started, 3 + 2)
+            self.assertLess(reactor.seconds() - started, wall_clock_ceiling(3))
 
         return ensureDeferred(scenario())
 
@@ -131,7 +131,7 @@ class RedisBusTests(TestCase):
             started = reactor.seconds()
             with self.assertRaises(RedisUnavailable):
                 await a.publish("chan", "lost")
-            self.assertLess(reactor.seconds() - started, 2 + 2)
+            self.assertLess(reactor.seconds() - started, wall_clock_ceiling(2))
 
         return ensureDeferred(scenario())
 
