@@ -1,6 +1,6 @@
 """
 A gameproto server in memory for match tests: a Clock, a memory store, users with
-tokens written straight into the store, and WebSocket clients from tests/fakews.py.
+tokens written straight into the store, and WebSocket clients of gameproto.testing.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from gameproto.auth import token_digest
 from gameproto.server import GameprotoServer, ServerConfig
 from gameproto.store import TokenRecord, User
 from gameproto.store.memory import MemoryStore
-from tests.fakehttp import FakeResponse, request
-from tests.fakews import CLOSE, TEXT, FakeWebSocket, open_websocket
+from gameproto.testing import CLOSE, TEXT, HTTPResponse, WebSocketClient, request
 
 START = 1_800_000_000.0
 _ports = itertools.count(41000)
@@ -36,7 +35,7 @@ class Received:
     closes: list[tuple[int, str]]
 
 
-def read(ws: FakeWebSocket) -> Received:
+def read(ws: WebSocketClient) -> Received:
     messages, closes = [], []
     for opcode, payload in ws.frames():
         if opcode == TEXT:
@@ -44,9 +43,7 @@ def read(ws: FakeWebSocket) -> Received:
         elif opcode == CLOSE:
             code = struct.unpack("!H", payload[:2])[0]
             closes.append((code, payload[2:].decode("utf-8")))
-    # Long games write megabytes: forget what was read.
-    ws.transport.clear()
-    ws._seen = 0
+    ws.forget_read()  # long games write megabytes
     return Received(messages, closes)
 
 
@@ -83,7 +80,7 @@ class MatchTestCase(SynchronousTestCase):
             self._tokens[username] = key
         return self._tokens[username]
 
-    def call(self, method: str, path: str, user: str | None = None, body: Any = None) -> FakeResponse:
+    def call(self, method: str, path: str, user: str | None = None, body: Any = None) -> HTTPResponse:
         headers = {} if user is None else {"Authorization": f"Token {self.token(user)}"}
         return request(self.server.site, method, path, body, headers)
 
@@ -99,14 +96,14 @@ class MatchTestCase(SynchronousTestCase):
         user: str | None = "hana",
         query: str | None = None,
         slash: bool = True,
-    ) -> FakeWebSocket:
+    ) -> WebSocketClient:
         if query is None:
             query = "" if role is None else f"?role={role}"
         path = f"/ws/game/{match_id}{'/' if slash else ''}{query}"
         headers = {} if user is None else {"Authorization": f"Token {self.token(user)}"}
-        return open_websocket(self.server.site, path, headers, port=next(_ports))
+        return WebSocketClient(self.server.site, path, headers, port=next(_ports))
 
-    def joined(self, match_id: int, role: str, user: str) -> FakeWebSocket:
+    def joined(self, match_id: int, role: str, user: str) -> WebSocketClient:
         """Connect and check the success frame came first."""
         ws = self.connect(match_id, role, user)
         got = read(ws)
@@ -122,7 +119,7 @@ class MatchTestCase(SynchronousTestCase):
             "spectators": spectators,
         }
 
-    def started_match(self) -> tuple[int, FakeWebSocket, FakeWebSocket]:
+    def started_match(self) -> tuple[int, WebSocketClient, WebSocketClient]:
         """A running match of hana (host) against cole (challenger), frames read."""
         match_id = self.create_match("hana")
         host = self.joined(match_id, "host", "hana")

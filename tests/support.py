@@ -1,5 +1,6 @@
 """
-Helpers shared by the tests: external tools, free ports, real server processes.
+Helpers shared by the tests: external tools, the npm packages of the interop clients,
+waiting on a real reactor for what has no notification of its own.
 """
 
 import importlib
@@ -7,9 +8,32 @@ import os
 import shutil
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest
+
+from gameproto.redis import RedisUnavailable
+
+# The Node.js clients of the interop tests and their package-lock.json.
+INTEROP = Path(__file__).parent / "interop"
+
+# Tests on the real reactor (real redis-servers, real twistd processes) check the time
+# limits the documentation promises: "fails within 2 s", "aborted within the lease TTL
+# plus 2 s".  On a shared machine a process start, a garbage collection or a busy
+# neighbour adds a pause that no documented limit accounts for, so every such ceiling is
+# the documented time plus this slack, in seconds, the same for every test.  It is added,
+# not multiplied, because the pauses do not grow with the limit; and it stays well below
+# what a broken limit costs (a timeout left at its library default of 10 s or more, a
+# second lease period).
+WALL_CLOCK_SLACK = 2.0
+
+
+def wall_clock_ceiling(documented: float) -> float:
+    """The longest a test on the real reactor accepts for a C{documented}-second limit."""
+    return documented + WALL_CLOCK_SLACK
 
 
 def running_in_ci() -> bool:
@@ -57,3 +81,22 @@ async def npm_ci(directory: Path, package: str) -> None:
     )
     if code != 0:
         raise AssertionError(f"npm ci in {directory} failed: {err.decode(errors='replace')}")
+
+
+async def wait_for(condition: Any, deadline: float, poll: float = 0.05,
+                   action: Any = None) -> None:
+    """
+    Wait until C{condition()} holds, running C{action()} between checks; fail after
+    C{deadline} seconds.  For events with no notification of their own (a
+    reconnection), never as a stand-in for one.
+    """
+    start = reactor.seconds()
+    while not condition():
+        if reactor.seconds() - start > deadline:
+            raise AssertionError(f"condition not met within {deadline} s")
+        if action is not None:
+            try:
+                await action()
+            except RedisUnavailable:
+                pass
+        await deferLater(reactor, poll, lambda: None)

@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from gameproto.store import User
 from tests.nodes import Node, http_json, stop_on_cleanup
-from tests.test_rest import RESTTestCase
+from tests.restsupport import RESTTestCase
 
 
 class UserListDefaultsTests(RESTTestCase):

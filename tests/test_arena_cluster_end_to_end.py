@@ -11,6 +11,7 @@ from twisted.trial.unittest import TestCase
 
 from gameproto.client import arena as client
 from tests.nodes import Node, http_json, stop_on_cleanup
+from tests.support import wall_clock_ceiling
 
 RADAR = "RadarScanNotification"
 SNAPSHOT = "GameSnapshotNotification"
@@ -161,7 +162,7 @@ class ArenaClusterEndToEndTests(TestCase):
                 self.assertEqual(await bot.closed, (1000, RESTARTED))
             elapsed = reactor.seconds() - killed
             # The lease expires a full TTL after A's last renewal; B checks every second.
-            self.assertLess(elapsed, LEASE_TTL + 1 + 1.5)
+            self.assertLess(elapsed, wall_clock_ceiling(LEASE_TTL + 1))
 
             status, seen = await http_json("GET", self.b.url("/api/arenas/fragile/"), token=ann)
             self.assertEqual((status, seen["players"], seen["started"]), (200, [], False))

@@ -1,6 +1,6 @@
 """
 The arena's WebSocket endpoints and service, in memory: a whole server on a Clock, the
-handshakes and frames of tests.fakews, no network and no global reactor.
+handshakes and frames of gameproto.testing, no network and no global reactor.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import txaio
 from automat import NoTransition
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
@@ -34,76 +33,11 @@ from gameproto.arena.service import (
     NotTheOwner,
     ServerFull,
 )
+from gameproto.testing import CLOSE, request
 from gameproto.wire import CloseCode
-from tests.fakews import FakeWebSocket, open_websocket
-from tests.test_rest import make_server
-from tests.fakehttp import request
+from tests.arenasupport import ArenaServerTestCase, RecordingSocket, types, without
 
-TICK = 0.02  # the default tick_ms, in seconds
 SPAWNS = {"spawn_points": [[100, 100, 0], [200, 100, 180], [300, 100, 0], [400, 100, 0]]}
-
-
-def types(messages: list[Any]) -> list[str]:
-    return [m["type"] for m in messages]
-
-
-def without(messages: list[Any], *kinds: str) -> list[Any]:
-    return [m for m in messages if m["type"] not in kinds]
-
-
-class ArenaServerTestCase(SynchronousTestCase):
-    """A whole server (memory store) on a Clock, with users ann and bob signed up."""
-
-    def setUp(self) -> None:
-        self.server = make_server(port=None, **self.server_options())
-        self.clock: Clock = self.server.reactor
-        self.patch(txaio.config, "loop", self.clock)
-        self.server.startService()
-        self.addCleanup(self.server.stopService)
-        self.tokens = {name: self.sign_up(name) for name in ("ann", "bob")}
-        self.next_port = 41000
-
-    def server_options(self) -> dict[str, Any]:
-        return {}
-
-    def sign_up(self, name: str) -> str:
-        site = self.server.site
-        response = request(site, "POST", "/api/users/sign_up/",
-                           {"username": name, "password": "password1"})
-        self.assertEqual(response.status, 201, response.body)
-        response = request(site, "POST", "/api/token/", {"username": name, "password": "password1"})
-        return str(response.json()["token"])
-
-    def connect(self, path: str, user: str | None = None) -> FakeWebSocket:
-        headers = {"Authorization": f"Token {self.tokens[user]}"} if user else {}
-        self.next_port += 1
-        ws = open_websocket(self.server.site, path, headers, port=self.next_port)
-        self.assertIn(b" 101 ", ws.handshake_response.split(b"\r\n")[0] + b" ")
-        return ws
-
-    def player(self, arena: str = DEFAULT_ARENA, user: str | None = None) -> FakeWebSocket:
-        return self.connect(f"/ws/arena/{arena}/player", user)
-
-    def controller(self, arena: str = DEFAULT_ARENA, user: str | None = "ann") -> FakeWebSocket:
-        return self.connect(f"/ws/arena/{arena}/control", user)
-
-    def tick(self, count: int = 1) -> None:
-        for _ in range(count):
-            self.clock.advance(TICK)
-
-    def create_arena(self, arena_id: str, config: dict[str, Any], user: str = "ann") -> Any:
-        response = request(self.server.site, "POST", "/api/arenas/",
-                           {"id": arena_id, "config": config},
-                           {"Authorization": f"Token {self.tokens[user]}"})
-        self.assertEqual(response.status, 201, response.body)
-        return response.json()
-
-    def register(self, ws: FakeWebSocket) -> dict[str, Any]:
-        ws.send_json({"type": "RegisterPlayerCommand"})
-        self.tick()
-        replies = without(ws.messages(), "RadarScanNotification")
-        self.assertEqual(types(replies)[0], "RegisterPlayerAck", replies)
-        return replies[0]
 
 
 class PlayerEndpointTests(ArenaServerTestCase):
@@ -111,9 +45,9 @@ class PlayerEndpointTests(ArenaServerTestCase):
         """RegisterPlayerCommand is answered at the next tick with a string id and ShootingInfo."""
         ws = self.player()
         ws.send_json({"type": "RegisterPlayerCommand"})
-        self.assertEqual(ws.messages(), [])
+        self.assertEqual(ws.json_messages(), [])
         self.tick()
-        [ack] = ws.messages()
+        [ack] = ws.json_messages()
         self.assertEqual(ack["type"], "RegisterPlayerAck")
         self.assertIsInstance(ack["data"]["id"], str)
         self.assertEqual(ack["data"]["life"], 100)
@@ -125,7 +59,7 @@ class PlayerEndpointTests(ArenaServerTestCase):
         self.register(ws)
         ws.send_json({"type": "RegisterPlayerCommand"})
         self.tick()
-        [error] = ws.messages()
+        [error] = ws.json_messages()
         self.assertEqual(error["type"], "InvalidCommandError")
         self.assertIn("already registered", error["data"]["reason"])
 
@@ -142,7 +76,7 @@ class PlayerEndpointTests(ArenaServerTestCase):
         ws.send_json({"data": {}})
         ws.send_json({"type": "Dance"})
         ws.send_json({"type": "MovePlayerCommand", "data": [{"move": "sideways"}]})
-        errors = ws.messages()
+        errors = ws.json_messages()
         self.assertEqual(types(errors), ["InvalidCommandError"] * 6)
         self.assertEqual(
             [e["data"]["reason"] for e in errors[:4]],
@@ -153,7 +87,7 @@ class PlayerEndpointTests(ArenaServerTestCase):
         self.assertIn("forward", errors[5]["data"]["reason"])
         self.assertFalse(ws.disconnected)
         self.tick(2)
-        self.assertEqual(types(control.messages()), ["GameSnapshotNotification"] * 2)
+        self.assertEqual(types(control.json_messages()), ["GameSnapshotNotification"] * 2)
         self.register(ws)
 
     def test_oversized_frame_closes_1009(self) -> None:
@@ -170,14 +104,13 @@ class PlayerEndpointTests(ArenaServerTestCase):
                 [f for f in frames if f[0] == 0x1][0][1],
                 b'{"type":"InvalidCommandError","data":{"reason":"no such arena"}}',
             )
-            self.assertEqual([FakeWebSocket.close_code(p) for op, p in frames if op == 0x8],
-                             [4004])
+            self.assertEqual(ws.close_code, 4004)
 
     def test_player_start_refused(self) -> None:
         """A player's StartGameCommand is refused at once."""
         ws = self.player()
         ws.send_json({"type": "StartGameCommand"})
-        [error] = ws.messages()
+        [error] = ws.json_messages()
         self.assertEqual(error["type"], "InvalidCommandError")
         self.assertIn("controller", error["data"]["reason"])
 
@@ -186,20 +119,20 @@ class PlayerEndpointTests(ArenaServerTestCase):
         ws = self.connect("/ws/arena/default/player/")
         ws.send_json({"type": "RegisterPlayerCommand"})
         self.tick()
-        self.assertEqual(types(ws.messages()), ["RegisterPlayerAck"])
+        self.assertEqual(types(ws.json_messages()), ["RegisterPlayerAck"])
 
     def test_close_leaves_the_arena(self) -> None:
         """A player whose connection closes disappears from the snapshots."""
         control = self.controller()
         ws = self.player()
         self.register(ws)
-        control.messages()
+        control.json_messages()
         self.tick()
-        [snapshot] = control.messages()
+        [snapshot] = control.json_messages()
         self.assertEqual(len(snapshot["data"]["arena_snapshot"]["players_snapshots"]), 1)
         ws.transport.loseConnection()
         self.tick()
-        [snapshot] = control.messages()
+        [snapshot] = control.json_messages()
         self.assertEqual(snapshot["data"]["arena_snapshot"]["players_snapshots"], [])
 
 
@@ -208,9 +141,9 @@ class PlayerEndpointTests(ArenaServerTestCase):
         control = self.controller()
         for ws in (self.player(user="bob"), self.player()):
             self.register(ws)
-        control.messages()
+        control.json_messages()
         self.tick()
-        [snapshot] = control.messages()
+        [snapshot] = control.json_messages()
         players = snapshot["data"]["arena_snapshot"]["players_snapshots"]
         self.assertEqual([player["user"] for player in players], ["bob", None])
 
@@ -219,9 +152,9 @@ class ControllerEndpointTests(ArenaServerTestCase):
     def test_anonymous_controller_refused(self) -> None:
         """Without a token the controller gets reason "unauthenticated" and close 4001."""
         ws = self.controller(user=None)
-        self.assertEqual(ws.messages(), [
+        self.assertEqual(ws.json_messages(), [
             {"type": "InvalidCommandError", "data": {"reason": "unauthenticated"}}])
-        ws.transport.clear()
+        self.assertEqual(ws.close_code, 4001)
 
     def test_not_the_owner(self) -> None:
         """Another user's arena: reason "not the owner of this arena", close 4003."""
@@ -229,14 +162,14 @@ class ControllerEndpointTests(ArenaServerTestCase):
         ws = self.controller("annsarena", user="bob")
         frames = ws.frames()
         self.assertIn(b"not the owner of this arena", frames[0][1])
-        self.assertEqual(FakeWebSocket.close_code(frames[1][1]), 4003)
+        self.assertEqual((frames[1][0], ws.close_code), (CLOSE, 4003))
 
     def test_default_arena_any_user(self) -> None:
         """Without --arena-owner any authenticated user controls the default arena."""
         for user in ("ann", "bob"):
             ws = self.controller(user=user)
             ws.send_json({"type": "StartGameCommand"})
-            replies = without(ws.messages(), "GameSnapshotNotification")
+            replies = without(ws.json_messages(), "GameSnapshotNotification")
             self.assertIn(types(replies)[0], ("StartGameAck", "InvalidCommandError"))
 
     def test_replaced_with_4009(self) -> None:
@@ -245,7 +178,7 @@ class ControllerEndpointTests(ArenaServerTestCase):
         new = self.controller(user="bob")
         self.assertEqual(old.closes(), [(4009, "replaced by a newer controller")])
         self.tick()
-        self.assertEqual(types(new.messages()), ["GameSnapshotNotification"])
+        self.assertEqual(types(new.json_messages()), ["GameSnapshotNotification"])
         self.assertTrue(self.server.arenas.get(DEFAULT_ARENA).controller_connected)
 
     def test_start_twice_and_start_order(self) -> None:
@@ -256,14 +189,14 @@ class ControllerEndpointTests(ArenaServerTestCase):
             ws.send_json({"type": "RegisterPlayerCommand"})
         self.tick()
         for ws in players:
-            self.assertEqual(types(ws.messages()), ["RegisterPlayerAck"])
-        control.messages()
+            self.assertEqual(types(ws.json_messages()), ["RegisterPlayerAck"])
+        control.json_messages()
         control.send_json({"type": "StartGameCommand"})
-        self.assertEqual(control.messages(), [{"type": "StartGameAck", "data": {}}])
+        self.assertEqual(control.json_messages(), [{"type": "StartGameAck", "data": {}}])
         for ws in players:
-            self.assertEqual(ws.messages(), [{"type": "StartGameOrder", "data": {}}])
+            self.assertEqual(ws.json_messages(), [{"type": "StartGameOrder", "data": {}}])
         control.send_json({"type": "StartGameCommand"})
-        [error] = control.messages()
+        [error] = control.json_messages()
         self.assertEqual(error["data"]["reason"], "the game has already started")
 
     def test_controller_malformed(self) -> None:
@@ -271,7 +204,7 @@ class ControllerEndpointTests(ArenaServerTestCase):
         control = self.controller()
         control.send(b"nope")
         control.send_json({"type": "RegisterPlayerCommand"})
-        errors = control.messages()
+        errors = control.json_messages()
         self.assertEqual(types(errors), ["InvalidCommandError"] * 2)
         self.assertEqual(errors[0]["data"]["reason"], "invalid JSON")
 
@@ -305,10 +238,10 @@ class OwnerOptionTests(ArenaServerTestCase):
         refused = self.controller(user="ann")
         frames = refused.frames()
         self.assertIn(b'"reason":"not the owner of this arena"', frames[0][1])
-        self.assertEqual(FakeWebSocket.close_code(frames[1][1]), 4003)
+        self.assertEqual((frames[1][0], refused.close_code), (CLOSE, 4003))
         accepted = self.controller(user="bob")
         self.tick()
-        self.assertEqual(types(accepted.messages()), ["GameSnapshotNotification"])
+        self.assertEqual(types(accepted.json_messages()), ["GameSnapshotNotification"])
 
 
 class ArenaDeletionTests(ArenaServerTestCase):
@@ -327,29 +260,6 @@ class ArenaDeletionTests(ArenaServerTestCase):
 
 # ---------------------------------------------------------------------------
 # The service alone
-
-
-class RecordingSocket:
-    """An ArenaSocket that records what the arena does to it."""
-
-    def __init__(self) -> None:
-        self.frames: list[Frame] = []
-        self.closed: list[str] = []
-        self.replaced_count = 0
-
-    def deliver(self, frame: Frame) -> None:
-        self.frames.append(frame)
-
-    def arenaClosed(self, reason: str) -> None:
-        self.closed.append(reason)
-
-    def replaced(self) -> None:
-        self.replaced_count += 1
-
-    def types(self) -> list[str]:
-        kinds = [frame.type for frame in self.frames]
-        self.frames.clear()
-        return kinds
 
 
 class ArenaServiceTests(SynchronousTestCase):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gameproto.arena.config import ArenaConfig
-from tests.test_rest import RESTTestCase
+from tests.restsupport import RESTTestCase
 
 
 class ArenaRESTTests(RESTTestCase):

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -15,6 +15,7 @@ from gameproto.bus import IBus, Outbox
 from gameproto.bus.local import LocalBus
 from gameproto.redis import RedisUnavailable, RedisURL
 from tests.redisserver import started_redis
+from tests.support import wait_for, wall_clock_ceiling
 
 
 class LocalBusTests(SynchronousTestCase):
@@ -71,25 +72,6 @@ class LocalBusTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
-async def wait_for(condition: Any, deadline: float, poll: float = 0.05,
-                   action: Any = None) -> None:
-    """
-    Wait until C{condition()} holds, running C{action()} between checks; fail after
-    C{deadline} seconds.  For events with no notification of their own (a
-    reconnection), never as a stand-in for one.
-    """
-    start = reactor.seconds()
-    while not condition():
-        if reactor.seconds() - start > deadline:
-            raise AssertionError(f"condition not met within {deadline} s")
-        if action is not None:
-            try:
-                await action()
-            except RedisUnavailable:
-                pass
-        await deferLater(reactor, poll, lambda: None)
-
-
 class RedisBusTests(TestCase):
     timeout = 60
 
@@ -132,10 +114,10 @@ class RedisBusTests(TestCase):
             started = reactor.seconds()
             # Publishing until one arrives: messages sent before the re-subscription
             # are lost by design (Redis pub/sub keeps nothing).
-            await wait_for(lambda: bool(got), 5, poll=0.1,
+            await wait_for(lambda: bool(got), wall_clock_ceiling(3), poll=0.1,
                            action=lambda: a.publish("chan", "again"))
             self.assertEqual(set(got), {"again"})
-            self.assertLess(reactor.seconds() - started, 3 + 2)
+            self.assertLess(reactor.seconds() - started, wall_clock_ceiling(3))
 
         return ensureDeferred(scenario())
 
@@ -149,7 +131,7 @@ class RedisBusTests(TestCase):
             started = reactor.seconds()
             with self.assertRaises(RedisUnavailable):
                 await a.publish("chan", "lost")
-            self.assertLess(reactor.seconds() - started, 2 + 2)
+            self.assertLess(reactor.seconds() - started, wall_clock_ceiling(2))
 
         return ensureDeferred(scenario())
 

@@ -21,7 +21,7 @@ from gameproto.chat.names import normalise_name
 from gameproto.chat.presence import IPresence, LocalPresence
 from gameproto.socketio.engineio import EngineIOConfig
 from gameproto.socketio.server import SocketIOServer
-from gameproto.socketio.testing import FakeSession, HTTPExchange, WebSocketClient, fake_context
+from gameproto.testing import FakeSession, HTTPExchange, WebSocketClient, fake_context
 
 
 def events(sent: list[str | bytes]) -> list[Any]:

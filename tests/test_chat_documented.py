@@ -21,10 +21,10 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gameproto import wire
-from gameproto.socketio.testing import HTTPExchange, Response, WebSocketClient
+from gameproto.testing import HTTPExchange, HTTPResponse, WebSocketClient
 from tests.nodes import Node, stop_on_cleanup
 from tests.support import require_module
-from tests.test_rest import make_server
+from tests.restsupport import make_server
 
 PATH = "/socket.io/?EIO=4&transport="
 
@@ -88,12 +88,12 @@ class ChatServerTestCase(SynchronousTestCase):
     def request(self, method: str, query: str, body: bytes = b"") -> HTTPExchange:
         return HTTPExchange(self.site, method, PATH + "polling" + query, body)
 
-    def respond(self, method: str, query: str, body: bytes = b"") -> Response:
+    def respond(self, method: str, query: str, body: bytes = b"") -> HTTPResponse:
         response = self.request(method, query, body).response
         assert response is not None, "no response yet"
         return response
 
-    def polling_handshake(self) -> Response:
+    def polling_handshake(self) -> HTTPResponse:
         return self.respond("GET", "")
 
     def polling_session(self) -> str:

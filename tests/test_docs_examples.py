@@ -176,8 +176,8 @@ class DocsTextTests(SynchronousTestCase):
 
     def test_readme_health_example_shows_every_field(self) -> None:
         """README's /healthz answer has the fields the server sends, in the same order."""
-        from tests.test_rest import make_server
-        from tests.fakehttp import request
+        from tests.restsupport import make_server
+        from gameproto.testing import request
 
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
         shown = re.search(r"curl localhost:8000/healthz\n# (\{.*\})", readme)

@@ -26,19 +26,14 @@ from twisted.web.static import Data
 from gameproto import web, wire
 from gameproto.client import arena, match, processor
 from gameproto.client.rest import RestClient
+from gameproto.testing import WebSocketClient, request
 from tests.embedded_app import APP_PAGE, GAME_PAGE
-from tests.fakehttp import request
-from tests.fakews import open_websocket
 from tests.matchsupport import MatchTestCase, read
 from tests.nodes import ServerProcess, stop_on_cleanup
-from tests.support import npm_ci, require_tool
+from tests.support import INTEROP, npm_ci, require_tool
 
 ROOT = Path(__file__).parent.parent
 SUCCESS = {"status": "success", "code": 0}
-
-
-#: The npm socket.io-client, pinned by tests/interop/package-lock.json.
-INTEROP = Path(__file__).parent / "interop"
 
 
 class PrefixInMemoryTests(MatchTestCase):
@@ -62,10 +57,10 @@ class PrefixInMemoryTests(MatchTestCase):
                            self.headers("hana"))
         self.assertEqual(response.status, 201, response.body)
         match_id = response.json()["id"]
-        host = open_websocket(self.site, f"/game/ws/game/{match_id}/?role=host",
+        host = WebSocketClient(self.site, f"/game/ws/game/{match_id}/?role=host",
                               self.headers("hana"))
         self.assertEqual(read(host).messages, [SUCCESS, self.lobby()])
-        challenger = open_websocket(self.site, f"/game/ws/game/{match_id}?role=challenger",
+        challenger = WebSocketClient(self.site, f"/game/ws/game/{match_id}?role=challenger",
                                     self.headers("cole"))
         self.assertEqual(read(challenger).messages[0], SUCCESS)
 
@@ -75,7 +70,7 @@ class PrefixInMemoryTests(MatchTestCase):
         for path in ["/game/ws/game/?role=host", "/game/ws/game?role=host",
                      f"/game/ws/game/{match_id}/x/?role=host",
                      f"/game/ws/game/x/{match_id}/?role=host"]:
-            got = read(open_websocket(self.site, path, self.headers("hana")))
+            got = read(WebSocketClient(self.site, path, self.headers("hana")))
             self.assertEqual(got.messages, [{"error": "non existent requested match", "code": 5}],
                              path)
             self.assertEqual([code for code, _ in got.closes], [4004], path)

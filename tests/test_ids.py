@@ -13,10 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import wire
 from gameproto.processor.protocol import BadContext, parse_context
-from tests.fakehttp import request
-from tests.fakews import CLOSE, TEXT, FakeWebSocket
+from gameproto.testing import CLOSE, TEXT, request
+from tests.arenasupport import ArenaServerTestCase
 from tests.matchsupport import MatchTestCase, read
-from tests.test_arena_protocol import ArenaServerTestCase
 
 # What str.isdigit() or int() accept and an id must not be: superscript two (isdigit()
 # accepts it, int() raises), Arabic-Indic one and fullwidth one (int() reads both as 1).
@@ -111,11 +110,11 @@ class ArenaIdTests(ArenaServerTestCase):
     def test_arena_socket_ids(self) -> None:
         """/ws/arena/{id}/player with an id that is not one: "no such arena" and close 4004."""
         for raw in ["DEFAULT", "default%0A", "%EF%BD%84efault", "a" * 33]:
-            frames = self.player(raw).frames()
+            ws = self.player(raw)
+            frames = ws.frames()
             self.assertEqual([wire.decode(p) for op, p in frames if op == TEXT],
                              [{"type": "InvalidCommandError", "data": {"reason": "no such arena"}}])
-            self.assertEqual([FakeWebSocket.close_code(p) for op, p in frames if op == CLOSE],
-                             [4004])
+            self.assertEqual(([op for op, _ in frames].count(CLOSE), ws.close_code), (1, 4004))
 
 
 class ProcessorContextIdTests(SynchronousTestCase):

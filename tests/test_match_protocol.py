@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 
 from gameproto.match.protocol import MatchCore, MatchMachine
 from gameproto.server import ServerConfig
-from tests.fakews import BINARY
+from gameproto.testing import BINARY
 from tests.matchsupport import MatchTestCase, non_status, read
 
 INVALID = {"error": "invalid command", "code": 2}

@@ -22,9 +22,9 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from gameproto import web
 from gameproto.page import STATIC
-from tests.fakehttp import request
+from gameproto.testing import request
 from tests.support import running_in_ci
-from tests.test_rest import make_server
+from tests.restsupport import make_server
 
 REPOSITORY = Path(__file__).parent.parent
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

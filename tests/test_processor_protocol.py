@@ -1,6 +1,6 @@
 """
 The processor's WebSocket endpoint in memory: a Site on a Clock with the processor
-resource mounted, the frames of tests.fakews, and a fake processor whose runs the tests
+resource mounted, the frames of gameproto.testing's WebSocketClient, and a fake processor whose runs the tests
 start, feed and end by hand.  No process, no network, no global reactor.
 """
 
@@ -32,7 +32,7 @@ from gameproto.processor.runner import (
 )
 from gameproto.processor.sandbox import Limit, RunLimits
 from gameproto.processor.service import ProcessorService
-from tests.fakews import BINARY, CLOSE, TEXT, FakeWebSocket, open_websocket
+from gameproto.testing import BINARY, CLOSE, TEXT, WebSocketClient
 
 START = 1_800_000_000.0
 GOOD = "Token good"
@@ -153,20 +153,20 @@ class ProcessorTestCase(SynchronousTestCase):
         web.mount(root, "/ws/processor", resource)
         self.site = web.make_site(root, self.clock)
 
-    def connect(self, token: str | None = GOOD) -> FakeWebSocket:
+    def connect(self, token: str | None = GOOD) -> WebSocketClient:
         headers = {"Authorization": token} if token else {}
-        ws = open_websocket(self.site, "/ws/processor/", headers)
-        self.assertIn(b"101", ws.handshake_response)
+        ws = WebSocketClient(self.site, "/ws/processor/", headers)
+        self.assertIn(b"101", ws.handshake)
         return ws
 
-    def received(self, ws: FakeWebSocket) -> tuple[list[Any], list[tuple[int, str]]]:
+    def received(self, ws: WebSocketClient) -> tuple[list[Any], list[tuple[int, str]]]:
         """The JSON messages and the closes the server sent since the last call."""
         frames = ws.frames()
         messages = [wire.decode(p) for op, p in frames if op == TEXT]
-        closes = [(ws.close_code(p), p[2:].decode()) for op, p in frames if op == CLOSE]
+        closes = [(int.from_bytes(p[:2], 'big'), p[2:].decode()) for op, p in frames if op == CLOSE]
         return messages, closes
 
-    def messages(self, ws: FakeWebSocket) -> list[Any]:
+    def messages(self, ws: WebSocketClient) -> list[Any]:
         messages, closes = self.received(ws)
         self.assertEqual(closes, [])
         return messages
@@ -177,7 +177,7 @@ class ProcessorTestCase(SynchronousTestCase):
     def error(self, message: str, code: str = "SERVER_ERROR", **fields: Any) -> dict[str, Any]:
         return {"type": "error", "code": code, "message": message, **fields, "time": self.time()}
 
-    def ready(self, ws: FakeWebSocket, language: str = "python", **context: Any) -> None:
+    def ready(self, ws: WebSocketClient, language: str = "python", **context: Any) -> None:
         """Through the context: the server now waits for the code."""
         self.assertEqual(self.messages(ws), [
             {"type": "ready", "message": "send context", "time": self.time()}])
@@ -185,7 +185,7 @@ class ProcessorTestCase(SynchronousTestCase):
         self.assertEqual(self.messages(ws), [
             {"type": "ready", "message": "send code", "time": self.time()}])
 
-    def running(self, ws: FakeWebSocket, code: str = "print(1)\n", **context: Any) -> FakeRun:
+    def running(self, ws: WebSocketClient, code: str = "print(1)\n", **context: Any) -> FakeRun:
         """Through the start of the run."""
         self.ready(ws, **context)
         ws.send(code.encode())
@@ -415,7 +415,7 @@ class ErrorTests(ProcessorTestCase):
         ])
         self.ready_after_errors(ws)
 
-    def ready_after_errors(self, ws: FakeWebSocket) -> None:
+    def ready_after_errors(self, ws: WebSocketClient) -> None:
         ws.send_json({"type": "context", "language": "python"})
         self.assertEqual(self.messages(ws)[0]["message"], "send code")
 
@@ -524,7 +524,7 @@ class ErrorTests(ProcessorTestCase):
         run.end(0)
         self.assertEqual([m["type"] for m in self.messages_then_close(first)], ["end"])
 
-    def messages_then_close(self, ws: FakeWebSocket) -> list[Any]:
+    def messages_then_close(self, ws: WebSocketClient) -> list[Any]:
         """The messages the server sent, which must end with its close 1000."""
         messages, closes = self.received(ws)
         self.assertEqual(closes, [(1000, "run ended")])
@@ -648,7 +648,7 @@ class ArenaEngineTests(ProcessorTestCase):
         """An engine's reply: given at once, or by a Deferred that has fired."""
         return self.successResultOf(reply) if isinstance(reply, Deferred) else reply
 
-    def arena_run(self) -> tuple[FakeWebSocket, FakeRun]:
+    def arena_run(self) -> tuple[WebSocketClient, FakeRun]:
         ws = self.connect()
         run = self.running(ws, engine="arena", arena="default")
         return ws, run

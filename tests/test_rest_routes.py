@@ -13,17 +13,18 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto.rest import ApiError, JSONRouter, Response
 from gameproto.store import StoreError
-from tests.fakehttp import FakeResponse, connect, parse_response, request
-from tests.test_rest import RESTTestCase
+from gameproto.testing import HTTPResponse, connect, parse_response, request
+from tests.restsupport import RESTTestCase
 
 INTERNAL_ERROR = {"error": "internal error"}
 
 
 class HandlerKindsTests(RESTTestCase):
-    def get(self, path: str, token: str | None = None) -> FakeResponse:
+    def get(self, path: str, token: str | None = None) -> HTTPResponse:
         return self.call("GET", path, token=token)
 
-    def assertJSON(self, response: FakeResponse, status: int, body: Any) -> None:
+    def assertJSON(self, response: HTTPResponse | None, status: int, body: Any) -> None:
+        assert response is not None, "no whole response"
         self.assertEqual(response.status, status, response.body)
         self.assertEqual(response.headers["content-type"], "application/json")
         self.assertEqual(response.json(), body)

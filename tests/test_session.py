@@ -8,13 +8,13 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import web
-from tests.fakehttp import FakeResponse, request
-from tests.test_rest import make_server
+from gameproto.testing import HTTPResponse, request
+from tests.restsupport import make_server
 
-OWN_ORIGIN = {"Origin": "http://localhost"}  # fakehttp sends Host: localhost
+OWN_ORIGIN = {"Origin": "http://localhost"}  # gameproto.testing sends Host: localhost
 
 
-def cookie_attributes(response: FakeResponse) -> dict[str, str | None]:
+def cookie_attributes(response: HTTPResponse) -> dict[str, str | None]:
     """Set-Cookie as {attribute name (lower case): value or None}."""
     attributes: dict[str, str | None] = {}
     for part in response.headers["set-cookie"].split(";"):
@@ -31,10 +31,10 @@ class SessionTestCase(SynchronousTestCase):
         self.call("POST", "/api/users/sign_up/", {"username": "ann", "password": "password1"})
 
     def call(self, method: str, path: str, body: Any = None,
-             headers: dict[str, str] | None = None) -> FakeResponse:
+             headers: dict[str, str] | None = None) -> HTTPResponse:
         return request(self.server.site, method, path, body, headers)
 
-    def log_in(self, headers: dict[str, str] | None = None) -> FakeResponse:
+    def log_in(self, headers: dict[str, str] | None = None) -> HTTPResponse:
         return self.call("POST", "/api/session/", {"username": "ann", "password": "password1"},
                          OWN_ORIGIN if headers is None else headers)
 
@@ -45,7 +45,7 @@ class SessionTestCase(SynchronousTestCase):
         assert key is not None
         return f"gameproto_token={key}"
 
-    def assertJSONError(self, response: FakeResponse, status: int) -> None:
+    def assertJSONError(self, response: HTTPResponse, status: int) -> None:
         self.assertEqual(response.status, status, response.body)
         self.assertEqual(response.headers["content-type"], "application/json")
         self.assertIsInstance(response.json()["error"], str)
@@ -147,7 +147,7 @@ class RESTByCookieTests(SessionTestCase):
         super().setUp()
         self.cookie = self.session_cookie()
 
-    def users(self, **headers: str) -> FakeResponse:
+    def users(self, **headers: str) -> HTTPResponse:
         return self.call("GET", "/api/users/", headers={"Cookie": self.cookie, **headers})
 
     def test_from_own_page(self) -> None:

@@ -11,11 +11,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import wire
 from gameproto.socketio.conformance import conformance_site, open_context
-from gameproto.socketio.testing import (
+from gameproto.testing import (
     HTTPExchange,
     OneMessagePerTurnClient,
     ReactorTurnClock,
-    Response,
+    HTTPResponse,
     WebSocketClient,
 )
 
@@ -26,7 +26,7 @@ class ConformanceTests(SynchronousTestCase):
         self.patch(txaio.config, "loop", self.clock)
         self.site = conformance_site(self.clock, open_context(self.clock))
 
-    def respond(self, method: str, path: str, body: bytes = b"") -> Response:
+    def respond(self, method: str, path: str, body: bytes = b"") -> HTTPResponse:
         response = HTTPExchange(self.site, method, path, body).response
         assert response is not None
         return response

@@ -18,9 +18,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from gameproto import web, wire
 from gameproto.socketio.engineio import EngineIOConfig, Session
 from gameproto.socketio.server import mount_socketio
-from gameproto.socketio.testing import (
+from gameproto.testing import (
     HTTPExchange,
-    Response,
+    HTTPResponse,
     WebSocketClient,
     fake_context,
 )
@@ -51,7 +51,7 @@ class RecordingApp:
         self.closed.append((session.sid, reason))
 
 
-def packets(response: Response) -> list[str]:
+def packets(response: HTTPResponse) -> list[str]:
     return response.body.decode("utf-8").split("\x1e")
 
 
@@ -82,7 +82,7 @@ class EngineTestCase(SynchronousTestCase):
 
     def respond(
         self, method: str, query: str, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> Response:
+    ) -> HTTPResponse:
         response = self.request(method, query, body, headers).response
         assert response is not None, "no response yet"
         return response
@@ -102,7 +102,7 @@ class EngineTestCase(SynchronousTestCase):
     def poll(self, sid: str) -> HTTPExchange:
         return self.request("GET", f"EIO=4&transport=polling&sid={sid}")
 
-    def post(self, sid: str, body: bytes) -> Response:
+    def post(self, sid: str, body: bytes) -> HTTPResponse:
         return self.respond("POST", f"EIO=4&transport=polling&sid={sid}", body)
 
     def websocket(self, query: str, headers: dict[str, str] | None = None) -> WebSocketClient:
@@ -156,7 +156,7 @@ class HandshakeTests(EngineTestCase):
 class ErrorTests(EngineTestCase):
     origins = ["http://allowed.example"]
 
-    def assertError(self, response: Response, code: int, message: str, status: int = 400) -> None:
+    def assertError(self, response: HTTPResponse, code: int, message: str, status: int = 400) -> None:
         self.assertEqual(response.status, status)
         self.assertEqual(response.headers["content-type"], "application/json")
         self.assertEqual(response.json(), {"code": code, "message": message})

@@ -33,7 +33,7 @@ from twisted.web.server import Site
 from gameproto import web, wire
 from gameproto.chat import Chat, mount_chat
 from gameproto.socketio.engineio import EngineIOConfig
-from gameproto.socketio.testing import (
+from gameproto.testing import (
     BINARY,
     CLOSE,
     PING,

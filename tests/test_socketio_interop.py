@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
@@ -22,9 +21,8 @@ from twisted.trial.unittest import SkipTest, TestCase
 from gameproto import web, wire
 from gameproto.chat import mount_chat
 from gameproto.socketio.conformance import conformance_site, open_context
-from tests.support import npm_ci, require_tool, running_in_ci
+from tests.support import INTEROP, npm_ci, require_tool, running_in_ci
 
-INTEROP = Path(__file__).parent / "interop"
 CLIENT_DEADLINE = 60.0
 
 

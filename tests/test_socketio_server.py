@@ -30,7 +30,7 @@ from gameproto.socketio.server import (
     SocketIOServer,
     mount_socketio,
 )
-from gameproto.socketio.testing import FakeSession, WebSocketClient, fake_context
+from gameproto.testing import FakeSession, WebSocketClient, fake_context
 
 
 class PacketTests(SynchronousTestCase):

@@ -17,9 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from gameproto import tap, wire
 from gameproto.throttle import RequestLimits, address_key
 from gameproto.wire import Rate
-from tests.fakehttp import FakeResponse, request
+from gameproto.testing import HTTPResponse, request
 from tests.nodes import Node, http_json, stop_on_cleanup
-from tests.test_rest import make_server
+from tests.restsupport import make_server
 
 ATTACKER = "203.0.113.5"
 NEIGHBOUR = "198.51.100.7"
@@ -90,16 +90,16 @@ class ThrottledServerTestCase(SynchronousTestCase):
         self.clock: Clock = self.server.reactor
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None,
-             host: str = ATTACKER) -> FakeResponse:
+             host: str = ATTACKER) -> HTTPResponse:
         headers = {} if token is None else {"Authorization": f"Token {token}"}
-        return request(self.server.site, method, path, body, headers, host=host)
+        return request(self.server.site, method, path, body, headers, address=host)
 
-    def sign_up(self, username: str, host: str = ATTACKER) -> FakeResponse:
+    def sign_up(self, username: str, host: str = ATTACKER) -> HTTPResponse:
         return self.call("POST", "/api/users/sign_up/",
                          {"username": username, "password": PASSWORD}, host=host)
 
     def log_in(self, username: str, password: str = PASSWORD,
-               host: str = ATTACKER) -> FakeResponse:
+               host: str = ATTACKER) -> HTTPResponse:
         return self.call("POST", "/api/token/", {"username": username, "password": password},
                          host=host)
 
@@ -110,7 +110,7 @@ class ThrottledServerTestCase(SynchronousTestCase):
         self.assertEqual(response.status, 200, response.body)
         return str(response.json()["token"])
 
-    def assertTooMany(self, response: FakeResponse, retry_after: int) -> None:
+    def assertTooMany(self, response: HTTPResponse, retry_after: int) -> None:
         self.assertEqual(response.status, 429, response.body)
         self.assertEqual(response.headers["content-type"], "application/json")
         self.assertEqual(response.headers["retry-after"], str(retry_after))
@@ -195,12 +195,12 @@ class LoginLimitTests(ThrottledServerTestCase):
 
 
 class SessionLoginLimitTests(ThrottledServerTestCase):
-    def session_log_in(self, username: str, password: str, host: str = ATTACKER) -> FakeResponse:
+    def session_log_in(self, username: str, password: str, host: str = ATTACKER) -> HTTPResponse:
         """The web page's login: POST /api/session/ from the server's own page."""
         return request(self.server.site, "POST", "/api/session/",
                        {"username": username, "password": password},
-                       {"Origin": "http://localhost"},  # fakehttp sends Host: localhost
-                       host=host)
+                       {"Origin": "http://localhost"},  # the request's Host is localhost
+                       address=host)
 
     def test_session_login_shares_the_limits(self) -> None:
         """
@@ -216,7 +216,7 @@ class SessionLoginLimitTests(ThrottledServerTestCase):
 
 
 class CreationLimitTests(ThrottledServerTestCase):
-    def create_match(self, token: str, host: str = ATTACKER) -> FakeResponse:
+    def create_match(self, token: str, host: str = ATTACKER) -> HTTPResponse:
         return self.call("POST", "/api/ongoing_matches/", token=token, host=host)
 
     def create_and_delete_match(self, token: str, host: str = ATTACKER) -> None:

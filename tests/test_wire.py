@@ -11,8 +11,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import wire, web
+from gameproto.testing import WebSocketClient
 from gameproto.wire import Malformed
-from tests.fakews import open_websocket
+from tests.echo import Echo
 
 
 class CodecTests(SynchronousTestCase):
@@ -106,26 +107,6 @@ class RateLimiterTests(SynchronousTestCase):
         self.assertNotEqual(limiter.check(), wire.RateVerdict.CLOSE)
 
 
-class Echo(wire.JSONProtocol):
-    """A test endpoint: echoes objects, answers malformed frames with their reason."""
-
-    endpoint = "echo"
-
-    def connectionOpened(self) -> None:
-        self.sendObject({"hello": self.user})
-
-    def objectReceived(self, message: dict[str, Any]) -> None:
-        if message.get("crash"):
-            raise RuntimeError("handler bug")
-        self.sendObject(message)
-
-    def malformedFrame(self, problem: Malformed) -> None:
-        self.sendObject({"error": problem.value})
-
-    def rateLimited(self) -> None:
-        self.sendObject({"error": "slow down"})
-
-
 def authenticate_by_header(request: Any, cookies_allowed: bool) -> Any:
     token = request.headers.get("authorization")
     if token == "Token broken":
@@ -153,37 +134,37 @@ class JSONProtocolTests(SynchronousTestCase):
         self.site = web.make_site(root, self.clock)
 
     def connect(self, headers: dict[str, str] | None = None, port: int = 40000) -> Any:
-        return open_websocket(self.site, "/ws/echo", headers, port)
+        return WebSocketClient(self.site, "/ws/echo", headers, port)
 
     def test_open_and_echo(self) -> None:
         """A handshake is accepted, the user authenticated, objects echoed."""
         ws = self.connect({"Authorization": "Token good"})
-        self.assertIn(b"101", ws.handshake_response.split(b"\r\n")[0])
-        self.assertEqual(ws.messages(), [{"hello": "ann"}])
+        self.assertIn(b"101", ws.handshake.split(b"\r\n")[0])
+        self.assertEqual(ws.json_messages(), [{"hello": "ann"}])
         ws.send_json({"x": 1})
-        self.assertEqual(ws.messages(), [{"x": 1}])
+        self.assertEqual(ws.json_messages(), [{"x": 1}])
 
     def test_unauthenticated_is_none(self) -> None:
         """Without a valid token the protocol opens with user None."""
-        self.assertEqual(self.connect().messages(), [{"hello": None}])
+        self.assertEqual(self.connect().json_messages(), [{"hello": None}])
 
     def test_authentication_failure_logged_not_500(self) -> None:
         """A failing authenticator opens the connection unauthenticated and logs."""
         ws = self.connect({"Authorization": "Token broken"})
-        self.assertEqual(ws.messages(), [{"hello": None}])
+        self.assertEqual(ws.json_messages(), [{"hello": None}])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_malformed_frames(self) -> None:
         """Binary, invalid JSON and non-objects each reach malformedFrame; the socket lives."""
         ws = self.connect()
-        ws.messages()
+        ws.json_messages()
         ws.send(b"\x00\x01", opcode=0x2)
         ws.send(b"{nope")
         ws.send(b"[1, 2]")
         ws.send(b'"\\ud800"')
         ws.send_json({"still": "alive"})
         self.assertEqual(
-            ws.messages(),
+            ws.json_messages(),
             [
                 {"error": Malformed.BINARY.value},
                 {"error": Malformed.INVALID_JSON.value},
@@ -196,7 +177,7 @@ class JSONProtocolTests(SynchronousTestCase):
     def test_too_big_closes_1009(self) -> None:
         """A message over the endpoint's limit is closed by Autobahn with 1009 and a reason."""
         ws = self.connect()
-        ws.messages()
+        ws.json_messages()
         ws.send(b'{"x": "' + b"a" * 2000 + b'"}')
         closes = ws.closes()
         self.assertEqual(len(closes), 1)
@@ -206,32 +187,32 @@ class JSONProtocolTests(SynchronousTestCase):
     def test_invalid_utf8_closes_1007(self) -> None:
         """Invalid UTF-8 in a text frame is closed by Autobahn with 1007."""
         ws = self.connect()
-        ws.messages()
+        ws.json_messages()
         ws.send(b'{"x": "\xff"}')
         self.assertEqual([code for code, _ in ws.closes()], [1007])
 
     def test_handler_bug_closes_4011_alone(self) -> None:
         """An exception in a handler closes that connection with 4011; others carry on."""
         bystander = self.connect(port=40001)
-        bystander.messages()
+        bystander.json_messages()
         ws = self.connect()
-        ws.messages()
+        ws.json_messages()
         ws.send_json({"crash": True})
         self.assertEqual(ws.closes(), [(4011, "internal error")])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         bystander.send_json({"ok": 1})
-        self.assertEqual(bystander.messages(), [{"ok": 1}])
+        self.assertEqual(bystander.json_messages(), [{"ok": 1}])
 
     def test_origin_refused(self) -> None:
         """A page from another origin is refused with HTTP 403 before the upgrade."""
         ws = self.connect({"Origin": "http://evil.example"})
-        self.assertIn(b"403", ws.handshake_response.split(b"\r\n")[0])
+        self.assertIn(b"403", ws.handshake.split(b"\r\n")[0])
         self.assertEqual(len(self.connections), 0)
 
     def test_same_origin_accepted(self) -> None:
-        """A page served by the same host:port is accepted."""
-        ws = self.connect({"Origin": "http://localhost:8000"})
-        self.assertIn(b"101", ws.handshake_response.split(b"\r\n")[0])
+        """A page served by the same host (the request's Host: localhost) is accepted."""
+        ws = self.connect({"Origin": "http://localhost"})
+        self.assertIn(b"101", ws.handshake.split(b"\r\n")[0])
 
     def test_per_address_cap(self) -> None:
         """Past the per-address cap a connection is closed with 4029; a slot frees on close."""
@@ -242,23 +223,23 @@ class JSONProtocolTests(SynchronousTestCase):
         first.transport.loseConnection()
         self.assertEqual(len(self.connections), 1)
         fourth = self.connect(port=4)
-        self.assertEqual(fourth.messages(), [{"hello": None}])
+        self.assertEqual(fourth.json_messages(), [{"hello": None}])
 
     def test_rate_limit(self) -> None:
         """Beyond the burst messages are dropped with at most one error a second."""
         ws = self.connect()
-        ws.messages()
+        ws.json_messages()
         for i in range(8):
             ws.send_json({"n": i})
-        self.assertEqual(ws.messages(), [{"n": i} for i in range(5)] + [{"error": "slow down"}])
+        self.assertEqual(ws.json_messages(), [{"n": i} for i in range(5)] + [{"error": "slow down"}])
         self.clock.advance(0.1)  # one token back
         ws.send_json({"n": 99})
-        self.assertEqual(ws.messages(), [{"n": 99}])
+        self.assertEqual(ws.json_messages(), [{"n": 99}])
 
     def test_rate_limit_closes_after_grace(self) -> None:
         """A client over its rate without pause for 5 s is closed with 4008."""
         ws = self.connect()
-        ws.messages()
+        ws.json_messages()
         for _ in range(6):
             ws.send_json({})
 
@@ -276,7 +257,7 @@ class JSONProtocolTests(SynchronousTestCase):
     def test_shutdown_closes_4012(self) -> None:
         """close_all closes every open connection with 4012 and fires once they are gone."""
         ws = self.connect()
-        ws.messages()
+        ws.json_messages()
         done = self.connections.close_all()
         self.assertEqual(ws.closes(), [(4012, "server shutting down")])
         self.assertNoResult(done)
@@ -285,7 +266,7 @@ class JSONProtocolTests(SynchronousTestCase):
 
     def test_shutdown_gives_up_after_grace(self) -> None:
         """A client that never answers the close does not hold the shutdown forever."""
-        self.connect().messages()
+        self.connect().json_messages()
         done = self.connections.close_all()
         self.assertNoResult(done)
         self.clock.advance(self.limits.shutdown_grace)
@@ -293,7 +274,7 @@ class JSONProtocolTests(SynchronousTestCase):
 
     def test_no_redirect_on_plain_get(self) -> None:
         """A plain GET with ?redirect= on a WebSocket path is not redirected (webStatus off)."""
-        from tests.fakehttp import request
+        from gameproto.testing import request
 
         response = request(self.site, "GET", "/ws/echo?redirect=https://example.org")
         self.assertNotIn(response.status, (301, 302, 303, 307, 308))
@@ -304,7 +285,7 @@ class JSONProtocolTests(SynchronousTestCase):
     def test_occasional_bursts_never_close(self) -> None:
         """Bursts over the limit separated by quiet seconds never add up to a close."""
         ws = self.connect()
-        ws.messages()
+        ws.json_messages()
         for _ in range(10):
             for _ in range(8):
                 ws.send_json({})

@@ -45,12 +45,12 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from gameproto import redis, wire
+from gameproto import wire
 from gameproto.arena.commands import (
     Command,
     ConfigurePlayerCommand,
@@ -82,7 +82,7 @@ GONE = "the arena moved to another node: connect again"
 
 
 class ClusterLeases(Protocol):
-    """The arena leases of one node (L{RedisLeases}, or L{TableLeases} in tests)."""
+    """The arena leases of one node (L{RedisLeases}, or an in-memory stand-in in tests)."""
 
     node_id: str
 
@@ -102,7 +102,7 @@ class ClusterLeases(Protocol):
 class RedisLeases:
     """
     Arena leases on the nodes' shared L{Lease} scripts (key C{gp:arena:{id}:lease});
-    every call fails with L{redis.RedisUnavailable} within 1.5 s.
+    every call fails with L{gameproto.redis.RedisUnavailable} within 1.5 s.
     """
 
     _log = Logger()
@@ -131,78 +131,6 @@ class RedisLeases:
 
     def holder(self, arena_id: str) -> Deferred[str | None]:
         return self._lease.read(self.key(arena_id)).addCallback(lambda read: read[0])
-
-
-class LeaseTable:
-    """
-    An in-memory Redis for the leases of several simulated nodes, with expiry on a Clock,
-    and an C{available} switch to simulate an outage (calls fail with RedisUnavailable).
-    """
-
-    def __init__(self, clock: IReactorTime, ttl_ms: int = LEASE_TTL_MS) -> None:
-        self.clock = clock
-        self.ttl = ttl_ms / 1000
-        self.available = True
-        self._held: dict[str, tuple[str, float]] = {}
-
-    def get(self, arena_id: str) -> str | None:
-        self._check()
-        entry = self._held.get(arena_id)
-        if entry is None or entry[1] <= self.clock.seconds():
-            self._held.pop(arena_id, None)
-            return None
-        return entry[0]
-
-    def set(self, arena_id: str, node: str) -> None:
-        self._held[arena_id] = (node, self.clock.seconds() + self.ttl)
-
-    def delete(self, arena_id: str) -> None:
-        self._held.pop(arena_id, None)
-
-    def _check(self) -> None:
-        if not self.available:
-            raise redis.RedisUnavailable("redis: unavailable (simulated)")
-
-
-class TableLeases:
-    """L{ClusterLeases} of one simulated node on a shared L{LeaseTable}."""
-
-    def __init__(self, table: LeaseTable, node_id: str) -> None:
-        self.table = table
-        self.node_id = node_id
-
-    def _call(self, f: Callable[[], Any]) -> Deferred[Any]:
-        try:
-            return succeed(f())
-        except redis.RedisUnavailable as e:
-            d: Deferred[Any] = Deferred()
-            d.errback(e)
-            return d
-
-    def acquire(self, arena_id: str) -> Deferred[bool]:
-        def acquire() -> bool:
-            if self.table.get(arena_id) is not None:
-                return False
-            self.table.set(arena_id, self.node_id)
-            return True
-
-        return self._call(acquire)
-
-    def renew(self, arena_id: str) -> Deferred[bool]:
-        def renew() -> bool:
-            if self.table.get(arena_id) not in (None, self.node_id):
-                return False
-            self.table.set(arena_id, self.node_id)
-            return True
-
-        return self._call(renew)
-
-    def release(self, arena_id: str) -> None:
-        if self.table.available and self.table.get(arena_id) == self.node_id:
-            self.table.delete(arena_id)
-
-    def holder(self, arena_id: str) -> Deferred[str | None]:
-        return self._call(lambda: self.table.get(arena_id))
 
 
 # ---------------------------------------------------------------------------
