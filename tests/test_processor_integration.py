@@ -428,8 +428,8 @@ class SandboxStartupTests(IntegrationTestCase):
         for uid in (free_uid, held_uid):
             sleepers[uid] = subprocess.Popen(
                 [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "300"])
+            self.addCleanup(sleepers[uid].wait)  # cleanups run last first: kill, then wait
             self.addCleanup(sleepers[uid].kill)
-            self.addCleanup(sleepers[uid].wait)
         config = SandboxConfig(
             run_base=self.base + "/sub",
             uids=run_uids(),
