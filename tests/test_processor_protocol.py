@@ -60,6 +60,7 @@ class FakeRun:
         self.stops = 0
         self.calls = 0
         self.slot: RunSlot | None = None
+        self.output_before_calls = True
 
     def stop(self) -> None:
         self.stops += 1
@@ -98,7 +99,8 @@ class FakeRuns:
 
     def start_run(self, user: str, language: str, code: str,
                   on_output: Callable[[str, str], None],
-                  on_engine: Callable[[int, Any], Any]) -> FakeRun:
+                  on_engine: Callable[[int, Any], Any],
+                  output_before_calls: bool = True) -> FakeRun:
         if self.refusal is not None:
             raise self.refusal
         if len(code.encode("utf-8")) > self.limits.code:
@@ -106,6 +108,7 @@ class FakeRuns:
         slot = self.limiter.acquire(user) if self.limiter is not None else None
         run = FakeRun(user, language, code, on_output, on_engine)
         run.slot = slot
+        run.output_before_calls = output_before_calls
         self.runs.append(run)
         return run
 
@@ -590,6 +593,7 @@ class ClientEngineTests(ProcessorTestCase):
         """Each engine call is a command with its id; the result with that id is the reply."""
         ws = self.connect()
         run = self.running(ws)
+        self.assertTrue(run.output_before_calls)  # the client sees both, in order
         reply = run.engine({"move": [1, 2]})
         self.assertEqual(self.messages(ws), [
             {"type": "command", "message": {"move": [1, 2]}, "id": 1, "time": self.time()}])
@@ -651,6 +655,7 @@ class ArenaEngineTests(ProcessorTestCase):
     def arena_run(self) -> tuple[WebSocketClient, FakeRun]:
         ws = self.connect()
         run = self.running(ws, engine="arena", arena="default")
+        self.assertFalse(run.output_before_calls)  # no one sees the arena engine's calls
         return ws, run
 
     def tick(self) -> None:

@@ -93,6 +93,7 @@ class Runs(Protocol):
         code: str,
         on_output: Callable[[str, str], None],
         on_engine: Callable[[int, Any], Any],
+        output_before_calls: bool = True,
     ) -> RunHandle:
         """L{gameproto.processor.runner.Processor.start_run}: may raise L{RunRefused}."""
 
@@ -317,7 +318,12 @@ def _code(inputs: ProcessorInputs, core: ProcessorCore, text: str, problem: str)
         return inputs.command(call_id, command)
 
     try:
-        run = core.runs.start_run(core.user, context.language, text, on_output, on_engine)
+        # The client sees the program's output and its calls, in the order the program
+        # made them; the arena engine's calls are seen by no one.
+        run = core.runs.start_run(
+            core.user, context.language, text, on_output, on_engine,
+            output_before_calls=arena is None,
+        )
     except ServerBusy as e:
         inputs.busy(e.message, e.retry_after)
         return

@@ -386,6 +386,7 @@ class Run(ProcessProtocol):
         slot: RunSlot,
         on_output: OutputHandler,
         on_engine: EngineHandler,
+        output_before_calls: bool = True,
     ) -> None:
         self.started: Deferred[None] = Deferred()
         self.ended: Deferred[RunResult] = Deferred()
@@ -403,6 +404,7 @@ class Run(ProcessProtocol):
         self._slot = slot
         self._on_output = on_output
         self._on_engine = on_engine
+        self._output_before_calls = output_before_calls
         self._state = _State.NEW
         self._stopped = False
         self._limit: Limit | None = None
@@ -617,9 +619,10 @@ class Run(ProcessProtocol):
             self._write_reply({"error": "invalid JSON in engine request"})
             return
         self._pause_program_clock(engine_call=True)
-        self._drain_output()
-        if not self._relaying():  # the drained output went over the output limit
-            return
+        if self._output_before_calls:
+            self._drain_output()
+            if not self._relaying():  # the drained output went over the output limit
+                return
         self._call_count += 1
         call = _Call(self._call_count, self._clock.seconds())
         self._call = call
@@ -953,11 +956,17 @@ class Processor:
         code: str,
         on_output: OutputHandler,
         on_engine: EngineHandler,
+        output_before_calls: bool = True,
     ) -> Run:
         """
         Start C{code} in C{language} for C{user}.  Raises L{LanguageUnavailable},
         L{CodeTooLarge} or L{ServerBusy} (in that order of checks); otherwise the run is
         spawned and returned (its L{Run.started} may still fail).
+
+        With C{output_before_calls}, what the program printed before an engine call
+        reaches C{on_output} before the call reaches C{on_engine} (two reads of its
+        output pipes per call); without, output and calls are each in order, not with
+        each other.
         """
         chosen = self.sandbox.languages.get(language)
         if chosen is None:
@@ -968,7 +977,10 @@ class Processor:
         if len(code.encode("utf-8", errors="surrogatepass")) > self.limits.code:
             raise CodeTooLarge(self.limits.code_too_large())
         slot = self.limiter.acquire(user)
-        run = Run(self.launchers, self._clock, self.sandbox, chosen, code, slot, on_output, on_engine)
+        run = Run(
+            self.launchers, self._clock, self.sandbox, chosen, code, slot, on_output, on_engine,
+            output_before_calls,
+        )
         self.runs.add(run)
         run.ended.addBoth(self._forget, run)
         run.start()

@@ -138,9 +138,12 @@ class ProcessorService(Service):
         code: str,
         on_output: Callable[[str, str], None],
         on_engine: Callable[[int, Any], Any],
+        output_before_calls: bool = True,
     ) -> Run:
         if self.processor is None:
             raise LanguageUnavailable(UNAVAILABLE)
         if not self.running:
             raise RunRefused("server shutting down")
-        return self.processor.start_run(user, language, code, on_output, on_engine)
+        return self.processor.start_run(
+            user, language, code, on_output, on_engine, output_before_calls
+        )
