@@ -24,9 +24,11 @@ so are malformed frames: a binary frame, invalid JSON outside the code, a bad co
 result with a wrong id.  Every server message carries C{type}, C{message} and C{time}
 (epoch milliseconds as a string).
 
-The run's own events (started, output, engine calls, its end) are machine inputs too, so
-that nothing reaches a connection that is closing and the order of what the program did is
-the order the client sees.
+The run's own events (started, output, its end) are machine inputs too, so that nothing
+reaches a connection that is closing and the order of what the program did is the order
+the client sees.  Engine calls go straight to the run's engine: the runner makes them only
+while the program runs (the Running state), and a program may make tens of thousands a
+second.
 """
 
 from __future__ import annotations
@@ -189,8 +191,6 @@ class ProcessorInputs(Protocol):
 
     def output(self, stream: str, text: str) -> None: ...
 
-    def command(self, call_id: int, command: Any) -> Any: ...
-
     def ended(self, result: RunResult) -> None: ...
 
     # The connection is gone.
@@ -315,7 +315,11 @@ def _code(inputs: ProcessorInputs, core: ProcessorCore, text: str, problem: str)
         inputs.output(stream, line)
 
     def on_engine(call_id: int, command: Any) -> Any:
-        return inputs.command(call_id, command)
+        # The data path, past the machine: the runner calls the engine only while the
+        # program runs (from its start until it is stopped or over), which is the
+        # Running state; a program may make tens of thousands of calls a second.
+        assert core.engine is not None
+        return core.engine.call(call_id, command)
 
     try:
         # The client sees the program's output and its calls, in the order the program
@@ -409,17 +413,6 @@ def _output(inputs: ProcessorInputs, core: ProcessorCore, stream: str, text: str
     core.send("output", text, stream=stream)
 
 
-@Running.upon(ProcessorInputs.command).loop()
-def _command(inputs: ProcessorInputs, core: ProcessorCore, call_id: int, command: Any) -> Any:
-    assert core.engine is not None
-    return core.engine.call(call_id, command)
-
-
-def _unanswered(inputs: ProcessorInputs, core: ProcessorCore, call_id: int, command: Any) -> Any:
-    # No engine is there to answer: the runner's engine call timeout does.
-    return Deferred()
-
-
 @Running.upon(ProcessorInputs.result).loop()
 def _result(inputs: ProcessorInputs, core: ProcessorCore, call_id: int, message: Any) -> None:
     assert core.engine is not None
@@ -471,8 +464,6 @@ _IGNORED: dict[Any, tuple[Any, ...]] = {
 for _state, _events in _IGNORED.items():
     for _event in _events:
         _state.upon(_event).loop().returns(None)
-for _state in (Opening, AwaitingContext, AwaitingCode, Starting, Ended, Closed):
-    _state.upon(ProcessorInputs.command).loop()(_unanswered)
 
 ProcessorMachine = processor.build()
 
