@@ -43,6 +43,34 @@ def _read(path: str) -> str:
         return ""
 
 
+def _number(path: str) -> int:
+    """The integer a cgroup file holds, or 0 (absent, or "max")."""
+    text = _read(path).strip()
+    return int(text) if text.isdigit() else 0
+
+
+def _write_if_there(path: str, value: str) -> None:
+    """Write a control file the kernel may not have (swap accounting off, an old kernel)."""
+    if os.path.exists(path):
+        _write(path, value)
+
+
+def _make_directories(paths: list[str]) -> None:
+    """Each of C{paths}, fresh (an existing one is an error); none of them on failure."""
+    made: list[str] = []
+    try:
+        for path in paths:
+            os.mkdir(path, 0o755)
+            made.append(path)
+    except OSError:
+        for path in reversed(made):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        raise
+
+
 def _own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -89,19 +117,12 @@ class RunCgroup:
         name = f"launcher-{os.getpid()}"
         paths = {hierarchy: os.path.join(base, name) for hierarchy, base in spec["bases"].items()}
         cgroup = kind(paths, dict(spec["homes"]))
-        made: list[str] = []
+        _make_directories(list(paths.values()))
         try:
-            for path in paths.values():
-                os.mkdir(path, 0o755)
-                made.append(path)
             cgroup.join(os.getpid())
         except OSError:
             cgroup.leave()
-            for path in reversed(made):
-                try:
-                    os.rmdir(path)
-                except OSError:
-                    pass
+            cgroup.remove()
             raise
         cgroup.inside = True
         cgroup._own_cpu_at_entry = _own_cpu()
@@ -131,18 +152,11 @@ class RunCgroup:
 
     def create(self, memory: int, processes: int) -> None:
         """The directories (fresh: an existing one is an error) with the run's limits."""
-        made: list[str] = []
+        _make_directories(list(self.paths.values()))
         try:
-            for path in self.paths.values():
-                os.mkdir(path, 0o755)
-                made.append(path)
             self.limit(memory, processes)
         except OSError:
-            for path in reversed(made):
-                try:
-                    os.rmdir(path)
-                except OSError:
-                    pass
+            self.remove()
             raise
 
     def limit(self, memory: int, processes: int) -> None:
@@ -208,9 +222,7 @@ class RunCgroup:
 
     def tasks(self) -> int:
         """The run's tasks (processes and threads) now, the launcher's own not counted."""
-        path = os.path.join(self.paths.get("pids", self.main_path), "pids.current")
-        text = _read(path).strip()
-        count = int(text) if text.isdigit() else 0
+        count = _number(os.path.join(self.paths.get("pids", self.main_path), "pids.current"))
         return max(0, count - 1) if self.inside else count
 
     def run_cpu_seconds(self) -> float:
@@ -232,20 +244,17 @@ class CgroupV1(RunCgroup):
         base = self.paths["memory"]
         _write(os.path.join(base, "memory.limit_in_bytes"), str(memory))
         # memory + swap at the same value: no swap (the file exists with swap accounting).
-        if os.path.exists(os.path.join(base, "memory.memsw.limit_in_bytes")):
-            _write(os.path.join(base, "memory.memsw.limit_in_bytes"), str(memory))
+        _write_if_there(os.path.join(base, "memory.memsw.limit_in_bytes"), str(memory))
         _write(os.path.join(self.paths["pids"], "pids.max"), str(processes))
 
     def oom_kills(self) -> int:
         return _field(_read(os.path.join(self.paths["memory"], "memory.oom_control")), "oom_kill")
 
     def cpu_seconds(self) -> float:
-        text = _read(os.path.join(self.paths["cpuacct"], "cpuacct.usage")).strip()
-        return int(text) / 1e9 if text.isdigit() else 0.0
+        return _number(os.path.join(self.paths["cpuacct"], "cpuacct.usage")) / 1e9
 
     def peak_memory(self) -> int:
-        text = _read(os.path.join(self.paths["memory"], "memory.max_usage_in_bytes")).strip()
-        return int(text) if text.isdigit() else 0
+        return _number(os.path.join(self.paths["memory"], "memory.max_usage_in_bytes"))
 
 
 class CgroupV2(RunCgroup):
@@ -258,11 +267,9 @@ class CgroupV2(RunCgroup):
     def limit(self, memory: int, processes: int) -> None:
         base = self.paths["unified"]
         _write(os.path.join(base, "memory.max"), str(memory))
-        if os.path.exists(os.path.join(base, "memory.swap.max")):
-            _write(os.path.join(base, "memory.swap.max"), "0")
+        _write_if_there(os.path.join(base, "memory.swap.max"), "0")
         # An out-of-memory kill takes the whole run, not one process of it.
-        if os.path.exists(os.path.join(base, "memory.oom.group")):
-            _write(os.path.join(base, "memory.oom.group"), "1")
+        _write_if_there(os.path.join(base, "memory.oom.group"), "1")
         _write(os.path.join(base, "pids.max"), str(processes))
 
     def kill(self) -> int:
@@ -283,5 +290,4 @@ class CgroupV2(RunCgroup):
         return _field(_read(os.path.join(self.main_path, "cpu.stat")), "usage_usec") / 1e6
 
     def peak_memory(self) -> int:
-        text = _read(os.path.join(self.main_path, "memory.peak")).strip()
-        return int(text) if text.isdigit() else 0
+        return _number(os.path.join(self.main_path, "memory.peak"))
