@@ -21,15 +21,14 @@ from gameproto import web, wire
 from gameproto.arena.config import ArenaConfig, SpawnPoint
 from gameproto.arena.service import ArenaService
 from gameproto.processor.protocol import processor_resource
-from gameproto.processor.runner import (
+from gameproto.processor.admission import (
     CodeTooLarge,
     LanguageUnavailable,
     RunLimiter,
-    RunResult,
     RunSlot,
     ServerBusy,
-    SpawnError,
 )
+from gameproto.processor.runner import RunResult, SpawnError
 from gameproto.processor.sandbox import Limit, RunLimits
 from gameproto.processor.service import ProcessorService
 from gameproto.testing import BINARY, CLOSE, TEXT, WebSocketClient

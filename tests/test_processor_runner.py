@@ -25,26 +25,22 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto.processor.languages import PYTHON
 from gameproto.processor.launchers import LAUNCHER_CHILD_FDS
-from gameproto.processor.runner import (
+from gameproto.processor.admission import (
     CodeTooLarge,
-    EngineCallError,
     LanguageUnavailable,
-    Processor,
-    Run,
     RunLimiter,
-    RunResult,
     ServerBusy,
-    SpawnError,
     default_max_runs,
 )
+from gameproto.processor.runner import EngineCallError, Processor, Run, RunResult, SpawnError
 from gameproto.processor.sandbox import (
     Limit,
     RunLimits,
     Sandbox,
     SandboxConfig,
-    UidPool,
     parse_uid_range,
 )
+from gameproto.processor.uids import UidPool
 
 from tests.processor_support import FakeLauncher, FakeProcessReactor
 

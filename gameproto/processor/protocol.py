@@ -49,7 +49,8 @@ from gameproto import wire
 from gameproto.arena.service import ArenaService
 from gameproto.processor.engines import ArenaEngine, ClientEngine, Engine
 from gameproto.processor.languages import LANGUAGES
-from gameproto.processor.runner import RunRefused, RunResult, ServerBusy, SpawnError
+from gameproto.processor.admission import RunRefused, ServerBusy
+from gameproto.processor.runner import RunResult, SpawnError
 from gameproto.wire import CloseCode, Malformed
 
 SERVER_ERROR = "SERVER_ERROR"

@@ -20,7 +20,8 @@ from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gameproto.processor.runner import LanguageUnavailable, Processor, Run, RunRefused
+from gameproto.processor.admission import LanguageUnavailable, RunRefused
+from gameproto.processor.runner import Processor, Run
 from gameproto.processor.sandbox import RunLimits, Sandbox, SandboxConfig, SandboxError, start_sandbox
 
 UNAVAILABLE = "processor unavailable"
