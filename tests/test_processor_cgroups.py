@@ -30,6 +30,18 @@ def control_files(directory: str, *names: str) -> None:
         write(os.path.join(directory, name), "")
 
 
+def rmdir_like_cgroupfs(test: SynchronousTestCase) -> None:
+    """rmdir of a cgroup takes its control files with it; of a plain directory, not."""
+    real_rmdir = os.rmdir
+
+    def cgroup_rmdir(path: str) -> None:
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        real_rmdir(path)
+
+    test.patch(os, "rmdir", cgroup_rmdir)
+
+
 def read(path: str) -> str:
     with open(path) as file:
         return file.read()
@@ -39,15 +51,7 @@ class FindCgroupsTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.root = os.path.abspath(self.mktemp())
         os.makedirs(self.root)
-        # rmdir of a cgroup takes its control files with it; of a plain directory, not.
-        real_rmdir = os.rmdir
-
-        def cgroup_rmdir(path: str) -> None:
-            for name in os.listdir(path):
-                os.unlink(os.path.join(path, name))
-            real_rmdir(path)
-
-        self.patch(os, "rmdir", cgroup_rmdir)
+        rmdir_like_cgroupfs(self)
         self.mountinfo = os.path.join(self.root, "mountinfo")
         self.proc_cgroup = os.path.join(self.root, "cgroup")
 
@@ -109,6 +113,25 @@ class FindCgroupsTests(SynchronousTestCase):
         self.v2("cpu io pids")
         error = self.assertRaises(CgroupUnavailable, find_cgroups, self.mountinfo, self.proc_cgroup)
         self.assertIn("cgroup v2: controllers memory are not enabled", str(error))
+
+
+class LeftoverTests(SynchronousTestCase):
+    def test_abandoned_launchers_and_leftovers(self) -> None:
+        """
+        At start-up, the cgroup of a launcher whose process is gone is removed, a live
+        launcher's is spared; a run uid's leftovers are removed by their prefix.
+        """
+        from gameproto.processor.cgroups import Cgroups
+
+        base = os.path.abspath(self.mktemp())
+        dead = f"launcher-{2**22 + 1}"  # above the kernel's pid_max default: no such process
+        for name in (dead, f"launcher-{os.getpid()}", "62000-ab", "62001-cd"):
+            control_files(os.path.join(base, name), "cgroup.procs")
+        rmdir_like_cgroupfs(self)
+        cgroups = Cgroups(version=1, bases={"pids": base}, homes={"pids": base})
+        self.assertEqual(cgroups.remove_abandoned_launchers(), 1)
+        self.assertEqual(cgroups.remove_leftovers("62000-"), 1)
+        self.assertEqual(sorted(os.listdir(base)), ["62001-cd", f"launcher-{os.getpid()}"])
 
 
 class RunCgroupTests(SynchronousTestCase):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -69,6 +69,23 @@ class Cgroups:
         C{prefix} (a previous server's, for a run uid this server now holds).  Returns how
         many cgroups were removed.
         """
+        return self._remove(prefix, lambda name: False)
+
+    def remove_abandoned_launchers(self) -> int:
+        """
+        Remove the cgroups of launchers that died while they waited for a run
+        (C{launcher-<pid>} of a pid that is gone); how many.
+        """
+
+        def waiting(name: str) -> bool:
+            # A launcher waiting for its run, this server's or another's.
+            pid = name.partition("-")[2]
+            return pid.isdigit() and os.path.exists(f"/proc/{pid}")
+
+        return self._remove("launcher-", waiting)
+
+    def _remove(self, prefix: str, spare: Callable[[str], bool]) -> int:
+        """Empty (SIGKILL) and remove the cgroups named C{prefix}... but those to C{spare}."""
         removed = 0
         for base in self.bases.values():
             try:
@@ -76,35 +93,12 @@ class Cgroups:
             except FileNotFoundError:
                 continue
             for name in names:
+                if spare(name):
+                    continue
                 path = os.path.join(base, name)
                 for _ in range(100):
                     if _kill_members(path) == 0:
                         break
-                try:
-                    os.rmdir(path)
-                    removed += 1
-                except OSError:
-                    pass
-        return removed
-
-
-    def remove_abandoned_launchers(self) -> int:
-        """
-        Remove the cgroups of launchers that died while they waited for a run
-        (C{launcher-<pid>} of a pid that is gone); how many.
-        """
-        removed = 0
-        for base in self.bases.values():
-            try:
-                names = [name for name in os.listdir(base) if name.startswith("launcher-")]
-            except FileNotFoundError:
-                continue
-            for name in names:
-                pid = name.partition("-")[2]
-                if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
-                    continue  # a launcher waiting for its run, this server's or another's
-                path = os.path.join(base, name)
-                _kill_members(path)
                 try:
                     os.rmdir(path)
                     removed += 1
