@@ -29,7 +29,7 @@ import orjson
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -554,6 +554,7 @@ class JSONProtocol(WebSocketServerProtocol):
     postpath: tuple[bytes, ...] = ()
     _admitted = False
     _address = ""
+    _abort_call: IDelayedCall | None = None
 
     # -- hooks for subclasses ------------------------------------------------
 
@@ -665,7 +666,35 @@ class JSONProtocol(WebSocketServerProtocol):
         else:
             self._guarded(self.textReceived, payload)
 
+    def onCloseHandshakeTimeout(self) -> None:
+        """
+        The peer has not answered our close in time.  Autobahn aborts the connection
+        here (a TCP reset), which discards what is still queued for the peer: after a
+        burst (a run's last megabyte of output) that is its last messages and our close
+        frame, unread by a peer that is only busy reading them.  A clean drop sends them,
+        then ends the connection; a peer that reads nothing more is aborted once the
+        shutdown grace has passed as well.
+        """
+        self.closeHandshakeTimeoutCall = None
+        if self.state == self.STATE_CLOSED:
+            return
+        self.wasClean = False
+        self.wasNotCleanReason = "closing handshake timeout"
+        self.wasCloseHandshakeTimeout = True
+        self.dropConnection(abort=False)
+        grace = self.context.server_limits.shutdown_grace
+        self._abort_call = self.context.clock.callLater(grace, self._abort_unread)
+
+    def _abort_unread(self) -> None:
+        # Still here: the connection's loss (onClose) cancels this call.
+        self._abort_call = None
+        if self.transport is not None:
+            self.transport.abortConnection()
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
         if self._admitted:
             self.context.connections.release(self, self._address)
             self._admitted = False

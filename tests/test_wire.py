@@ -272,6 +272,24 @@ class JSONProtocolTests(SynchronousTestCase):
         self.clock.advance(self.limits.shutdown_grace)
         self.successResultOf(done)
 
+    def test_close_handshake_timeout_ends_cleanly(self) -> None:
+        """
+        A peer that has not answered the server's close within the close handshake
+        timeout (1 s) is not aborted, which would discard what is still queued for it:
+        the connection is ended cleanly, and aborted only if it is still there after the
+        shutdown grace.
+        """
+        ws = self.connect()
+        ws.json_messages()
+        ws.protocol.closeWith(wire.CloseCode.NORMAL, "done")
+        lose, abort = [], []
+        self.patch(ws.transport, "loseConnection", lambda: lose.append(True))
+        self.patch(ws.transport, "abortConnection", lambda: abort.append(True))
+        self.clock.advance(1.0)
+        self.assertEqual((lose, abort), ([True], []))
+        self.clock.advance(self.limits.shutdown_grace)
+        self.assertEqual((lose, abort), ([True], [True]))
+
     def test_no_redirect_on_plain_get(self) -> None:
         """A plain GET with ?redirect= on a WebSocket path is not redirected (webStatus off)."""
         from gameproto.testing import request
