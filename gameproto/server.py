@@ -32,10 +32,10 @@ from gameproto.arena.service import DEFAULT_MAX_ARENAS, DEFAULT_MAX_PER_USER, Ar
 from gameproto.auth import Accounts
 from gameproto.chat import mount_chat
 from gameproto.chat.cluster import RedisPresence, RoomRelay
-from gameproto.cluster import Heartbeat
 from gameproto.match.api import MatchAPI
 from gameproto.match.protocol import MatchProtocol
 from gameproto.match.service import MatchService
+from gameproto.node import Node
 from gameproto.page import mount_page
 from gameproto.processor.protocol import processor_resource
 from gameproto.processor.sandbox import RunLimits, SandboxConfig
@@ -135,9 +135,9 @@ class GameprotoServer(MultiService):
         self.bus = bus_for_store(reactor, config.store)
         # With a Redis store the node is one of several: its heartbeat (and Redis
         # connections) comes first, so that the services after it can use them.
-        self.cluster: Heartbeat | None = None
+        self.cluster: Node | None = None
         if config.store.startswith("redis://"):
-            self.cluster = Heartbeat(reactor, RedisURL.parse(config.store))
+            self.cluster = Node(reactor, RedisURL.parse(config.store))
             self.addService(self.cluster)
         self.accounts = Accounts(self.store, reactor, run_in_thread, token_ttl=config.token_ttl)
         self.connections = wire.Connections(config.server_limits, reactor)

@@ -25,7 +25,7 @@ from zope.interface import implementer
 from gameproto import redis, wire
 from gameproto.bus import IBus, Subscription
 from gameproto.chat.presence import IPresence, LocalPresence
-from gameproto.cluster import Heartbeat
+from gameproto.node import Node
 
 # KEYS: the room's name hash, this node's claim set, the set of nodes with claims.
 # ARGV: name key, node id, claim entry, prefix of node heartbeat keys.
@@ -74,7 +74,7 @@ def _entry(room: str, key: str, name: str) -> str:
 class RedisPresence:
     _log = Logger()
 
-    def __init__(self, reactor: Any, heartbeat: Heartbeat,
+    def __init__(self, reactor: Any, heartbeat: Node,
                  announce_left: Callable[[str, str], None]) -> None:
         self._reactor = reactor
         self._heartbeat = heartbeat

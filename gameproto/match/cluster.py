@@ -134,7 +134,7 @@ class ClusterSeat(Seat):
 class ClusterMatchService(MatchService):
     """
     L{MatchService} for nodes sharing one Redis store and bus (module docstring).
-    C{node} returns the L{gameproto.cluster.Heartbeat} (its id, its liveness
+    C{node} returns the L{gameproto.node.Node} (its id, its liveness
     checks) once the server is built.  C{join} returns a Deferred.
     """
 
