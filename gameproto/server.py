@@ -277,7 +277,10 @@ class GameprotoServer(MultiService):
         )
 
     def _health_details(self) -> dict[str, Any]:
-        return {"processor": self.processor.status}
+        details: dict[str, Any] = {"processor": self.processor.status}
+        if self.cluster is not None:
+            details["node"] = self.cluster.node_id  # which node answered, behind a balancer
+        return details
 
     # -- the service ---------------------------------------------------------------
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
@@ -157,4 +159,131 @@ def stop_on_cleanup(testcase: Any, node: Node) -> Node:
     return node
 
 
-__all__ = ["Node", "ServerProcess", "http_json", "stop_on_cleanup"]
+class Lines(ProcessProtocol):
+    """A child process's stdout, line by line; C{next_line(i)} waits for line C{i}."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.err = b""
+        self.lines: list[str] = []
+        self.waiting: list[Deferred[None]] = []
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self.lines.append(line.decode())
+            waiting, self.waiting = self.waiting, []
+            for d in waiting:
+                d.callback(None)
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Any) -> None:
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.errback(AssertionError("client ended: " + self.err.decode()[-2000:]))
+        self.ended.callback(None)
+
+    async def next_line(self, index: int) -> str:
+        while len(self.lines) <= index:
+            if self.ended.called:
+                raise AssertionError("client ended: " + self.err.decode()[-2000:])
+            d: Deferred[None] = Deferred()
+            self.waiting.append(d)
+            await d
+        return self.lines[index]
+
+
+class Nginx:
+    """
+    A real nginx on a free port of 127.0.0.1 in front of C{nodes}, with a site file
+    of C{deploy/nginx/} whose upstream servers and C{listen} line are replaced by
+    these ports.  Everything it writes stays in C{directory}.
+    """
+
+    def __init__(self, site: Path, nodes: list[ServerProcess], directory: Path) -> None:
+        from tests.redisserver import free_port
+        from tests.support import require_tool
+
+        self.executable = require_tool("nginx")
+        self.port = free_port()
+        self.directory = directory
+        text = site.read_text()
+        upstreams = re.findall(r"^\s*server 127\.0\.0\.1:\d+", text, re.M)
+        if len(upstreams) != len(nodes):
+            raise AssertionError(f"{site} has {len(upstreams)} upstream servers, not {len(nodes)}")
+        for line, node in zip(upstreams, nodes):
+            text = text.replace(line, re.sub(r":\d+$", f":{node.port}", line), 1)
+        text, listens = re.subn(r"^(\s*)listen 80;", rf"\1listen 127.0.0.1:{self.port};",
+                                text, flags=re.M)
+        if listens != 1:
+            raise AssertionError(f"{site} has no 'listen 80;' line")
+        (directory / "site.conf").write_text(text)
+        d = directory
+        (d / "nginx.conf").write_text(f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    include {d}/site.conf;
+}}
+""")
+        self.process = ServerProcess([self.executable, "-p", str(d), "-c", str(d / "nginx.conf")])
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.http + path
+
+    async def start(self) -> None:
+        """Start nginx; return once it accepts connections (it logs no "listening")."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+        from twisted.internet.protocol import Protocol
+
+        self.process.env = dict(os.environ)
+        self.process.start().addErrback(lambda _: None)  # it never logs "listening on"
+        for _ in range(200):
+            if self.process.ended.called:
+                raise AssertionError(f"nginx exited: {self.log()}")
+            try:
+                connected = await connectProtocol(
+                    TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), Protocol())
+            except Exception:
+                from twisted.internet.task import deferLater
+
+                await deferLater(reactor, 0.05, lambda: None)
+                continue
+            connected.transport.loseConnection()
+            return
+        raise AssertionError(f"nginx did not listen on {self.port}: {self.log()}")
+
+    def log(self) -> str:
+        path = self.directory / "error.log"
+        return self.process.text() + (path.read_text() if path.exists() else "")
+
+    def stop(self) -> Deferred[int | None]:
+        """A graceful stop (SIGQUIT), then its exit code."""
+        if not self.process.ended.called:
+            self.process.process.signalProcess(signal.SIGQUIT)
+        return self.process.ended
+
+
+__all__ = ["Lines", "Nginx", "Node", "ServerProcess", "http_json", "stop_on_cleanup"]

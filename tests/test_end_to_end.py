@@ -12,13 +12,12 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet import endpoints, reactor
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
 from gameproto import web, wire
 from gameproto.server import GameprotoServer, ServerConfig
 from tests.echo import Echo
-from tests.nodes import Node, http_json, stop_on_cleanup
+from tests.nodes import Lines, Node, http_json, stop_on_cleanup
 from tests.support import wait_for, wall_clock_ceiling
 
 
@@ -300,44 +299,6 @@ class RedisNodesTests(TestCase):
 
 
 CLUSTER_CLIENT = Path(__file__).parent / "interop" / "cluster_client.py"
-
-
-class Lines(ProcessProtocol):
-    """A child process's stdout, line by line; C{next_line(i)} waits for line C{i}."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.err = b""
-        self.lines: list[str] = []
-        self.waiting: list[Deferred[None]] = []
-        self.ended: Deferred[None] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\n" in self.buffer:
-            line, self.buffer = self.buffer.split(b"\n", 1)
-            self.lines.append(line.decode())
-            waiting, self.waiting = self.waiting, []
-            for d in waiting:
-                d.callback(None)
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason: Any) -> None:
-        waiting, self.waiting = self.waiting, []
-        for d in waiting:
-            d.errback(AssertionError("client ended: " + self.err.decode()[-2000:]))
-        self.ended.callback(None)
-
-    async def next_line(self, index: int) -> str:
-        while len(self.lines) <= index:
-            if self.ended.called:
-                raise AssertionError("client ended: " + self.err.decode()[-2000:])
-            d: Deferred[None] = Deferred()
-            self.waiting.append(d)
-            await d
-        return self.lines[index]
 
 
 class ClusterChatTests(TestCase):

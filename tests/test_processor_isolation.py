@@ -24,6 +24,7 @@ from twisted.internet.task import LoopingCall
 from twisted.trial.unittest import TestCase
 
 from gameproto.client import processor as client
+from tests.deploy_support import within_unit_capabilities
 from tests.nodes import Node, http_json, stop_on_cleanup
 from tests.processor_support import (
     host_isolation,
@@ -105,6 +106,8 @@ class HealthPoller:
 
 class IsolationTestCase(TestCase):
     timeout = 180
+    #: Start the server with only the capabilities of deploy/systemd's unit.
+    within_unit_capabilities = False
 
     def setUp(self) -> Deferred[None]:
         require_root()
@@ -119,6 +122,8 @@ class IsolationTestCase(TestCase):
             "--processor-cpu-limit", str(CPU_LIMIT),
             "--processor-time-limit", str(TIME_LIMIT),
         ))
+        if self.within_unit_capabilities:
+            self.node.argv = [*within_unit_capabilities(), *self.node.argv]
         self.sockets: list[Any] = []
         self.addCleanup(self._close_sockets)
         self.users = 0
@@ -612,6 +617,18 @@ class ProcessTests(IsolationTestCase):
             if time.monotonic() > give_up:
                 self.fail(f"not within {deadline} s")
             await deferLater(reactor, 0.02, lambda: None)
+
+
+class MemoryTestsWithinTheUnitsCapabilities(MemoryTests):
+    """The memory limits, with the server holding only what the systemd unit lets it."""
+
+    within_unit_capabilities = True
+
+
+class ProcessTestsWithinTheUnitsCapabilities(ProcessTests):
+    """The process limits and clean-up, with only what the systemd unit lets the server keep."""
+
+    within_unit_capabilities = True
 
 
 class TwoServersTests(TestCase):
