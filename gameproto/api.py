@@ -89,6 +89,7 @@ class AccountsAPI:
         user = await self.accounts.user_for_token(key)
         if user is None:
             raise unauthenticated("invalid token")
+        request.user = user.username  # type: ignore[attr-defined]  # for the access log
         return user
 
     async def require_creator(self, request: IRequest) -> User:

@@ -75,6 +75,7 @@ Authenticate = Callable[[IRequest], Any]
 @attrs.frozen
 class Route:
     method: bytes
+    template: str
     pattern: re.Pattern[str]
     handler: Handler
     authenticated: bool = False
@@ -189,7 +190,7 @@ class JSONRouter(Resource):
         if authenticated and self.authenticate is None:
             raise ValueError("this router has no way to authenticate a request")
         self._routes.append(
-            Route(method.encode("ascii"), _compile(template), handler, authenticated)
+            Route(method.encode("ascii"), template, _compile(template), handler, authenticated)
         )
 
     def render(self, request: IRequest) -> Any:
@@ -210,6 +211,8 @@ class JSONRouter(Resource):
             if route.method != request.method:
                 allowed.append(route.method)
                 continue
+            # The access log and the metrics name the route, never the raw path.
+            request.route = route.template  # type: ignore[attr-defined]
             d = Deferred.fromCoroutine(self._answer(route, request, match.groupdict()))
             d.addErrback(self._failed, request)
             d.addCallback(lambda outcome: self._write(request, outcome))

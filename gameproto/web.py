@@ -8,15 +8,21 @@ L{mount} with the resources it wants (see docs/embedding.md).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from gameproto import wire
+
+
+#: The route of a request for a path nothing is mounted at, in the access log.
+NOT_FOUND_ROUTE = "(not found)"
 
 
 class JSONNotFound(Resource):
@@ -25,6 +31,7 @@ class JSONNotFound(Resource):
     isLeaf = True
 
     def render(self, request: Any) -> bytes:
+        request.route = NOT_FOUND_ROUTE  # not the path: a client can make up any number
         request.setResponseCode(404)
         request.setHeader("Content-Type", "application/json")
         return wire.encode({"error": "not found"})
@@ -106,7 +113,20 @@ class _WithPostpath:
 
 
 class GameprotoRequest(Request):
-    """A request whose C{Server} header names gameproto without a Twisted version."""
+    """
+    A request whose C{Server} header names gameproto without a Twisted version, and
+    that knows what the access log says of it: the C{route} that served it (a
+    template such as C{/api/matches/{id}}, set by the resource that matched) and the
+    authenticated C{user}, if any.
+    """
+
+    route: str | None = None
+    user: str | None = None
+    began: float | None = None
+
+    def process(self) -> None:
+        self.began = time.monotonic()
+        super().process()
 
     def setHeader(self, name: bytes | str, value: bytes | str) -> None:
         if (name.lower() if isinstance(name, str) else name.lower().decode()) == "server":
@@ -114,10 +134,57 @@ class GameprotoRequest(Request):
         super().setHeader(name, value)
 
 
+#: The longest path and user agent the access log keeps (a client chooses them).
+MAX_LOGGED = 256
+
+
+def _clipped(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    text = value.decode("utf-8", "replace")
+    return text if len(text) <= MAX_LOGGED else text[:MAX_LOGGED] + "..."
+
+
+# A namespace of its own, for log shippers to route on (a Logger on the class would
+# take the class's name).
+_access_log = Logger(namespace="gameproto.access")
+
+
+class GameprotoSite(Site):
+    """
+    A site whose access log is one structured event per request (one JSON object per
+    line with C{--log-format json}): method, path (without the query string), route,
+    status, bytes, duration, client address, user and user agent.  WebSocket
+    connections are not requests that finish: they are logged when they close.
+    """
+
+    def log(self, request: Any) -> None:
+        began = getattr(request, "began", None)
+        duration = round((time.monotonic() - began) * 1000, 1) if began is not None else None
+        address = request.getClientAddress()
+        route = getattr(request, "route", None)
+        if route is None:  # a resource that is not a router: where it is mounted
+            route = "/" + "/".join(_clipped(s) or "" for s in request.prepath)
+        user = getattr(request, "user", None)
+        _access_log.info(
+            "{client} " + ("{user}" if user else "-")
+            + ' "{method} {path}" {status} {bytes} {duration_ms}ms',
+            method=request.method.decode("ascii", "replace"),
+            path=_clipped(request.path),
+            route=route,
+            status=request.code,
+            bytes=request.sentLength,
+            duration_ms=duration,
+            client=getattr(address, "host", None),
+            user=user,
+            user_agent=_clipped(request.getHeader(b"user-agent")),
+        )
+
+
 def make_site(root: Resource, reactor: Any) -> Site:
     # Bodies are the handlers' to read (JSON, whatever the Content-Type): parsing a form
     # body into request.args would answer a malformed multipart body with a bare 400.
-    site = Site(root, reactor=reactor, parsePOSTFormSubmission=False)
+    site = GameprotoSite(root, reactor=reactor, parsePOSTFormSubmission=False)
     site.requestFactory = GameprotoRequest
     # A bug's traceback is logged, never shown to the client.
     site.displayTracebacks = False

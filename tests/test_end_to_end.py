@@ -74,16 +74,46 @@ class RestartTests(TestCase):
         return ensureDeferred(scenario())
 
     def test_json_logs(self) -> Deferred[None]:
-        """--log-format json writes one JSON object per line."""
+        """
+        --log-format json writes one JSON object per line, the access log included, with
+        its fields (the route, never the query string).
+        """
 
         async def scenario() -> None:
             node = stop_on_cleanup(self, Node("--store", "memory:", "--log-format", "json"))
             await node.start()
-            await node.stop()
+            await http_json("POST", node.url("/api/users/sign_up/"),
+                            {"username": "ann", "password": "password1"})
+            _, token = await http_json("POST", node.url("/api/token/"),
+                                       {"username": "ann", "password": "password1"})
+            await http_json("POST", node.url("/api/ongoing_matches/"), {}, token=token["token"])
+            await http_json("GET", node.url("/api/ongoing_matches/1/?secret=1"))
+            await http_json("GET", node.url("/no/such/thing"))
+            self.assertEqual(await node.stop(), 0, node.text())
             lines = [line for line in node.text().splitlines() if line.strip()]
             records = [wire.decode(line) for line in lines]
             self.assertTrue(any("listening on" in r["text"] for r in records))
             self.assertTrue(all({"time", "level", "namespace", "text"} <= set(r) for r in records))
+            access = [{k: r[k] for k in ("method", "path", "route", "status", "user", "client")}
+                      for r in records if r["namespace"] == "gameproto.access"]
+            self.assertEqual(access, [
+                {"method": "POST", "path": "/api/users/sign_up/", "route": "/api/users/sign_up",
+                 "status": 201, "user": None, "client": "127.0.0.1"},
+                {"method": "POST", "path": "/api/token/", "route": "/api/token",
+                 "status": 200, "user": None, "client": "127.0.0.1"},
+                {"method": "POST", "path": "/api/ongoing_matches/",
+                 "route": "/api/ongoing_matches", "status": 201, "user": "ann",
+                 "client": "127.0.0.1"},
+                {"method": "GET", "path": "/api/ongoing_matches/1/",
+                 "route": "/api/ongoing_matches/{match_id}", "status": 401, "user": None,
+                 "client": "127.0.0.1"},
+                {"method": "GET", "path": "/no/such/thing", "route": "(not found)",
+                 "status": 404, "user": None, "client": "127.0.0.1"},
+            ])
+            for record in records:
+                if record["namespace"] == "gameproto.access":
+                    self.assertIsInstance(record["bytes"], int)
+                    self.assertGreaterEqual(record["duration_ms"], 0)
 
         return ensureDeferred(scenario())
 
