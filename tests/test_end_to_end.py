@@ -167,7 +167,7 @@ class WebSocketOverTCPTests(TestCase):
         web.mount(self.server.root, "/ws/echo", WebSocketResource(factory))
         self.server.startService()
         self.addCleanup(lambda: self.server.running and self.server.stopService())
-        return self.server._started
+        return self.server.whenStarted()
 
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.server.port.getHost().port}/ws/echo"
