@@ -19,7 +19,7 @@ from gameproto.processor.sandbox import RunLimits, parse_uid_range
 from gameproto.store import check_store_description
 from gameproto.server import GameprotoServer, ServerConfig
 from gameproto.throttle import RequestLimits
-from gameproto.wire import Rate
+from gameproto.limits import Rate
 
 _DEFAULTS = ServerConfig()
 _REQUEST_LIMITS = RequestLimits()
