@@ -25,7 +25,7 @@ from twisted.web.iweb import IRequest
 from gameproto.api import AccountsAPI
 from gameproto.auth import TOKEN_COOKIE, token_from_cookie
 from gameproto.rest import ApiError, JSONRouter, Response
-from gameproto.wire import OriginPolicy
+from gameproto.connections import OriginPolicy
 
 # The cookie's lifetime when tokens do not expire: a month of not having to log in.
 DEFAULT_MAX_AGE = 30 * 24 * 3600

@@ -1,6 +1,6 @@
 """
 Rate limits on the REST actions an abuser repeats: sign-ups, logins, and the creation of
-matches and arenas.  Each is a L{gameproto.wire.Rate} per client address and, once there
+matches and arenas.  Each is a L{gameproto.limits.Rate} per client address and, once there
 is an account, per account; over it the request is answered C{429} with C{Retry-After}
 and a JSON body, before any work is done.
 
@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
 from gameproto.rest import ApiError
-from gameproto.wire import Rate, RateTable
+from gameproto.limits import Rate, RateTable
 
 
 @attrs.frozen

@@ -4,13 +4,14 @@ Plumbing shared by every gameproto WebSocket protocol.
 - the JSON codec (orjson) and its two failure modes;
 - the one parser of the ids clients write in paths and messages;
 - the close-code table of DESIGN.md §2;
-- per-endpoint limits and the Autobahn factory options, set in one place;
-- the origin policy, the per-address connection cap and the registry of open
-  connections used for a graceful shutdown;
-- token buckets: a connection's message rate (L{RateLimiter}) and the per-key tables
-  of request rates (L{Rate}, L{RateTable});
+- L{make_factory}: the Autobahn factory options, set in one place;
 - L{JSONProtocol}, the base class that turns every malformed frame into one call
   the concrete protocol answers with its own documented error.
+
+What a client may send and how fast (L{EndpointLimits}, L{ServerLimits}, the token
+buckets) lives in L{gameproto.limits}; the origin policy and the registry of open
+connections in L{gameproto.connections}.  Both are imported here too, so that a
+protocol needs C{gameproto.wire} alone.
 
 A concrete protocol (match, arena, processor) is a thin adapter: it implements
 the hooks at the bottom of L{JSONProtocol} and delegates to its state machine.
@@ -20,18 +21,45 @@ from __future__ import annotations
 
 import enum
 import re
-from collections import Counter
-from typing import Any, Callable, ClassVar, Protocol
-from urllib.parse import urlsplit
+from typing import Any, Callable, ClassVar
 
 import attrs
 import orjson
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from gameproto.connections import (
+    Connections,
+    ManagedConnection,
+    OriginPolicy,
+    normalise_origin,
+)
+from gameproto.limits import (
+    KiB,
+    MiB,
+    EndpointLimits,
+    Rate,
+    RateLimiter,
+    RateTable,
+    RateVerdict,
+    ServerLimits,
+    TokenBucket,
+)
+
+__all__ = [
+    # this module's own
+    "InvalidJSON", "UnencodableValue", "decode", "encode",
+    "ID_MAX_DIGITS", "NAME_ID_MAX_LENGTH", "parse_id", "parse_name_id",
+    "CloseCode", "Malformed", "WireContext", "make_factory", "peer_address", "JSONProtocol",
+    # gameproto.limits and gameproto.connections, where they are defined
+    "KiB", "MiB", "EndpointLimits", "ServerLimits",
+    "TokenBucket", "Rate", "RateTable", "RateVerdict", "RateLimiter",
+    "OriginPolicy", "normalise_origin", "ManagedConnection", "Connections",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -115,353 +143,12 @@ class CloseCode(enum.IntEnum):
     BUSY = 4029
 
 
-# ---------------------------------------------------------------------------
-# Limits
-
-
-KiB = 1024
-MiB = 1024 * KiB
-
-
-@attrs.frozen
-class EndpointLimits:
-    """
-    What one client may send on one endpoint.  C{messages_per_second=None} exempts
-    the endpoint from rate limiting (the processor is paced by its own engine calls).
-    """
-
-    max_message_size: int
-    messages_per_second: float | None = 200.0
-    burst: int = 400
-    # Off for endpoints whose protocol has a heartbeat of its own (Engine.IO).
-    auto_ping: bool = True
-
-
-@attrs.frozen
-class ServerLimits:
-    """Limits that apply to every WebSocket endpoint of one server."""
-
-    open_handshake_timeout: float = 5.0
-    auto_ping_interval: float = 30.0
-    auto_ping_timeout: float = 10.0
-    close_handshake_timeout: float = 1.0
-    connections_per_address: int = 1000
-    # A client over its rate for this long without pause is disconnected (4008).
-    rate_limit_grace: float = 5.0
-    # How long a graceful shutdown waits for clients to acknowledge the close.
-    shutdown_grace: float = 2.0
-
-
 class Malformed(enum.Enum):
     """Why a frame could not become a JSON object for the protocol."""
 
     BINARY = "binary frames are not accepted"
     INVALID_JSON = "invalid JSON"
     NOT_AN_OBJECT = "a frame must be one JSON object"
-
-
-# ---------------------------------------------------------------------------
-# Origins
-
-
-def _origin_key(scheme: str, host: str, port: int | None) -> tuple[str, int]:
-    secure = scheme in ("https", "wss")
-    return host.lower(), port if port is not None else (443 if secure else 80)
-
-
-@attrs.frozen
-class OriginPolicy:
-    """
-    Same-origin by default: a browser page may open a socket only if its Origin names
-    the host it connects to.  Clients that send no Origin (bots, native clients) are
-    always allowed.  C{allowed} adds origins (C{scheme://host[:port]}, or C{null});
-    C{"*"} allows every origin and, since any page could then ride on a visitor's
-    cookie, disables cookie authentication.
-    """
-
-    allowed: frozenset[str] = frozenset()
-
-    @classmethod
-    def from_list(cls, origins: list[str]) -> "OriginPolicy":
-        return cls(frozenset(normalise_origin(o) for o in origins))
-
-    @property
-    def allow_all(self) -> bool:
-        return "*" in self.allowed
-
-    @property
-    def cookies_allowed(self) -> bool:
-        return not self.allow_all
-
-    def allows(self, origin: str | None, host_header: str | None) -> bool:
-        if not origin:
-            return True
-        if self.allow_all:
-            return True
-        normalised = normalise_origin(origin)
-        if normalised in self.allowed:
-            return True
-        if normalised == "null" or not host_header:
-            return False
-        try:
-            o = urlsplit(normalised)
-            h = urlsplit("//" + host_header.strip())
-            return _origin_key(o.scheme, o.hostname or "", o.port) == _origin_key(
-                o.scheme, h.hostname or "", h.port
-            )
-        except ValueError:  # a port that is not a number, a broken IPv6 literal
-            return False
-
-
-def normalise_origin(origin: str) -> str:
-    """C{HTTP://Example.org:80/} and C{http://example.org:80} both give C{http://example.org:80}."""
-    origin = origin.strip()
-    if origin in ("*", "null"):
-        return origin
-    return origin.rstrip("/").lower()
-
-
-# ---------------------------------------------------------------------------
-# Rate limiting
-
-
-@attrs.define
-class TokenBucket:
-    """C{rate} tokens per second up to C{burst}; a message (or a request) costs one token."""
-
-    rate: float
-    burst: int
-    clock: IReactorTime
-    _tokens: float = attrs.field(init=False)
-    _updated: float = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._tokens = float(self.burst)
-        self._updated = self.clock.seconds()
-
-    def _refill(self) -> None:
-        now = self.clock.seconds()
-        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
-    def take(self) -> bool:
-        self._refill()
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
-
-    def give_back(self) -> None:
-        """Return a token taken for something that, after all, does not count."""
-        self._refill()
-        self._tokens = min(self.burst, self._tokens + 1)
-
-    def wait(self) -> float:
-        """Seconds until the next token (0 if there is one now)."""
-        self._refill()
-        return max(0.0, (1 - self._tokens) / self.rate)
-
-    @property
-    def full(self) -> bool:
-        self._refill()
-        return self._tokens >= self.burst
-
-
-_PERIOD_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_RATE = re.compile(r"\s*([0-9]{1,9})\s*/\s*([0-9]{0,9}(?:\.[0-9]+)?)\s*([smhd]?)\s*\Z")
-
-
-@attrs.frozen
-class Rate:
-    """
-    C{count} actions per C{period} seconds: a token bucket of C{count} tokens refilled
-    evenly over the period, so C{count} may happen at once and then one every
-    C{period / count} seconds.
-    """
-
-    count: int
-    period: float
-
-    @classmethod
-    def parse(cls, text: str) -> "Rate":
-        """C{10/h}, C{30/m}, C{20/10m}, C{5/90s} or C{100/3600} (seconds); else L{ValueError}."""
-        match = _RATE.match(text)
-        if match is None:
-            raise ValueError(f"{text!r} is not a rate such as 10/h, 30/m or 20/10m")
-        count, number, unit = match.groups()
-        period = float(number or 1) * _PERIOD_UNITS[unit or "s"]
-        if int(count) <= 0 or period <= 0:
-            raise ValueError(f"{text!r}: the count and the period must be greater than 0")
-        return cls(int(count), period)
-
-    def __str__(self) -> str:
-        for unit in ("d", "h", "m"):
-            size = _PERIOD_UNITS[unit]
-            if self.period % size == 0:
-                multiple = int(self.period // size)
-                return f"{self.count}/{'' if multiple == 1 else multiple}{unit}"
-        return f"{self.count}/{self.period:g}s"
-
-    def bucket(self, clock: IReactorTime) -> TokenBucket:
-        return TokenBucket(self.count / self.period, self.count, clock)
-
-
-class RateTable:
-    """
-    One L{TokenBucket} per key (a client address, an account) at one L{Rate}.  A bucket
-    that has refilled is forgotten, so the table holds only the keys active within the
-    last period, however many keys a client makes up.
-    """
-
-    def __init__(self, rate: Rate, clock: IReactorTime) -> None:
-        self.rate = rate
-        self.clock = clock
-        self._buckets: dict[str, TokenBucket] = {}
-        self._sweep_at = 1024
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def take(self, key: str) -> bool:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self._sweep_at:
-                self._sweep()
-            bucket = self._buckets[key] = self.rate.bucket(self.clock)
-        return bucket.take()
-
-    def give_back(self, key: str) -> None:
-        bucket = self._buckets.get(key)
-        if bucket is not None:
-            bucket.give_back()
-
-    def wait(self, key: str) -> float:
-        """Seconds until C{key} may act again (0 if it may now)."""
-        bucket = self._buckets.get(key)
-        return 0.0 if bucket is None else bucket.wait()
-
-    def _sweep(self) -> None:
-        self._buckets = {key: b for key, b in self._buckets.items() if not b.full}
-        # Sweep again once the table doubles: amortised constant time per new key.
-        self._sweep_at = max(1024, 2 * len(self._buckets))
-
-
-class RateVerdict(enum.Enum):
-    ALLOW = "allow"
-    DROP = "drop"  # over the limit: drop the message silently
-    WARN = "warn"  # over the limit: drop it and tell the client (at most once a second)
-    CLOSE = "close"  # over the limit for the whole grace period: disconnect
-
-
-@attrs.define
-class RateLimiter:
-    """
-    The rate rule of every endpoint: a token bucket, and an episode of excess that
-    lasts while messages keep being dropped less than a second apart.  A client
-    sending at three times its rate is over the limit for good, even though a third
-    of its messages still get through; past C{grace} seconds it is disconnected.
-    """
-
-    bucket: TokenBucket
-    grace: float
-    _over_limit_since: float | None = None
-    _last_drop: float = float("-inf")
-    _last_warning: float = float("-inf")
-
-    @classmethod
-    def per_second(cls, rate: float, burst: int, grace: float,
-                   clock: IReactorTime) -> "RateLimiter":
-        return cls(TokenBucket(rate, burst, clock), grace)
-
-    def check(self) -> RateVerdict:
-        if self.bucket.take():
-            return RateVerdict.ALLOW
-        now = self.bucket.clock.seconds()
-        if self._over_limit_since is None or now - self._last_drop > 1.0:
-            self._over_limit_since = now
-        self._last_drop = now
-        if now - self._over_limit_since >= self.grace:
-            return RateVerdict.CLOSE
-        if now - self._last_warning >= 1.0:
-            self._last_warning = now
-            return RateVerdict.WARN
-        return RateVerdict.DROP
-
-
-class ManagedConnection(Protocol):
-    """What L{Connections} needs of a connection: WebSockets, Engine.IO polling sessions."""
-
-    def serverShuttingDown(self) -> None: ...
-
-    def dropConnection(self, abort: bool = False) -> None: ...
-
-
-# ---------------------------------------------------------------------------
-# Open connections
-
-
-class Connections:
-    """
-    Every open gameproto WebSocket of one server, whatever its endpoint: enforces the
-    per-address cap and closes them all on shutdown.
-    """
-
-    _log = Logger()
-
-    def __init__(self, limits: ServerLimits, clock: IReactorTime) -> None:
-        self.limits = limits
-        self.clock = clock
-        self._open: set[ManagedConnection] = set()
-        self._per_address: Counter[str] = Counter()
-        self._closed_waiters: dict[ManagedConnection, Deferred[None]] = {}
-        self.shutting_down = False
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def admit(self, proto: ManagedConnection, address: str) -> bool:
-        """Count C{proto} against C{address}; C{False} if that address is at its cap."""
-        if self.shutting_down:
-            return False
-        if self._per_address[address] >= self.limits.connections_per_address:
-            return False
-        self._per_address[address] += 1
-        self._open.add(proto)
-        return True
-
-    def release(self, proto: ManagedConnection, address: str) -> None:
-        if proto in self._open:
-            self._open.discard(proto)
-            self._per_address[address] -= 1
-            if self._per_address[address] <= 0:
-                del self._per_address[address]
-        waiter = self._closed_waiters.pop(proto, None)
-        if waiter is not None:
-            waiter.callback(None)
-
-    def close_all(self) -> Deferred[None]:
-        """
-        Tell every open connection the server is going away and wait until each has
-        closed, or until the shutdown grace period ends.
-        """
-        self.shutting_down = True
-        waits = []
-        for proto in list(self._open):
-            waiter: Deferred[None] = Deferred()
-            self._closed_waiters[proto] = waiter
-            waits.append(waiter)
-            try:
-                proto.serverShuttingDown()
-            except Exception:
-                self._log.failure("Closing {proto!r} for shutdown", proto=proto)
-                proto.dropConnection(abort=True)
-        if not waits:
-            return succeed(None)
-        self._log.info("Closing {count} WebSocket connection(s)", count=len(waits))
-        done: Deferred[Any] = DeferredList(waits)
-        done.addTimeout(self.limits.shutdown_grace, self.clock)
-        done.addErrback(lambda _: None)  # stragglers are dropped with the listening port
-        return done.addCallback(lambda _: None)
 
 
 # ---------------------------------------------------------------------------

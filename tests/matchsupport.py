@@ -60,7 +60,7 @@ class MatchTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.patch(txaio.config, "loop", self.clock)
-        self.store = MemoryStore()
+        self.store = self.make_store()
         self.server = GameprotoServer(
             self.config,
             self.clock,
@@ -69,6 +69,10 @@ class MatchTestCase(SynchronousTestCase):
         )
         self.service = self.server.matches
         self._tokens: dict[str, str] = {}
+
+    def make_store(self) -> MemoryStore:
+        """The store the server is given (a test may give one that behaves otherwise)."""
+        return MemoryStore()
 
     def token(self, username: str) -> str:
         """A token of C{username}, created with the user the first time."""

@@ -29,7 +29,7 @@ from zope.interface import implementer
 from gameproto.processor.isolation import Isolation, IsolationUnavailable, find_isolation
 from gameproto.processor.runner import Processor, Run, RunResult
 from gameproto.processor.sandbox import RunLimits, Sandbox, SandboxConfig, prepare_run_base
-from tests.support import require_tool, running_in_ci
+from tests.support import require_tool, running_in_ci, within
 
 reactor: Any = _global_reactor
 
@@ -240,11 +240,6 @@ def processes_of_uid(uid: int) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def within(d: Deferred[Any], seconds: float) -> Deferred[Any]:
-    """C{d}, failing with TimeoutError if it has not fired in C{seconds}: a deadline."""
-    return d.addTimeout(seconds, reactor)
 
 
 def interpreter(language: str) -> str:

@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest
@@ -20,20 +21,27 @@ from gameproto.redis import RedisUnavailable
 # The Node.js clients of the interop tests and their package-lock.json.
 INTEROP = Path(__file__).parent / "interop"
 
-# Tests on the real reactor (real redis-servers, real twistd processes) check the time
-# limits the documentation promises: "fails within 2 s", "aborted within the lease TTL
-# plus 2 s".  On a shared machine a process start, a garbage collection or a busy
-# neighbour adds a pause that no documented limit accounts for, so every such ceiling is
-# the documented time plus this slack, in seconds, the same for every test.  It is added,
-# not multiplied, because the pauses do not grow with the limit; and it stays well below
-# what a broken limit costs (a timeout left at its library default of 10 s or more, a
-# second lease period).
+# A time limit is tested on an injected Clock wherever the code under test takes one.
+# Tests that cannot (real redis-servers, real twistd processes, Redis's own TTLs) check
+# the limits the documentation promises, "fails within 2 s", "aborted within the lease
+# TTL", by waiting for the event with a deadline (L{within}, L{wait_for}) and never by
+# subtracting readings of the clock.  On a shared machine a process start, a garbage
+# collection or a busy neighbour adds a pause that no documented limit accounts for, so
+# every such deadline is the documented time plus this slack, in seconds, the same for
+# every test.  It is added, not multiplied, because the pauses do not grow with the
+# limit; and it stays well below what a broken limit costs (a timeout left at its
+# library default of 10 s or more, a second lease period).
 WALL_CLOCK_SLACK = 2.0
 
 
 def wall_clock_ceiling(documented: float) -> float:
     """The longest a test on the real reactor accepts for a C{documented}-second limit."""
     return documented + WALL_CLOCK_SLACK
+
+
+def within(d: Deferred[Any], seconds: float) -> Deferred[Any]:
+    """C{d}, failing with TimeoutError if it has not fired in C{seconds}: a deadline."""
+    return d.addTimeout(seconds, reactor)
 
 
 def running_in_ci() -> bool:

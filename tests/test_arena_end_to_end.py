@@ -200,7 +200,10 @@ class ArenaEndToEndTests(TestCase):
     # -- snapshots -------------------------------------------------------------------
 
     def test_snapshots_every_tick(self) -> None:
-        """The controller gets a GameSnapshotNotification every tick, before the start too."""
+        """
+        The controller gets a GameSnapshotNotification every tick, before the start too.
+        (That they come one per tick_ms is tested on a Clock, in test_arena_protocol.)
+        """
 
         async def scenario() -> None:
             token = await self.user("ann")
@@ -208,16 +211,12 @@ class ArenaEndToEndTests(TestCase):
             control = await self.connect("snaps", "control", token, ignore=())
             player = await self.connect("snaps")
             await player.register()
-            started = reactor.seconds()
             snapshots = [await control.wait_for_type(SNAPSHOT) for _ in range(10)]
-            elapsed = reactor.seconds() - started
             last = snapshots[-1]["data"]["arena_snapshot"]
             self.assertEqual(last["shots_snapshots"], [])
             [me] = last["players_snapshots"]
             self.assertEqual(me["coordinates"], {"x": 100.0, "y": 100.0})
             self.assertEqual(me["radar"], {"type": "circular_scan", "radius": 40})
-            # Ten 50 ms ticks: not a throughput claim, just that snapshots follow the tick.
-            self.assertGreater(elapsed, 0.3)
 
         return self.run_scenario(scenario)
 

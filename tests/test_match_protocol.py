@@ -12,6 +12,8 @@ from twisted.internet.defer import Deferred
 
 from gameproto.match.protocol import MatchCore, MatchMachine
 from gameproto.server import ServerConfig
+from gameproto.store import CompletedMatch, MatchOutcome, Rating
+from gameproto.store.memory import MemoryStore
 from gameproto.testing import BINARY
 from tests.matchsupport import MatchTestCase, non_status, read
 
@@ -344,25 +346,6 @@ class GameTests(MatchTestCase):
         for name in ("hana", "cole", "sam"):
             self.assertEqual(self.service.whereabouts(name), (None, None))
 
-    def test_commands_after_the_end(self) -> None:
-        """While the result is being stored, player messages get code 4."""
-        held: Deferred[Any] = Deferred()
-        real = self.store.complete_match
-        self.patch(self.store, "complete_match", lambda *a: held.addCallback(lambda _: real(*a)))
-        match_id, host, challenger = self.started_match()
-        for _ in range(5000):
-            host.send_json({"command": "fup"})
-            self.tick()
-            if self.service.matches[match_id].ended:
-                break
-        read(host), read(challenger)
-        host.send_json({"command": "up"})
-        challenger.send_json({})
-        self.assertEqual(read(host).messages, [ENDED])
-        self.assertEqual(read(challenger).messages, [ENDED])
-        held.callback(None)
-        self.assertEqual(read(host).messages[0]["message_type"], "end")
-
     def test_spectator_joining_mid_game_gets_init(self) -> None:
         """A late spectator gets success, lobby and init, then the status frames."""
         match_id, host, challenger = self.started_match()
@@ -412,6 +395,46 @@ class GameTests(MatchTestCase):
         self.tick()
         self.assertEqual(read(newer).messages[-1]["right_paddle_y"], 0.502)
         self.assertEqual(read(challenger).messages, [])
+
+
+class SlowStore(MemoryStore):
+    """A memory store whose writes of a completed match wait for L{release}: a slow disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released: Deferred[None] = Deferred()
+
+    def complete_match(self, outcome: MatchOutcome, rate: Rating) -> Deferred[CompletedMatch]:
+        store = super()
+        return self.released.addCallback(lambda _: store.complete_match(outcome, rate))
+
+    def release(self) -> None:
+        self.released.callback(None)
+
+
+class ResultBeingStoredTests(MatchTestCase):
+    """The end of a match on a store slow to record its result."""
+
+    store: SlowStore
+
+    def make_store(self) -> SlowStore:
+        return SlowStore()
+
+    def test_commands_after_the_end(self) -> None:
+        """While the result is being stored, player messages get code 4."""
+        match_id, host, challenger = self.started_match()
+        for _ in range(5000):
+            host.send_json({"command": "fup"})
+            self.tick()
+            if self.service.matches[match_id].ended:
+                break
+        read(host), read(challenger)
+        host.send_json({"command": "up"})
+        challenger.send_json({})
+        self.assertEqual(read(host).messages, [ENDED])
+        self.assertEqual(read(challenger).messages, [ENDED])
+        self.store.release()
+        self.assertEqual(read(host).messages[0]["message_type"], "end")
 
 
 class RemovalTests(MatchTestCase):

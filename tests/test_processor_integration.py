@@ -46,9 +46,8 @@ from tests.processor_support import (
     reactor,
     run_uids,
     unprivileged_uid,
-    within,
 )
-from tests.support import require_tool
+from tests.support import require_tool, within
 
 #: Defines identity(**more): prints, as one JSON line, who and where the program is.
 IDENTITY = (

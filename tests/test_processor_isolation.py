@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from typing import Any
 
 from twisted.internet import reactor
@@ -33,6 +32,7 @@ from tests.processor_support import (
     require_root,
     run_uids,
 )
+from tests.support import wait_for, within
 
 #: The limits of this module's server, lower than the defaults so that a limit is reached
 #: quickly; the texts name them.
@@ -70,11 +70,14 @@ def ipc_objects_of(uids: set[int]) -> list[str]:
 
 
 class HealthPoller:
-    """Asks /healthz every 50 ms, one request at a time, and remembers each answer."""
+    """
+    Asks /healthz every 50 ms, one request at a time, and remembers each answer: its
+    status, or why there was none within 5 s (a server whose reactor a run could stall).
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.answers: list[tuple[int | str, float]] = []
+        self.answers: list[int | str] = []
         self._pending = False
         self._loop = LoopingCall(self._ask)
 
@@ -89,19 +92,15 @@ class HealthPoller:
         if self._pending:
             return
         self._pending = True
-        began = time.monotonic()
 
         def done(result: Any) -> None:
             self._pending = False
-            status = result[0] if isinstance(result, tuple) else f"failed: {result}"
-            self.answers.append((status, time.monotonic() - began))
+            self.answers.append(result[0] if isinstance(result, tuple) else f"failed: {result}")
 
-        d = Deferred.fromCoroutine(http_json("GET", self.url))
-        d.addTimeout(5, reactor)
-        d.addBoth(done)
+        within(Deferred.fromCoroutine(http_json("GET", self.url)), 5).addBoth(done)
 
-    def failures(self) -> list[tuple[int | str, float]]:
-        return [answer for answer in self.answers if answer[0] != 200]
+    def failures(self) -> list[int | str]:
+        return [answer for answer in self.answers if answer != 200]
 
 
 class IsolationTestCase(TestCase):
@@ -587,8 +586,7 @@ class ProcessTests(IsolationTestCase):
         self.assertGreaterEqual(sum(len(processes_of_uid(uid)) for uid in self.uids), 2)
         socket.dropConnection(abort=True)
         await finished
-        await self.until(lambda: not self.run_cgroups()
-                         and not any(processes_of_uid(uid) for uid in self.uids))
+        await self.until_nothing_is_left()
         self.assert_nothing_left()
 
     async def test_server_killed_leaves_nothing(self) -> None:
@@ -602,21 +600,16 @@ class ProcessTests(IsolationTestCase):
         await running.addTimeout(10, reactor)
         self.health.stop()  # the server is about to go
         self.health.answers.clear()
-        self.health.answers.append((200, 0.0))
+        self.health.answers.append(200)
         await self.node.kill()
-        await self.until(lambda: not self.run_cgroups()
-                         and not any(processes_of_uid(uid) for uid in self.uids))
+        await self.until_nothing_is_left()
         self.assert_nothing_left()
 
-    async def until(self, condition: Any, deadline: float = 5.0) -> None:
-        """Poll C{condition} on the reactor (every 20 ms) until it holds, or fail."""
-        from twisted.internet.task import deferLater
-
-        give_up = time.monotonic() + deadline
-        while not condition():
-            if time.monotonic() > give_up:
-                self.fail(f"not within {deadline} s")
-            await deferLater(reactor, 0.02, lambda: None)
+    async def until_nothing_is_left(self) -> None:
+        """Wait (up to 5 s) until no run cgroup and no process of a run uid is left."""
+        await wait_for(lambda: not self.run_cgroups()
+                       and not any(processes_of_uid(uid) for uid in self.uids),
+                       5.0, poll=0.02)
 
 
 class MemoryTestsWithinTheUnitsCapabilities(MemoryTests):

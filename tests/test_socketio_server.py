@@ -150,7 +150,9 @@ class ServerTestCase(SynchronousTestCase):
         return session
 
     def socket_of(self, session: FakeSession, namespace: str = "/") -> Socket:
-        return self.server._clients[session].sockets[namespace]  # type: ignore[index]
+        [socket] = [socket for socket in self.server.of(namespace).sockets.values()
+                    if socket.session is session]
+        return socket
 
 
 class ConnectTests(ServerTestCase):
@@ -708,8 +710,8 @@ class ConnectReplyAloneTests(SynchronousTestCase):
         close frame.
         """
         ws = self.connect()
-        [session] = self.server._clients
-        session.close("server disconnect")
+        [socket] = self.namespace.sockets.values()
+        socket.session.close("server disconnect")
         self.assertEqual(ws.messages(), ['42["hello",{"n":1}]'])
         self.assertTrue(ws.closed)
         self.clock.advance(1)  # the timers that were set end quietly

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import stat
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -22,7 +22,6 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from gameproto.store import (
-    USER_ORDERINGS,
     ArenaRecord,
     ArenaTaken,
     CompletedMatch,
@@ -38,130 +37,18 @@ from gameproto.store import (
     UsernameTaken,
     rate_outcome,
 )
+from gameproto.store.sqlite_schema import (
+    SCHEMA,
+    USER_ORDER_BY,
+    arena_from_row,
+    completed_from_row,
+    ongoing_from_row,
+    parse_timestamp,
+    timestamp_text,
+    user_from_row,
+)
 
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    username TEXT NOT NULL,
-    username_key TEXT NOT NULL PRIMARY KEY,
-    password_hash TEXT NOT NULL,
-    date_joined TEXT NOT NULL,
-    elo INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    digest TEXT NOT NULL PRIMARY KEY,
-    username_key TEXT NOT NULL REFERENCES users(username_key) ON DELETE CASCADE,
-    created TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens(username_key);
--- AUTOINCREMENT: an id is never reused, even after its row is deleted, so a
--- completed match can keep the id of its ongoing match.
-CREATE TABLE IF NOT EXISTS ongoing_matches (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    host TEXT NOT NULL,
-    creation_timestamp TEXT NOT NULL,
-    challenger TEXT,
-    challenger_ready INTEGER NOT NULL DEFAULT 0,
-    spectators TEXT NOT NULL DEFAULT '[]',
-    start_timestamp TEXT
-);
-CREATE TABLE IF NOT EXISTS completed_matches (
-    id INTEGER PRIMARY KEY,
-    winner TEXT NOT NULL,
-    winner_key TEXT NOT NULL,
-    loser TEXT NOT NULL,
-    loser_key TEXT NOT NULL,
-    start_timestamp TEXT NOT NULL,
-    completion_timestamp TEXT NOT NULL,
-    completion_order REAL NOT NULL,
-    winner_score INTEGER NOT NULL,
-    loser_score INTEGER NOT NULL,
-    winner_elo_before_match INTEGER NOT NULL,
-    loser_elo_before_match INTEGER NOT NULL,
-    winner_elo_after_match INTEGER NOT NULL,
-    loser_elo_after_match INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS completed_by_time ON completed_matches(completion_order, id);
-CREATE INDEX IF NOT EXISTS completed_by_winner ON completed_matches(winner_key);
-CREATE INDEX IF NOT EXISTS completed_by_loser ON completed_matches(loser_key);
--- seq gives the creation order.
-CREATE TABLE IF NOT EXISTS arenas (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    owner TEXT NOT NULL,
-    owner_key TEXT NOT NULL,
-    config TEXT NOT NULL,
-    created TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS arenas_by_owner ON arenas(owner_key);
-"""
-
-_ORDER_BY = {
-    "elo": "elo ASC, username_key ASC",
-    "-elo": "elo DESC, username_key ASC",
-    "username": "username_key ASC",
-    "-username": "username_key DESC",
-}
-assert set(_ORDER_BY) == set(USER_ORDERINGS)
-
-
-def _timestamp(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat()
-
-
-def _datetime(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def _user(row: sqlite3.Row) -> User:
-    return User(
-        username=row["username"],
-        password_hash=row["password_hash"],
-        date_joined=_datetime(row["date_joined"]),
-        elo=row["elo"],
-    )
-
-
-def _optional_datetime(value: str | None) -> datetime | None:
-    return None if value is None else _datetime(value)
-
-
-def _ongoing(row: sqlite3.Row) -> OngoingMatch:
-    return OngoingMatch(
-        id=row["id"],
-        host=row["host"],
-        creation_timestamp=_datetime(row["creation_timestamp"]),
-        challenger=row["challenger"],
-        challenger_ready=bool(row["challenger_ready"]),
-        spectators=tuple(json.loads(row["spectators"])),
-        start_timestamp=_optional_datetime(row["start_timestamp"]),
-    )
-
-
-def _completed(row: sqlite3.Row) -> CompletedMatch:
-    return CompletedMatch(
-        id=row["id"],
-        winner=row["winner"],
-        loser=row["loser"],
-        start_timestamp=_datetime(row["start_timestamp"]),
-        completion_timestamp=_datetime(row["completion_timestamp"]),
-        winner_score=row["winner_score"],
-        loser_score=row["loser_score"],
-        winner_elo_before_match=row["winner_elo_before_match"],
-        loser_elo_before_match=row["loser_elo_before_match"],
-        winner_elo_after_match=row["winner_elo_after_match"],
-        loser_elo_after_match=row["loser_elo_after_match"],
-    )
-
-
-def _arena(row: sqlite3.Row) -> ArenaRecord:
-    return ArenaRecord(
-        id=row["id"],
-        owner=row["owner"],
-        config=json.loads(row["config"]),
-        created=_datetime(row["created"]),
-    )
 
 
 @implementer(IStore)
@@ -198,7 +85,7 @@ class SQLiteStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
         self._db = db
 
     def _make_private(self) -> None:
@@ -260,7 +147,7 @@ class SQLiteStore:
                         user.username,
                         user.username.lower(),
                         user.password_hash,
-                        _timestamp(user.date_joined),
+                        timestamp_text(user.date_joined),
                         user.elo,
                     ),
                 )
@@ -275,18 +162,18 @@ class SQLiteStore:
             row = self.db.execute(
                 "SELECT * FROM users WHERE username_key = ?", (username.lower(),)
             ).fetchone()
-            return None if row is None else _user(row)
+            return None if row is None else user_from_row(row)
 
         return self._run(select)
 
     def list_users(self, ordering: str, limit: int, offset: int) -> Deferred[list[User]]:
-        order_by = _ORDER_BY[ordering]
+        order_by = USER_ORDER_BY[ordering]
 
         def select() -> list[User]:
             rows = self.db.execute(
                 f"SELECT * FROM users ORDER BY {order_by} LIMIT ? OFFSET ?", (limit, offset)
             ).fetchall()
-            return [_user(row) for row in rows]
+            return [user_from_row(row) for row in rows]
 
         return self._run(select)
 
@@ -296,7 +183,7 @@ class SQLiteStore:
         def insert() -> None:
             self.db.execute(
                 "INSERT INTO tokens (digest, username_key, created) VALUES (?, ?, ?)",
-                (token.digest, token.username.lower(), _timestamp(token.created)),
+                (token.digest, token.username.lower(), timestamp_text(token.created)),
             )
 
         return self._run(insert)
@@ -310,8 +197,8 @@ class SQLiteStore:
             ).fetchone()
             if row is None:
                 return None
-            user = _user(row)
-            return TokenRecord(digest, user.username, _datetime(row["created"])), user
+            user = user_from_row(row)
+            return TokenRecord(digest, user.username, parse_timestamp(row["created"])), user
 
         return self._run(select)
 
@@ -328,7 +215,7 @@ class SQLiteStore:
         def insert() -> OngoingMatch:
             cursor = self.db.execute(
                 "INSERT INTO ongoing_matches (host, creation_timestamp) VALUES (?, ?)",
-                (host, _timestamp(created)),
+                (host, timestamp_text(created)),
             )
             assert cursor.lastrowid is not None
             return OngoingMatch(id=cursor.lastrowid, host=host, creation_timestamp=created)
@@ -340,7 +227,7 @@ class SQLiteStore:
             row = self.db.execute(
                 "SELECT * FROM ongoing_matches WHERE id = ?", (match_id,)
             ).fetchone()
-            return None if row is None else _ongoing(row)
+            return None if row is None else ongoing_from_row(row)
 
         return self._run(select)
 
@@ -358,7 +245,7 @@ class SQLiteStore:
         )
 
         def select() -> list[OngoingMatch]:
-            return [_ongoing(row) for row in self.db.execute(query, (limit, offset))]
+            return [ongoing_from_row(row) for row in self.db.execute(query, (limit, offset))]
 
         return self._run(select)
 
@@ -369,11 +256,11 @@ class SQLiteStore:
                 " challenger_ready = ?, spectators = ?, start_timestamp = ? WHERE id = ?",
                 (
                     match.host,
-                    _timestamp(match.creation_timestamp),
+                    timestamp_text(match.creation_timestamp),
                     match.challenger,
                     int(match.challenger_ready),
                     json.dumps(list(match.spectators)),
-                    None if match.start_timestamp is None else _timestamp(match.start_timestamp),
+                    None if match.start_timestamp is None else timestamp_text(match.start_timestamp),
                     match.id,
                 ),
             )
@@ -413,7 +300,7 @@ class SQLiteStore:
             ]
             if ongoing is None or None in players:
                 raise NoSuchMatch(outcome.id)
-            winner, loser = (_user(row) for row in players)
+            winner, loser = (user_from_row(row) for row in players)
             m = rate_outcome(outcome, winner, loser, rate)
             db.execute(
                 "INSERT INTO completed_matches (id, winner, winner_key, loser, loser_key,"
@@ -427,8 +314,8 @@ class SQLiteStore:
                     m.winner.lower(),
                     m.loser,
                     m.loser.lower(),
-                    _timestamp(m.start_timestamp),
-                    _timestamp(m.completion_timestamp),
+                    timestamp_text(m.start_timestamp),
+                    timestamp_text(m.completion_timestamp),
                     m.completion_timestamp.timestamp(),
                     m.winner_score,
                     m.loser_score,
@@ -450,7 +337,7 @@ class SQLiteStore:
             row = self.db.execute(
                 "SELECT * FROM completed_matches WHERE id = ?", (match_id,)
             ).fetchone()
-            return None if row is None else _completed(row)
+            return None if row is None else completed_from_row(row)
 
         return self._run(select)
 
@@ -473,7 +360,7 @@ class SQLiteStore:
         )
 
         def select() -> list[CompletedMatch]:
-            return [_completed(row) for row in self.db.execute(query, (*args, limit, offset))]
+            return [completed_from_row(row) for row in self.db.execute(query, (*args, limit, offset))]
 
         return self._run(select)
 
@@ -507,7 +394,7 @@ class SQLiteStore:
                     "INSERT INTO arenas (id, owner, owner_key, config, created)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (record.id, record.owner, record.owner.lower(), json.dumps(record.config),
-                     _timestamp(record.created)),
+                     timestamp_text(record.created)),
                 )
             except sqlite3.IntegrityError:
                 raise ArenaTaken(record.id) from None
@@ -517,7 +404,7 @@ class SQLiteStore:
     def get_arena(self, arena_id: str) -> Deferred[ArenaRecord | None]:
         def select() -> ArenaRecord | None:
             row = self.db.execute("SELECT * FROM arenas WHERE id = ?", (arena_id,)).fetchone()
-            return None if row is None else _arena(row)
+            return None if row is None else arena_from_row(row)
 
         return self._run(select)
 
@@ -526,7 +413,7 @@ class SQLiteStore:
             rows = self.db.execute(
                 "SELECT * FROM arenas ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
             )
-            return [_arena(row) for row in rows]
+            return [arena_from_row(row) for row in rows]
 
         return self._run(select)
 
