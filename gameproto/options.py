@@ -51,6 +51,13 @@ class Options(usage.Options):
             "redis://HOST:PORT/DB (several nodes; also selects the Redis bus).",
         ],
         [
+            "metrics-port",
+            None,
+            None,
+            "Where Prometheus reads GET /metrics: a strports description of its own "
+            "(tcp:9464:interface=127.0.0.1), never the public port [default: off].",
+        ],
+        [
             "redis",
             None,
             None,
@@ -414,6 +421,7 @@ class Options(usage.Options):
     def config(self) -> ServerConfig:
         return ServerConfig(
             port=self["port"],
+            metrics_port=self["metrics-port"] or None,
             store=self["store"],
             allowed_origins=tuple(self["allowed-origins"]),
             token_ttl=self["token-ttl"],

@@ -33,6 +33,7 @@ from gameproto.auth import Accounts
 from gameproto.chat import mount_chat
 from gameproto.chat.cluster import RedisPresence, RoomRelay
 from gameproto.match.api import MatchAPI
+from gameproto.metrics import Metrics, metrics_site
 from gameproto.match.protocol import MatchProtocol
 from gameproto.match.service import MatchService
 from gameproto.node import Node
@@ -54,6 +55,8 @@ class ServerConfig:
 
     # None: listen nowhere; an embedding application serves GameprotoServer.root.
     port: str | None = "tcp:8000:interface=127.0.0.1"
+    # Where GET /metrics is served (a listening endpoint of its own); None: nowhere.
+    metrics_port: str | None = None
     store: str = "sqlite:gameproto.sqlite3"
     allowed_origins: tuple[str, ...] = ()
     token_ttl: float | None = None
@@ -139,6 +142,11 @@ class GameprotoServer(MultiService):
         if config.store.startswith("redis://"):
             self.cluster = Node(reactor, RedisURL.parse(config.store))
             self.addService(self.cluster)
+        # What the server counts, served on config.metrics_port (gameproto.metrics).
+        self.metrics = Metrics()
+        self.metrics.gauge("gameproto_reactor_delayed_calls",
+                           "Timers pending in the reactor (a leak shows as growth).", (),
+                           lambda: {(): len(reactor.getDelayedCalls())})
         self.accounts = Accounts(self.store, reactor, run_in_thread, token_ttl=config.token_ttl)
         self.connections = wire.Connections(config.server_limits, reactor)
         self.context = wire.WireContext(
@@ -147,6 +155,7 @@ class GameprotoServer(MultiService):
             origins=wire.OriginPolicy.from_list(list(config.allowed_origins)),
             authenticate=self.accounts.authenticate_handshake,
             server_limits=config.server_limits,
+            metrics=self.metrics,
         )
         self.router = JSONRouter()
         self.root = web.Root()
@@ -170,8 +179,9 @@ class GameprotoServer(MultiService):
         self._mount_arenas()
         self._mount_processor()
         mount_page(self.root)
-        self.site: Site = web.make_site(self.root, reactor)
+        self.site: Site = web.make_site(self.root, reactor, metrics=self.metrics)
         self.port: IListeningPort | None = None
+        self.metrics_port: IListeningPort | None = None
         self._started: Deferred[None] | None = None
         self._start_failure: Failure | None = None
 
@@ -296,6 +306,13 @@ class GameprotoServer(MultiService):
             # A child may return a Deferred (the match registry loads from the
             # store): nothing is served before it fires.
             await maybeDeferred(child.startService)
+        if self.config.metrics_port:
+            endpoint = endpoints.serverFromString(self.reactor, self.config.metrics_port)
+            self.metrics_port = await endpoint.listen(metrics_site(self.metrics, self.reactor))
+            address = self.metrics_port.getHost()
+            self._log.info("metrics on http://{host}:{port}/metrics",
+                           host=getattr(address, "host", address),
+                           port=getattr(address, "port", ""))
         if not self.config.port:
             # Embedded: the application serves self.root on a Site of its own.
             self._log.info("gameproto {version} started without a port of its own",
@@ -347,6 +364,8 @@ class GameprotoServer(MultiService):
             await self._started  # never close a store that is still opening
         if self.port is not None:
             await self.port.stopListening()
+        if self.metrics_port is not None:
+            await self.metrics_port.stopListening()
         await self.connections.close_all()
         for child in reversed(list(self)):
             await maybeDeferred(child.stopService)

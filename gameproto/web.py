@@ -19,6 +19,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from gameproto import wire
+from gameproto.metrics import Metrics
 
 
 #: The route of a request for a path nothing is mounted at, in the access log.
@@ -158,33 +159,52 @@ class GameprotoSite(Site):
     connections are not requests that finish: they are logged when they close.
     """
 
+    #: Where requests are counted (gameproto.metrics), if anywhere.
+    metrics: Metrics | None = None
+    #: Whether each request is logged.
+    access_log = True
+
     def log(self, request: Any) -> None:
         began = getattr(request, "began", None)
-        duration = round((time.monotonic() - began) * 1000, 1) if began is not None else None
+        seconds = time.monotonic() - began if began is not None else None
         address = request.getClientAddress()
         route = getattr(request, "route", None)
         if route is None:  # a resource that is not a router: where it is mounted
             route = "/" + "/".join(_clipped(s) or "" for s in request.prepath)
+        method = request.method.decode("ascii", "replace")
+        if self.metrics is not None:
+            self.metrics.http_requests.labels(method, route, str(request.code)).inc()
+            if seconds is not None:
+                self.metrics.http_latency.labels(method, route).observe(seconds)
+        if not self.access_log:
+            return
         user = getattr(request, "user", None)
         _access_log.info(
             "{client} " + ("{user}" if user else "-")
             + ' "{method} {path}" {status} {bytes} {duration_ms}ms',
-            method=request.method.decode("ascii", "replace"),
+            method=method,
             path=_clipped(request.path),
             route=route,
             status=request.code,
             bytes=request.sentLength,
-            duration_ms=duration,
+            duration_ms=round(seconds * 1000, 1) if seconds is not None else None,
             client=getattr(address, "host", None),
             user=user,
             user_agent=_clipped(request.getHeader(b"user-agent")),
         )
 
 
-def make_site(root: Resource, reactor: Any) -> Site:
+def make_site(root: Resource, reactor: Any, metrics: Metrics | None = None,
+              access_log: bool = True) -> Site:
+    """
+    The site of C{root}: gameproto's request class, no tracebacks to clients, an access
+    log (unless C{access_log} is false) and, with C{metrics}, requests counted there.
+    """
     # Bodies are the handlers' to read (JSON, whatever the Content-Type): parsing a form
     # body into request.args would answer a malformed multipart body with a bare 400.
     site = GameprotoSite(root, reactor=reactor, parsePOSTFormSubmission=False)
+    site.metrics = metrics
+    site.access_log = access_log
     site.requestFactory = GameprotoRequest
     # A bug's traceback is logged, never shown to the client.
     site.displayTracebacks = False

@@ -49,6 +49,7 @@ from gameproto.limits import (
     ServerLimits,
     TokenBucket,
 )
+from gameproto.metrics import Metrics, Traffic
 
 __all__ = [
     # this module's own
@@ -168,6 +169,8 @@ class WireContext:
     origins: OriginPolicy
     authenticate: Callable[[ConnectionRequest, bool], Deferred[Any]]
     server_limits: ServerLimits = ServerLimits()
+    # What the connections count (gameproto.metrics); a server passes its own.
+    metrics: Metrics = attrs.field(factory=lambda: Metrics(process=False))
 
 
 def make_factory(
@@ -233,6 +236,8 @@ class JSONProtocol(WebSocketServerProtocol):
 
     _log = Logger()
     endpoint: ClassVar[str] = "websocket"
+    #: The C{protocol} label of this endpoint's metrics (match, arena, processor, chat).
+    metrics_protocol: ClassVar[str] = "websocket"
 
     user: Any = None
     # The path below the resource that serves the endpoint (set by
@@ -242,6 +247,8 @@ class JSONProtocol(WebSocketServerProtocol):
     _admitted = False
     _address = ""
     _abort_call: IDelayedCall | None = None
+    # Until the connection is open: what is sent before (a refusal) is not counted.
+    _traffic: Traffic = Traffic()
 
     # -- hooks for subclasses ------------------------------------------------
 
@@ -303,6 +310,17 @@ class JSONProtocol(WebSocketServerProtocol):
         self.sendMessage(payload, isBinary=False)
         return True
 
+    def sendMessage(self, payload: bytes, isBinary: bool = False, *args: Any, **kw: Any) -> None:
+        self._traffic.sent(len(payload))
+        super().sendMessage(payload, isBinary, *args, **kw)
+
+    def sendPreparedMessage(self, preparedMsg: Any) -> None:
+        # A frame prepared once for many sockets (a broadcast): its payload, or its
+        # framed bytes when Autobahn kept only those.
+        payload = getattr(preparedMsg, "payload", None)
+        self._traffic.sent(len(payload if payload is not None else preparedMsg.payloadHybi))
+        super().sendPreparedMessage(preparedMsg)
+
     def closeWith(self, code: CloseCode, reason: str) -> None:
         self.sendClose(code=int(code), reason=reason)
 
@@ -315,6 +333,7 @@ class JSONProtocol(WebSocketServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> Deferred[None]:
         context = self.context
         if not context.origins.allows(request.origin, request.headers.get("host")):
+            context.metrics.refusals.labels(self.metrics_protocol, "origin").inc()
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         self._address = peer_address(request.peer)
         self._admitted = context.connections.admit(self, self._address)
@@ -340,13 +359,20 @@ class JSONProtocol(WebSocketServerProtocol):
         return d.addCallbacks(authenticated, failed)
 
     def onOpen(self) -> None:
+        metrics = self.context.metrics
         if not self._admitted:
+            metrics.refusals.labels(self.metrics_protocol, "too many connections").inc()
             self.closeWith(CloseCode.BUSY, "too many connections")
             return
+        metrics.opened(self.metrics_protocol, "websocket")
+        self._traffic = metrics.traffic(self.metrics_protocol)
         self._guarded(self.connectionOpened)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if not self._admitted or not self._withinRate():
+        if not self._admitted:
+            return
+        self._traffic.received(len(payload))
+        if not self._withinRate():
             return
         if isBinary:
             self._guarded(self.binaryReceived, payload)
@@ -383,6 +409,10 @@ class JSONProtocol(WebSocketServerProtocol):
             self._abort_call.cancel()
         self._abort_call = None
         if self._admitted:
+            metrics = self.context.metrics
+            metrics.closed(self.metrics_protocol, "websocket")
+            # 1006: the connection was lost without a close frame.
+            metrics.closes.labels(self.metrics_protocol, str(code or 1006)).inc()
             self.context.connections.release(self, self._address)
             self._admitted = False
             self._guarded(self.connectionClosed, code)
@@ -391,6 +421,8 @@ class JSONProtocol(WebSocketServerProtocol):
 
     def _withinRate(self) -> bool:
         verdict = RateVerdict.ALLOW if self._limiter is None else self._limiter.check()
+        if verdict is not RateVerdict.ALLOW:
+            self.context.metrics.rate_limited.labels(self.metrics_protocol, "messages").inc()
         if verdict is RateVerdict.CLOSE and self.state == self.STATE_OPEN:
             self._log.info(
                 "{endpoint}: closing {peer} over its rate limit",
