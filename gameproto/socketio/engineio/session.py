@@ -4,24 +4,25 @@ transports see, is a thin adapter around the session's state machine below.
 
 States of one session::
 
-     Opening ──openedOverWebSocket──────────────────────────────────────────┐
-      │    └──refused (no room for it) ──▶ Closed                            │
-      │ openedOverPolling                                                    ▼
-      ▼         probeOpened            probePinged             upgraded
-    Polling ───────────────▶ Probing ─────────────▶ Upgrading ─────────▶ WebSocket
-      ▲                        │                       │                     │
-      └───────── probeFailed, frameInvalid, websocketClosed (of the probe) ──┘
-                                                                             │
-    Polling, Probing, Upgrading:                                             │
-      ──appClosed──▶ Closing ──pollReceived (the last packets), drained──▶ Closed
-      ──pingTimedOut, clientClosed, pollAbandoned, failed, shuttingDown──▶ Closed
-    WebSocket:                                                               │
-      ──appClosed, pingTimedOut, clientClosed, frameInvalid,                 │
-        websocketClosed, failed, shuttingDown──────────────────────────▶ Closed
+    Opening ──openedOverWebSocket──────────────────────────────────────┐
+       │  └──refused (no room for it)──▶ Closed                        │
+       │ openedOverPolling                                             ▼
+       ▼     probeOpened          probePinged         upgradeRequested
+    Polling ────────────▶ Probing ───────────▶ Upgrading ──────────▶ WebSocket
+       ▲                     │                    │
+       └─────────────────────┴────────────────────┘
+         probeFailed, frameInvalid, websocketClosed (of the probe);
+         upgradeRequested while probing, probePinged while upgrading
+
+    Polling, Probing, Upgrading ──appClosed──▶ Closing ──pollReceived, drained──▶ Closed
+    Polling, Probing, Upgrading ──pingTimedOut, clientClosed, pollAbandoned,
+                                  failed, shuttingDown──────────────────────────▶ Closed
+    WebSocket ──appClosed, pingTimedOut, clientClosed, frameInvalid,
+                websocketClosed, failed, shuttingDown───────────────────────────▶ Closed
 
 Polling GETs and POSTs are inputs in every state: while upgrading a GET is released
 at once with a noop, and over WebSocket both are refused (transport mismatch).  A
-session closed by its app over polling is L{Closing}: closed for the app, its last
+session closed by its app over polling is Closing: closed for the app, its last
 packets (then the close packet) waiting for the client's next GET.
 
 What a client sends on its transport (L{Session.packet_received}) and what the app
