@@ -249,6 +249,7 @@ def last_poll(inputs: SessionInputs, core: SessionCore, request: Request) -> Non
 
 
 def _poll_mismatch(inputs: SessionInputs, core: SessionCore, request: Request) -> None:
+    # Polling a session that moved to WebSocket: a transport mismatch.
     write_error(request, EngineError.BAD_REQUEST)
 
 
