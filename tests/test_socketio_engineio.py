@@ -399,6 +399,18 @@ class PollingTests(EngineTestCase):
         self.assertEqual(self.poll(sid).response.status, 400)  # type: ignore[union-attr]
 
 
+    def test_stop_drops_what_waits(self) -> None:
+        """
+        Stopping the server ends the sessions closed over polling too: their last
+        packets are dropped.
+        """
+        sid = self.handshake()
+        self.engine.sessions[sid].send("bye")
+        self.engine.sessions[sid].close()
+        self.engine.stop()
+        self.assertEqual(self.poll(sid).response.status, 400)  # type: ignore[union-attr]
+
+
 class HeartbeatTests(EngineTestCase):
     def test_ping_after_interval(self) -> None:
         """
@@ -499,6 +511,19 @@ class WebSocketTests(EngineTestCase):
         ws.messages()
         self.assertTrue(ws.closed)
         self.assertEqual(self.app.closed, [(sid, "parse error")])
+
+    def test_nothing_delivered_after_close(self) -> None:
+        """
+        What a client sends after the server closed its WebSocket session, before
+        it has read the close frame, does not reach the app: the session is over.
+        """
+        ws, sid = self.open_ws()
+        self.engine.sessions[sid].close()
+        ws.send_text("4late")
+        self.assertEqual(ws.messages(), [])
+        self.assertEqual(ws.close_code, 1000)
+        self.assertEqual(self.app.messages, [])
+        self.assertEqual(self.app.closed, [(sid, "server disconnect")])
 
     def test_message_over_max_payload(self) -> None:
         """

@@ -1,7 +1,8 @@
 """
-Tests for L{gameproto.socketio.server} and L{gameproto.socketio.packets}: Socket.IO v5
-packets, namespaces, acks, binary attachments and rooms, driven through a fake
-Engine.IO session (the transport is tested in test_socketio_engineio).
+Tests for L{gameproto.socketio.server}, L{gameproto.socketio.namespace} and
+L{gameproto.socketio.packets}: Socket.IO v5 packets, namespaces, acks, binary
+attachments and rooms, driven through a fake Engine.IO session (the transport is
+tested in test_socketio_engineio).
 """
 
 from __future__ import annotations
@@ -23,13 +24,8 @@ from gameproto.socketio.packets import (
     decode_socket_packet,
     encode_socket_packet,
 )
-from gameproto.socketio.server import (
-    ConnectRefused,
-    Reply,
-    Socket,
-    SocketIOServer,
-    mount_socketio,
-)
+from gameproto.socketio.namespace import ConnectRefused, Reply, Socket
+from gameproto.socketio.server import SocketIOServer, mount_socketio
 from gameproto.testing import FakeSession, WebSocketClient, fake_context
 
 
@@ -150,8 +146,7 @@ class ServerTestCase(SynchronousTestCase):
         return session
 
     def socket_of(self, session: FakeSession, namespace: str = "/") -> Socket:
-        [socket] = [socket for socket in self.server.of(namespace).sockets.values()
-                    if socket.session is session]
+        [socket] = [s for s in self.server.of(namespace).sockets.values() if s.session is session]
         return socket
 
 
@@ -426,7 +421,7 @@ class EventTests(ServerTestCase):
         self.clock.advance(0.2)
         self.assertEqual(session.close_reason, "attachments timeout")
         self.assertEqual(sys.getrefcount(chunk), unheld)
-        self.assertNotIn(session, self.server._clients)
+        self.assertEqual(self.root.sockets, {})
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_attachments_over_max_payload_close(self) -> None:
@@ -655,7 +650,9 @@ class ConnectReplyAloneTests(SynchronousTestCase):
         self.namespace.on_connect(lambda socket, auth: socket.emit("hello", auth))
         self.namespace.on("echo")(lambda socket, *args: args)
         root = web.Tree()
-        mount_socketio(root, "/socket.io/", self.server, fake_context(self.clock), self.clock)
+        self.engine = mount_socketio(
+            root, "/socket.io/", self.server, fake_context(self.clock), self.clock
+        )
         self.site = web.make_site(root, self.clock)
 
     def connect(self) -> WebSocketClient:
@@ -710,8 +707,8 @@ class ConnectReplyAloneTests(SynchronousTestCase):
         close frame.
         """
         ws = self.connect()
-        [socket] = self.namespace.sockets.values()
-        socket.session.close("server disconnect")
+        [session] = self.engine.sessions.values()
+        session.close("server disconnect")
         self.assertEqual(ws.messages(), ['42["hello",{"n":1}]'])
         self.assertTrue(ws.closed)
         self.clock.advance(1)  # the timers that were set end quietly
@@ -761,7 +758,7 @@ class AttachmentLimitsOverWebSocketTests(SynchronousTestCase):
         self.clock.advance(0.2)
         ws.messages()
         self.assertEqual((ws.close_code, ws.close_reason), (1000, "attachments timeout"))
-        self.assertEqual((self.engine.sessions, self.server._clients), ({}, {}))
+        self.assertEqual((self.engine.sessions, self.server.of("/").sockets), ({}, {}))
 
     def test_attachments_over_max_payload(self) -> None:
         """
@@ -775,4 +772,4 @@ class AttachmentLimitsOverWebSocketTests(SynchronousTestCase):
         ws.send_binary(bytes(6000))
         ws.messages()
         self.assertEqual((ws.close_code, ws.close_reason), (1000, "attachments too large"))
-        self.assertEqual((self.engine.sessions, self.server._clients), ({}, {}))
+        self.assertEqual((self.engine.sessions, self.server.of("/").sockets), ({}, {}))

@@ -19,7 +19,7 @@ from gameproto.chat.presence import IPresence
 
 if TYPE_CHECKING:
     from gameproto.chat.cluster import RoomRelay
-from gameproto.socketio.server import ConnectRefused, Namespace, Reply, Socket
+from gameproto.socketio.namespace import ConnectRefused, Namespace, Reply, Socket
 
 DEFAULT_ROOM = "lobby"
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9:_.-]{1,64}")

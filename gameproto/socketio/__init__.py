@@ -10,14 +10,8 @@ any Twisted application (docs/chat.md, "Embedding").
 """
 
 from gameproto.socketio.engineio import EngineApp, EngineIOConfig, EngineIOServer, Session
-from gameproto.socketio.server import (
-    ConnectRefused,
-    Namespace,
-    Reply,
-    Socket,
-    SocketIOServer,
-    mount_socketio,
-)
+from gameproto.socketio.namespace import ConnectRefused, Namespace, Reply, Socket
+from gameproto.socketio.server import SocketIOServer, mount_socketio
 
 __all__ = [
     "ConnectRefused",

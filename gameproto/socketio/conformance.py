@@ -26,7 +26,8 @@ from twisted.web.server import Site
 
 from gameproto import wire, web
 from gameproto.socketio.engineio import EngineIOConfig, Session
-from gameproto.socketio.server import Socket, SocketIOServer, mount_socketio
+from gameproto.socketio.namespace import Socket
+from gameproto.socketio.server import SocketIOServer, mount_socketio
 
 CONFORMANCE_CONFIG = EngineIOConfig(
     ping_interval=0.3, ping_timeout=0.2, max_payload=1_000_000

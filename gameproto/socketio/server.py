@@ -20,13 +20,15 @@ rooms.
 A handler's return value (or the result of the Deferred it returns) is the
 acknowledgement: C{None} acks with no argument, a tuple with its items as arguments,
 anything else as the one argument; a L{Reply} acknowledges, then acts.  Mount it with L{mount_socketio}.
+
+What applications handle is in L{gameproto.socketio.namespace}; here each Engine.IO
+session's packets are decoded, their binary attachments gathered, and routed to the
+socket of their namespace (L{Client}).
 """
 
 from __future__ import annotations
 
-import itertools
-import secrets
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import attrs
 from twisted.internet.defer import maybeDeferred
@@ -38,337 +40,36 @@ from twisted.web.resource import Resource
 from gameproto import wire
 from gameproto.web import mount
 from gameproto.socketio.engineio import EngineIOConfig, EngineIOServer, Session
+from gameproto.socketio.namespace import (
+    ConnectRefused,
+    EncodedPacket,
+    Namespace,
+    Reply,
+    Socket,
+)
 from gameproto.socketio.packets import (
     PacketError,
     SocketPacket,
     SocketType,
     decode_socket_packet,
-    deconstruct,
     encode_socket_packet,
     reconstruct,
 )
 
-ConnectHandler = Callable[["Socket", dict[str, Any]], Any]
-EventHandler = Callable[..., Any]
-DisconnectHandler = Callable[["Socket", str], None]
+__all__ = [
+    "ATTACHMENTS_TIMEOUT",
+    "ATTACHMENTS_TOO_LARGE",
+    "ConnectRefused",
+    "Namespace",
+    "Reply",
+    "Socket",
+    "SocketIOServer",
+    "mount_socketio",
+]
 
 # Why a session closes when a binary packet's attachments break their bounds.
 ATTACHMENTS_TOO_LARGE = "attachments too large"
 ATTACHMENTS_TIMEOUT = "attachments timeout"
-
-
-class ConnectRefused(Exception):
-    """
-    Raised (or failed with) by a connect handler to refuse a namespace: the client
-    gets CONNECT_ERROR C{{"message": message, "data": data}}.
-    """
-
-    def __init__(self, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.data = data
-
-
-@attrs.frozen
-class Reply:
-    """
-    What a handler returns to acknowledge and then act: C{ack} is acknowledged as a
-    plain return value would be, then C{then()} runs, so the client sees the ack
-    before whatever C{then} emits to it.
-    """
-
-    ack: Any
-    then: Callable[[], None]
-
-
-def _ack_arguments(result: Any) -> list[Any]:
-    if result is None:
-        return []
-    if isinstance(result, tuple):
-        return list(result)
-    return [result]
-
-
-@attrs.frozen
-class _Encoded:
-    """A packet encoded once, ready for any number of sessions."""
-
-    text: str
-    attachments: list[bytes]
-
-    def send_to(self, session: Session) -> None:
-        session.send(self.text)
-        for attachment in self.attachments:
-            session.send(attachment)
-
-
-def _encode(
-    plain: SocketType, binary: SocketType, namespace: str, data: Any, ack_id: int | None = None
-) -> _Encoded:
-    """Raises L{wire.UnencodableValue} for a value JSON cannot carry."""
-    data, buffers = deconstruct(data)
-    kind = binary if buffers else plain
-    packet = SocketPacket(kind, namespace, data, ack_id, len(buffers))
-    return _Encoded(encode_socket_packet(packet), buffers)
-
-
-def _socket_id() -> str:
-    # A Socket.IO id is distinct from the Engine.IO sid (protocol v5) and as hard to guess.
-    return secrets.token_urlsafe(15)
-
-
-# ---------------------------------------------------------------------------
-# Sockets and namespaces
-
-
-class Socket:
-    """
-    One client connected to one namespace.  C{auth} is the CONNECT payload (C{{}}
-    when the client sent none); C{data} is free for the application.
-    """
-
-    _log = Logger()
-
-    def __init__(self, namespace: "Namespace", client: "_Client", auth: dict[str, Any]) -> None:
-        self.id = _socket_id()
-        self.namespace = namespace
-        self.auth = auth
-        self.data: dict[str, Any] = {}
-        self.rooms: set[str] = {self.id}
-        self.connected = False
-        self._client = client
-        self._acks: dict[int, Callable[..., Any]] = {}
-        self._ack_ids = itertools.count()
-        # Emits of the connect handler wait for the CONNECT reply.
-        self._early: list[_Encoded] = []
-
-    def __repr__(self) -> str:
-        return f"<Socket {self.id} {self.namespace.name}>"
-
-    @property
-    def session(self) -> Session:
-        """The Engine.IO session under this socket."""
-        return self._client.session
-
-    def emit(self, event: str, *args: Any, callback: Callable[..., Any] | None = None) -> None:
-        """
-        Send C{event} to this client; C{callback} receives the client's ack arguments.
-        A value JSON cannot carry is logged and not sent.
-        """
-        ack_id = None
-        if callback is not None:
-            ack_id = next(self._ack_ids)
-            self._acks[ack_id] = callback
-        try:
-            encoded = _encode(
-                SocketType.EVENT, SocketType.BINARY_EVENT, self.namespace.name, [event, *args], ack_id
-            )
-        except wire.UnencodableValue as e:
-            self._log.warn("Dropped an unencodable event {event!r} ({why})", event=event, why=str(e))
-            return
-        self._deliver(encoded)
-
-    def broadcast(self, event: str, *args: Any, to: str | Iterable[str] | None = None) -> None:
-        """Emit to a room (or the whole namespace) except this socket."""
-        self.namespace.emit(event, *args, to=to, skip=self)
-
-    def join(self, room: str) -> None:
-        self.rooms.add(room)
-        if self.connected:
-            self.namespace._index(self, room)
-
-    def leave(self, room: str) -> None:
-        self.rooms.discard(room)
-        self.namespace._unindex(self, room)
-
-    def disconnect(self) -> None:
-        """Leave the namespace; the client is told and does not reconnect by itself."""
-        if self.connected:
-            self.session.send(
-                encode_socket_packet(SocketPacket(SocketType.DISCONNECT, self.namespace.name))
-            )
-            self._closed("server namespace disconnect")
-
-    # -- called by the client ----------------------------------------------------
-
-    def _deliver(self, encoded: _Encoded) -> None:
-        if self.connected:
-            self._client.send(encoded)
-        elif self._client.connecting(self):
-            self._early.append(encoded)
-
-    def _accepted(self) -> None:
-        self.connected = True
-        for room in self.rooms:
-            self.namespace._index(self, room)
-        # Alone: a client that handles one WebSocket message per turn (the official
-        # protocol test-suite) awaits the reply, then the connect handler's emits.
-        self.session.send(
-            encode_socket_packet(
-                SocketPacket(SocketType.CONNECT, self.namespace.name, {"sid": self.id})
-            ),
-            alone=True,
-        )
-        early, self._early = self._early, []
-        for encoded in early:
-            self._client.send(encoded)
-
-    def _event(self, data: list[Any], ack_id: int | None) -> None:
-        event, args = data[0], data[1:]
-        handler = self.namespace._events.get(event) if isinstance(event, str) else None
-        if handler is None:
-            self._log.debug(
-                "No handler for an event on {namespace}", namespace=self.namespace.name
-            )
-            return
-        d = maybeDeferred(handler, self, *args)
-        d.addCallback(self._replied, ack_id)
-        d.addErrback(self._handler_failed, event)
-
-    def _replied(self, result: Any, ack_id: int | None) -> None:
-        then = None
-        if isinstance(result, Reply):
-            result, then = result.ack, result.then
-        if ack_id is not None:
-            self._send_ack(result, ack_id)
-        if then is not None:
-            then()
-
-    def _send_ack(self, result: Any, ack_id: int) -> None:
-        if not self.connected:
-            return
-        try:
-            encoded = _encode(
-                SocketType.ACK,
-                SocketType.BINARY_ACK,
-                self.namespace.name,
-                _ack_arguments(result),
-                ack_id,
-            )
-        except wire.UnencodableValue as e:
-            self._log.warn("Dropped an unencodable ack ({why})", why=str(e))
-            return
-        self._client.send(encoded)
-
-    def _handler_failed(self, failure: Failure, event: str) -> None:
-        self._log.failure(
-            "Handler of {event!r} on {namespace} failed",
-            failure,
-            event=event,
-            namespace=self.namespace.name,
-        )
-
-    def _ack(self, ack_id: int | None, args: list[Any]) -> None:
-        callback = self._acks.pop(ack_id, None) if ack_id is not None else None
-        if callback is None:
-            return
-        try:
-            callback(*args)
-        except Exception:
-            self._log.failure("Ack callback on {namespace} failed", namespace=self.namespace.name)
-
-    def _closed(self, reason: str) -> None:
-        if not self.connected:
-            return
-        self.connected = False
-        self._acks.clear()
-        self._client.forget(self)
-        self.namespace._remove(self)
-        for handler in self.namespace._disconnect_handlers:
-            try:
-                handler(self, reason)
-            except Exception:
-                self._log.failure(
-                    "Disconnect handler on {namespace} failed", namespace=self.namespace.name
-                )
-
-
-class Namespace:
-    """A Socket.IO namespace: its handlers, connected sockets and rooms."""
-
-    _log = Logger()
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sockets: dict[str, Socket] = {}
-        self._rooms: dict[str, set[Socket]] = {}
-        self._connect_handler: ConnectHandler | None = None
-        self._disconnect_handlers: list[DisconnectHandler] = []
-        self._events: dict[str, EventHandler] = {}
-
-    def on_connect(self, handler: ConnectHandler) -> ConnectHandler:
-        """
-        C{handler(socket, auth)} runs before the client is answered; it refuses by
-        raising L{ConnectRefused} (or returning a Deferred that fails with it).
-        Emits and joins made in it take effect once the socket is connected.
-        """
-        self._connect_handler = handler
-        return handler
-
-    def on_disconnect(self, handler: DisconnectHandler) -> DisconnectHandler:
-        """C{handler(socket, reason)} runs once when a connected socket goes away."""
-        self._disconnect_handlers.append(handler)
-        return handler
-
-    def on(self, event: str) -> Callable[[EventHandler], EventHandler]:
-        """Decorator: C{handler(socket, *args)} handles C{event}; its result is the ack."""
-
-        def register(handler: EventHandler) -> EventHandler:
-            self._events[event] = handler
-            return handler
-
-        return register
-
-    def room(self, room: str) -> frozenset[Socket]:
-        """The sockets in C{room} right now."""
-        return frozenset(self._rooms.get(room, ()))
-
-    def emit(
-        self,
-        event: str,
-        *args: Any,
-        to: str | Iterable[str] | None = None,
-        skip: Socket | None = None,
-    ) -> None:
-        """
-        Emit C{event} to every socket of the namespace, or of the room(s) C{to},
-        except C{skip}.  The packet is encoded once for all of them.
-        """
-        if to is None:
-            targets: set[Socket] = set(self.sockets.values())
-        else:
-            rooms = [to] if isinstance(to, str) else list(to)
-            targets = set()
-            for room in rooms:
-                targets |= self._rooms.get(room, set())
-        targets.discard(skip)  # type: ignore[arg-type]
-        if not targets:
-            return
-        try:
-            encoded = _encode(SocketType.EVENT, SocketType.BINARY_EVENT, self.name, [event, *args])
-        except wire.UnencodableValue as e:
-            self._log.warn("Dropped an unencodable event {event!r} ({why})", event=event, why=str(e))
-            return
-        for socket in targets:
-            socket._client.send(encoded)
-
-    def _index(self, socket: Socket, room: str) -> None:
-        self._rooms.setdefault(room, set()).add(socket)
-
-    def _unindex(self, socket: Socket, room: str) -> None:
-        members = self._rooms.get(room)
-        if members is not None:
-            members.discard(socket)
-            if not members:
-                del self._rooms[room]
-
-    def _add(self, socket: Socket) -> None:
-        self.sockets[socket.id] = socket
-
-    def _remove(self, socket: Socket) -> None:
-        self.sockets.pop(socket.id, None)
-        for room in socket.rooms:
-            self._unindex(socket, room)
 
 
 # ---------------------------------------------------------------------------
@@ -385,7 +86,7 @@ class _PendingBinary:
     size: int = 0
 
 
-class _Client:
+class Client:
     """The Socket.IO state of one Engine.IO session: its sockets, one per namespace."""
 
     _log = Logger()
@@ -400,7 +101,7 @@ class _Client:
             server.connect_timeout, self._connect_timed_out
         )
 
-    def send(self, encoded: _Encoded) -> None:
+    def send(self, encoded: EncodedPacket) -> None:
         encoded.send_to(self.session)
 
     def connecting(self, socket: Socket) -> bool:
@@ -494,11 +195,11 @@ class _Client:
             # ends the whole connection.
             self._protocol_error("packet for a namespace not joined")
         elif packet.type is SocketType.DISCONNECT:
-            socket._closed("client namespace disconnect")
+            socket.disconnected("client namespace disconnect")
         elif packet.type in (SocketType.EVENT, SocketType.BINARY_EVENT):
-            socket._event(packet.data, packet.ack_id)
+            socket.event_received(packet.data, packet.ack_id)
         elif packet.type in (SocketType.ACK, SocketType.BINARY_ACK):
-            socket._ack(packet.ack_id, packet.data)
+            socket.ack_received(packet.ack_id, packet.data)
         else:
             self._protocol_error("CONNECT_ERROR from a client")
 
@@ -509,7 +210,7 @@ class _Client:
             return
         socket = Socket(namespace, self, auth)
         self._connecting[name] = socket
-        handler = namespace._connect_handler
+        handler = namespace.connect_handler
         d = maybeDeferred(handler, socket, auth) if handler is not None else None
 
         def accepted(_: Any) -> None:
@@ -520,8 +221,7 @@ class _Client:
                 self._connect_timer.cancel()
             self._connect_timer = None
             self.sockets[name] = socket
-            namespace._add(socket)
-            socket._accepted()
+            socket.accepted()
 
         def refused(failure: Failure) -> None:
             del self._connecting[name]
@@ -555,7 +255,7 @@ class _Client:
         self._connect_timer = None
         self._drop_binary()
         for socket in list(self.sockets.values()):
-            socket._closed(reason)
+            socket.disconnected(reason)
 
 
 # ---------------------------------------------------------------------------
@@ -585,7 +285,7 @@ class SocketIOServer:
         self.connect_timeout = connect_timeout
         self.attachments_timeout = attachments_timeout
         self.namespaces: dict[str, Namespace] = {}
-        self._clients: dict[Session, _Client] = {}
+        self._clients: dict[Session, Client] = {}
 
     def of(self, name: str = "/") -> Namespace:
         """The namespace C{name}, created on first use."""
@@ -599,7 +299,7 @@ class SocketIOServer:
     # -- EngineApp -----------------------------------------------------------------
 
     def session_opened(self, session: Session) -> None:
-        self._clients[session] = _Client(self, session)
+        self._clients[session] = Client(self, session)
 
     def message_received(self, session: Session, data: str | bytes) -> None:
         client = self._clients.get(session)
