@@ -52,6 +52,16 @@ class Traffic:
         self.messages_in += 1
         self.bytes_in += size
 
+    def received_batch(self, messages: int, size: int) -> None:
+        """C{messages} in one body of C{size} bytes (an Engine.IO polling POST)."""
+        self.messages_in += messages
+        self.bytes_in += size
+
+    def sent_batch(self, messages: int, size: int) -> None:
+        """C{messages} in one body of C{size} bytes (an Engine.IO polling answer)."""
+        self.messages_out += messages
+        self.bytes_out += size
+
     def sent(self, size: int, copies: int = 1) -> None:
         """C{copies} messages of C{size} bytes (a frame broadcast to several sockets)."""
         self.messages_out += copies

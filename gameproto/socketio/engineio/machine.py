@@ -239,12 +239,12 @@ for _state in (Polling, Probing):
 @Upgrading.upon(SessionInputs.pollReceived).loop()
 def release_poll(inputs: SessionInputs, core: SessionCore, request: Request) -> None:
     # The client is moving to the WebSocket: release the poll at once.
-    write_payload(request, [EnginePacket(EngineType.NOOP)])
+    write_payload(request, [EnginePacket(EngineType.NOOP)], core.engine.traffic)
 
 
 @Closing.upon(SessionInputs.pollReceived).to(Closed)
 def last_poll(inputs: SessionInputs, core: SessionCore, request: Request) -> None:
-    write_payload(request, core.last_packets)
+    write_payload(request, core.last_packets, core.engine.traffic)
     forget_last_packets(inputs, core)
 
 
@@ -265,7 +265,7 @@ def _read_post(
     inputs: SessionInputs, core: SessionCore, request: Request
 ) -> list[EnginePacket] | None:
     try:
-        return read_payload(request, core.engine.config.max_payload)
+        return read_payload(request, core.engine.config.max_payload, core.engine.traffic)
     except PayloadTooLarge:
         write_too_large(request)
         inputs.failed("payload too large", CloseCode.NORMAL)

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from gameproto import wire
+from gameproto.metrics import Traffic
 from gameproto.socketio.engineio.config import EngineError
 from gameproto.socketio.engineio.framing import EnginePacket, decode_payload, encode_payload
 
@@ -25,7 +26,8 @@ class PollingTransport:
     client goes away from a held GET.
     """
 
-    def __init__(self, lost: Callable[[], None]) -> None:
+    def __init__(self, lost: Callable[[], None], traffic: Traffic) -> None:
+        self.traffic = traffic
         self.outbox: list[EnginePacket] = []
         self._get: Request | None = None
         self._lost = lost
@@ -53,7 +55,7 @@ class PollingTransport:
         request, self._get = self._get, None
         if request is None:
             return False
-        write_payload(request, packets)
+        write_payload(request, packets, self.traffic)
         return True
 
     def take(self) -> list[EnginePacket]:
@@ -65,7 +67,7 @@ class PollingTransport:
         assert self._get is not None
         request, self._get = self._get, None
         packets, self.outbox = self.outbox, []
-        write_payload(request, packets)
+        write_payload(request, packets, self.traffic)
 
     def _gone(self, reason: Failure, request: Request) -> None:
         if self._get is request:
@@ -98,21 +100,25 @@ class PayloadTooLarge(Exception):
     """A POST over maxPayload."""
 
 
-def read_payload(request: Request, max_payload: int) -> list[EnginePacket]:
+def read_payload(request: Request, max_payload: int, traffic: Traffic) -> list[EnginePacket]:
     """
-    The packets of a POST.  Raises L{PayloadTooLarge}, or
+    The packets of a POST, counted in C{traffic}.  Raises L{PayloadTooLarge}, or
     L{gameproto.socketio.engineio.framing.PacketError} for a body that is not a payload.
     """
     content = request.content
     content.seek(0, 2)
-    if content.tell() > max_payload:
+    size = content.tell()
+    if size > max_payload:
         raise PayloadTooLarge()
     content.seek(0)
-    return decode_payload(content.read())
+    packets = decode_payload(content.read())
+    traffic.received_batch(len(packets), size)
+    return packets
 
 
-def write_payload(request: Request, packets: list[EnginePacket]) -> None:
+def write_payload(request: Request, packets: list[EnginePacket], traffic: Traffic) -> None:
     body = encode_payload(packets)
+    traffic.sent_batch(len(packets), len(body))
     request.setHeader("Content-Type", "text/plain; charset=UTF-8")
     request.setHeader("Cache-Control", "no-store")
     request.setHeader("Content-Length", str(len(body)))

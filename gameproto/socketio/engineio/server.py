@@ -73,6 +73,9 @@ class EngineIOServer:
         self.context = context
         self.clock = clock
         self.config = config
+        # The chat's messages over polling (its WebSockets count theirs in wire).
+        self.metrics = context.metrics
+        self.traffic = context.metrics.traffic("chat")
         self.sessions: dict[str, Session] = {}
         self._polling: dict[Session, PollingConnection] = {}
         # Sessions closed over polling whose last packets wait for a GET (Closing).
@@ -124,6 +127,7 @@ class EngineIOServer:
         """C{session} no longer polls: its WebSocket, if any, counts against its address."""
         connection = self._polling.pop(session, None)
         if connection is not None:
+            self.metrics.closed("chat", "polling")
             self.context.connections.release(connection, session.address)
 
     def draining(self, session: Session) -> None:
@@ -187,6 +191,7 @@ class EngineIOServer:
             # Never serve it as a poll: it would swallow queued packets.
             return self._refuse(request, EngineError.BAD_REQUEST)
         if not origin_allowed:
+            self.metrics.refusals.labels("chat", "origin").inc()
             return self._refuse(request, EngineError.FORBIDDEN)
         if transport == WEBSOCKET:
             result: bytes | int = websocket.render(request)
@@ -243,9 +248,11 @@ class EngineIOServer:
             why = "Server shutting down" if self.context.connections.shutting_down else (
                 "Too many connections"
             )
+            self.metrics.refusals.labels("chat", why.lower()).inc()
             write_error(request, EngineError.FORBIDDEN, why)
             return
         self._polling[session] = connection
+        self.metrics.opened("chat", "polling")
         self._log.info(
             "Engine.IO session {sid} opened over polling from {address}",
             sid=session.sid,

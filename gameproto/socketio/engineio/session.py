@@ -79,7 +79,8 @@ class Session:
             self._send_ping,
             self._ping_timed_out,
         )
-        self._core = SessionCore(self, engine, PollingTransport(self._poll_abandoned), self._heartbeat)
+        polling = PollingTransport(self._poll_abandoned, engine.traffic)
+        self._core = SessionCore(self, engine, polling, self._heartbeat)
         self._machine: SessionInputs = SessionMachine(self._core)
         # The client's budget, shared with its other sessions and kept across
         # reconnects (ClientRates).

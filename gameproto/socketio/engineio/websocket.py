@@ -30,6 +30,7 @@ class EngineIOWebSocket(wire.JSONProtocol):
     """
 
     endpoint = "engine.io"
+    metrics_protocol = "chat"
     # The session whose packets it carries; None before, and once the session has
     # let it go (an upgrade that failed, a session closed).
     session: Session | None = None
