@@ -59,6 +59,9 @@ class ILeaseTable(Protocol):
     def take_over(self, key: str, node: str, ttl_ms: int) -> Deferred[bool]:
         """Hold C{key} if it is absent or a tombstone: C{True} if C{node} holds it now."""
 
+    def resign(self, key: str, node: str) -> Deferred[bool]:
+        """Replace C{node}'s lease by a tombstone (C{True}), if C{node} holds it."""
+
 
 # KEYS: the lease.  ARGV: node id, TTL in ms.  Returns 1 held, 0 held by another.
 LEASE_RENEW = """
@@ -91,6 +94,15 @@ LEASE_TAKE_OVER = """
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] or not holder or holder == ARGV[3] then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
+end
+return 0
+"""
+
+# KEYS: the lease.  ARGV: node id, tombstone, its TTL in s.
+LEASE_RESIGN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
     return 1
 end
 return 0
@@ -133,6 +145,11 @@ class RedisLeaseTable:
 
     def take_over(self, key: str, node: str, ttl_ms: int) -> Deferred[bool]:
         d = self._eval("lease take-over", LEASE_TAKE_OVER, key, [node, str(ttl_ms), TOMBSTONE])
+        return d.addCallback(lambda n: int(n) == 1)
+
+    def resign(self, key: str, node: str) -> Deferred[bool]:
+        d = self._eval("lease resignation", LEASE_RESIGN, key,
+                       [node, TOMBSTONE, str(LEASE_TOMBSTONE_TTL)])
         return d.addCallback(lambda n: int(n) == 1)
 
 
@@ -190,6 +207,12 @@ class MemoryLeaseTable:
         if holder not in (None, node, TOMBSTONE):
             return succeed(False)
         self._set(key, node, ttl_ms)
+        return succeed(True)
+
+    def resign(self, key: str, node: str) -> Deferred[bool]:
+        if self._holder(key) != node:
+            return succeed(False)
+        self._set(key, TOMBSTONE, LEASE_TOMBSTONE_TTL * 1000)
         return succeed(True)
 
 
@@ -306,6 +329,22 @@ class Ownership:
 
         def failed(failure: Any) -> None:
             self._log.warn("{kind} {thing}: releasing the lease: {why}", kind=self.kind,
+                           thing=thing, why=failure.getErrorMessage())
+
+        return d.addCallbacks(lambda _: None, failed)
+
+    def resign(self, thing: str | int) -> Deferred[None]:
+        """
+        Give C{thing} up to the other nodes at once (this node shuts down): its lease
+        becomes a tombstone, so that the next node to L{check} it is told L{Verdict.GONE}
+        and takes it over without waiting for a TTL.  Never fails (unresigned, a lease
+        expires by itself).
+        """
+        self.forget(thing)
+        d = self.table.resign(self.key(thing), self.node_id)
+
+        def failed(failure: Any) -> None:
+            self._log.warn("{kind} {thing}: resigning the lease: {why}", kind=self.kind,
                            thing=thing, why=failure.getErrorMessage())
 
         return d.addCallbacks(lambda _: None, failed)

@@ -28,7 +28,12 @@ from gameproto.api import AccountsAPI, HealthAPI
 from gameproto.bus import bus_for_store
 from gameproto.arena.api import ArenasAPI
 from gameproto.arena.protocol import arena_resource
-from gameproto.arena.service import DEFAULT_MAX_ARENAS, DEFAULT_MAX_PER_USER, ArenaService
+from gameproto.arena.service import (
+    DEFAULT_MAX_ARENAS,
+    DEFAULT_MAX_PER_USER,
+    ArenaSeams,
+    ArenaService,
+)
 from gameproto.auth import Accounts
 from gameproto.chat import mount_chat
 from gameproto.chat.cluster import RedisPresence, RoomRelay
@@ -234,20 +239,12 @@ class GameprotoServer(MultiService):
 
     def _mount_arenas(self) -> None:
         config, reactor = self.config, self.reactor
-        arena_cluster = None
-        if self.cluster is not None:
-            # Each arena runs on one node under a Redis lease; the others route to it.
-            from gameproto.arena.cluster import ArenaCluster, RedisLeases
-
-            heartbeat = self.cluster
-            arena_cluster = ArenaCluster(
-                reactor, self.bus,
-                RedisLeases(reactor, heartbeat.node_id, lambda: heartbeat.pool), self.store,
-            )
+        # Each arena runs on one node under a lease; the others route their sockets to it.
+        seams = (ArenaSeams.local(reactor) if self.cluster is None
+                 else ArenaSeams.of_node(self.cluster, self.store, self.bus))
         self.arenas = ArenaService(
             reactor, default_owner=config.arena_owner, idle_timeout=config.arena_idle_timeout,
-            max_per_user=config.arena_max_per_user, max_arenas=config.arena_max,
-            cluster=arena_cluster,
+            max_per_user=config.arena_max_per_user, max_arenas=config.arena_max, seams=seams,
         )
         self.addService(self.arenas)
         ArenasAPI(self.arenas, self.accounts_api).install(self.router)

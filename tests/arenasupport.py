@@ -1,21 +1,22 @@
 """
 What the arena tests share: a whole server in memory with two users signed up, a socket
-that records what an arena does to it, and leases of simulated nodes on a Clock.
+that records what an arena does to it, and a lease table that can be cut off.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import txaio
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import redis
-from gameproto.arena.service import DEFAULT_ARENA, Frame
-from gameproto.cluster import LEASE_TTL_MS
+from gameproto.arena.arena import Frame
+from gameproto.arena.service import DEFAULT_ARENA
+from gameproto.ownership import MemoryLeaseTable
 from gameproto.testing import WebSocketClient, request
 from tests.restsupport import make_server
 
@@ -108,73 +109,37 @@ class RecordingSocket:
         return kinds
 
 
-class LeaseTable:
+class CutOffLeaseTable:
     """
-    An in-memory Redis for the leases of several simulated nodes, with expiry on a Clock,
-    and an C{available} switch to simulate an outage (calls fail with RedisUnavailable).
+    A L{MemoryLeaseTable} (held to the lease tables' contract with Redis in
+    tests/test_ownership.py) that can be cut off like an unreachable Redis: while
+    C{available} is false every call fails with L{RedisUnavailable}.
     """
 
-    def __init__(self, clock: IReactorTime, ttl_ms: int = LEASE_TTL_MS) -> None:
-        self.clock = clock
-        self.ttl = ttl_ms / 1000
+    def __init__(self, clock: IReactorTime) -> None:
+        self.table = MemoryLeaseTable(clock)
         self.available = True
-        self._held: dict[str, tuple[str, float]] = {}
 
-    def get(self, arena_id: str) -> str | None:
-        self._check()
-        entry = self._held.get(arena_id)
-        if entry is None or entry[1] <= self.clock.seconds():
-            self._held.pop(arena_id, None)
-            return None
-        return entry[0]
-
-    def set(self, arena_id: str, node: str) -> None:
-        self._held[arena_id] = (node, self.clock.seconds() + self.ttl)
-
-    def delete(self, arena_id: str) -> None:
-        self._held.pop(arena_id, None)
-
-    def _check(self) -> None:
+    def _call(self, method: str, *args: Any) -> Deferred[Any]:
         if not self.available:
-            raise redis.RedisUnavailable("redis: unavailable (simulated)")
+            return fail(redis.RedisUnavailable("redis: unavailable (simulated)"))
+        result: Deferred[Any] = getattr(self.table, method)(*args)
+        return result
 
+    def renew(self, key: str, node: str, ttl_ms: int) -> Deferred[bool]:
+        return self._call("renew", key, node, ttl_ms)
 
-class TableLeases:
-    """L{ClusterLeases} of one simulated node on a shared L{LeaseTable}."""
+    def release(self, key: str, node: str) -> Deferred[bool]:
+        return self._call("release", key, node)
 
-    def __init__(self, table: LeaseTable, node_id: str) -> None:
-        self.table = table
-        self.node_id = node_id
+    def read(self, key: str) -> Deferred[tuple[str | None, int]]:
+        return self._call("read", key)
 
-    def _call(self, f: Callable[[], Any]) -> Deferred[Any]:
-        try:
-            return succeed(f())
-        except redis.RedisUnavailable as e:
-            d: Deferred[Any] = Deferred()
-            d.errback(e)
-            return d
+    def declare_dead(self, key: str) -> Deferred[bool]:
+        return self._call("declare_dead", key)
 
-    def acquire(self, arena_id: str) -> Deferred[bool]:
-        def acquire() -> bool:
-            if self.table.get(arena_id) is not None:
-                return False
-            self.table.set(arena_id, self.node_id)
-            return True
+    def take_over(self, key: str, node: str, ttl_ms: int) -> Deferred[bool]:
+        return self._call("take_over", key, node, ttl_ms)
 
-        return self._call(acquire)
-
-    def renew(self, arena_id: str) -> Deferred[bool]:
-        def renew() -> bool:
-            if self.table.get(arena_id) not in (None, self.node_id):
-                return False
-            self.table.set(arena_id, self.node_id)
-            return True
-
-        return self._call(renew)
-
-    def release(self, arena_id: str) -> None:
-        if self.table.available and self.table.get(arena_id) == self.node_id:
-            self.table.delete(arena_id)
-
-    def holder(self, arena_id: str) -> Deferred[str | None]:
-        return self._call(lambda: self.table.get(arena_id))
+    def resign(self, key: str, node: str) -> Deferred[bool]:
+        return self._call("resign", key, node)

@@ -14,7 +14,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet import reactor as _global_reactor
@@ -26,6 +26,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
+from gameproto.client import arena as arena_client
+from gameproto.client.processor import ProcessorClient
 from gameproto.processor.isolation import Isolation, IsolationUnavailable, find_isolation
 from gameproto.processor.runner import Processor, Run, RunResult
 from gameproto.processor.sandbox import RunLimits, Sandbox, SandboxConfig, prepare_run_base
@@ -418,3 +420,85 @@ DAEMONIZING_PROGRAM = (
 )
 
 
+
+
+# ---------------------------------------------------------------------------
+# A program playing in an arena (the arena engine), end to end
+
+#: Registers in its arena, waits for the start, turns to 90 degrees and moves, then
+#: shoots; prints each reply's type and figures.
+ARENA_PROGRAM = (
+    "from gameproto_sdk import send\n"
+    "ack = send({'type': 'RegisterPlayerCommand'})\n"
+    "data = ack['data']\n"
+    "print('registered', ack['type'], data['id'], data['x'], data['y'], flush=True)\n"
+    "for _ in range(10):\n"
+    "    note = send({'type': 'WaitNotification', 'timeout_ms': 5000})\n"
+    "    if note and note['type'] == 'StartGameOrder':\n"
+    "        break\n"
+    "moved = send({'type': 'MovePlayerCommand', 'data': [{'rotate': 90}, {'move': 'forward'}]})\n"
+    "print('moved', moved['type'], moved['data']['x'], moved['data']['y'],\n"
+    "      moved['data']['y'] - data['y'])\n"
+    "shot = send({'type': 'PlayerShootCommand'})\n"
+    "print('shot', shot['type'], data['shooting']['tokens'] - shot['data']['shooting']['tokens'])\n"
+)
+
+
+
+async def play_arena_program(
+    testcase: TestCase, socket: ProcessorClient, arena_id: str,
+    controller: Callable[[], Awaitable[arena_client.ArenaClient]],
+) -> None:
+    """
+    Run L{ARENA_PROGRAM} on C{socket} in C{arena_id}; once it has registered, a controller
+    (connected by C{controller}) starts the game.  Check that the program got the arena's
+    replies, that nothing of the arena was relayed to the processor client, and that the
+    controller's snapshots (queued since its StartGameAck, one per tick) show the player
+    where the program moved it, then its shot flying the way it faces.
+    """
+    controllers: list[arena_client.ArenaClient] = []
+    controller_started: Deferred[Any] = Deferred()
+
+    async def start_game() -> None:
+        connected = await controller()
+        controllers.append(connected)
+        controller_started.callback(await connected.start_game())
+
+    def on_output(stream: str, text: str) -> None:
+        if text.startswith("registered RegisterPlayerAck "):
+            Deferred.fromCoroutine(start_game()).addErrback(controller_started.errback)
+
+    socket.on_output = on_output
+    outcome = await socket.run("python", ARENA_PROGRAM, engine="arena", arena=arena_id)
+    testcase.assertEqual((await controller_started)["type"], "StartGameAck")
+    testcase.assertEqual(outcome.errors(), [])
+    registered, moved, shot = (line.split() for line in outcome.stdout)
+    testcase.assertEqual(registered[:2], ["registered", "RegisterPlayerAck"])
+    testcase.assertEqual((moved[:2], moved[4]), (["moved", "MovePlayerAck"], "2.0"))
+    testcase.assertEqual(shot, ["shot", "PlayerShotAck", "6"])  # the default shot cost
+    testcase.assertEqual(outcome.commands, [])
+    testcase.assertEqual(outcome.end["exit_code"], 0)
+
+    player_id = registered[2]
+    position = {"x": float(moved[2]), "y": float(moved[3])}
+
+    def players(snapshot: dict[str, Any]) -> dict[str, Any]:
+        return {p["id"]: p for p in snapshot["data"]["arena_snapshot"]["players_snapshots"]}
+
+    def shows_move(message: dict[str, Any]) -> bool:
+        if message.get("type") != "GameSnapshotNotification":
+            return False
+        player = players(message).get(player_id)
+        return player is not None and player["coordinates"] == position
+
+    [watching] = controllers
+    snapshot = await watching.wait_for(shows_move, timeout=10)
+    testcase.assertEqual(players(snapshot)[player_id]["rotation"], 90)
+    snapshot = await watching.wait_for(
+        lambda m: shows_move(m) and bool(m["data"]["arena_snapshot"]["shots_snapshots"]),
+        timeout=10,
+    )
+    [flying] = snapshot["data"]["arena_snapshot"]["shots_snapshots"]
+    testcase.assertEqual(flying["rotation"], 90)
+    testcase.assertGreater(flying["coordinates"]["y"], position["y"])
+    testcase.assertEqual(flying["coordinates"]["x"], position["x"])

@@ -1,7 +1,8 @@
 """
-Arenas across nodes (gameproto.arena.cluster): the lease and routing logic with two
-simulated nodes on one Clock, the in-process bus, an in-memory lease table and one
-memory store; and the lease scripts against a real redis-server.
+Arenas across nodes (gameproto.arena.service with gameproto.arena.relay.BusRelay): the
+ownership and routing logic with two nodes on one Clock, the in-process bus, one lease
+table (a MemoryLeaseTable, which can be cut off) and one memory store.  The lease tables
+themselves are held to one contract with Redis in tests/test_ownership.py.
 """
 
 from __future__ import annotations
@@ -9,36 +10,34 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from gameproto.arena.cluster import (
-    ArenaCluster,
-    RedisLeases,
-    RemoteArena,
-    command_json,
-)
+from gameproto.arena.arena import Arena
 from gameproto.arena.commands import (
     MovePlayerCommand,
     RegisterPlayerCommand,
     StartGameCommand,
+    command_json,
     parse_command,
 )
 from gameproto.arena.config import ArenaConfig
+from gameproto.arena.directory import ArenaDirectory
+from gameproto.arena.relay import BusRelay, RemoteArena
 from gameproto.arena.service import (
     DEFAULT_ARENA,
-    Arena,
     ArenaExists,
     ArenaLimitReached,
+    ArenaSeams,
     ArenaService,
     ServerFull,
 )
 from gameproto.bus.local import LocalBus
+from gameproto.ownership import Ownership
 from gameproto.store.memory import MemoryStore
-from tests.arenasupport import TICK, LeaseTable, RecordingSocket, TableLeases
-from tests.support import WALL_CLOCK_SLACK
+from tests.arenasupport import TICK, CutOffLeaseTable, RecordingSocket
+
 # The close reasons of docs/arena.md, "Several nodes".
 RESTARTED = "the arena's node was lost: the arena restarted empty, connect again"
 MOVED = "the arena is now run by another node: it restarted empty, connect again"
@@ -66,17 +65,22 @@ class TwoNodesTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.bus = LocalBus(self.clock)
-        self.table = LeaseTable(self.clock)
+        self.table = CutOffLeaseTable(self.clock)
         self.store = MemoryStore()
         self.a = self.node("a")
         self.b = self.node("b")
 
     def node(self, name: str, **options: Any) -> ArenaService:
-        cluster = ArenaCluster(self.clock, self.bus, TableLeases(self.table, name), self.store)
-        service = ArenaService(self.clock, cluster=cluster, rng=random.Random(7), **options)
+        seams = ArenaSeams(ArenaDirectory(self.store, self.clock),
+                           Ownership(self.table, name, self.clock, "arena"),
+                           BusRelay(self.clock, self.bus, name))
+        service = ArenaService(self.clock, seams=seams, rng=random.Random(7), **options)
         service.startService()
         self.addCleanup(service.stopService)
         return service
+
+    def holder(self, arena_id: str) -> str | None:
+        return self.successResultOf(ensureDeferred(self.a.ownership.holder(arena_id)))
 
     def settle(self) -> None:
         """Let the bus and the outboxes deliver what is queued (later reactor turns)."""
@@ -92,11 +96,11 @@ class TwoNodesTests(SynchronousTestCase):
         config = ArenaConfig.from_dict({"spawn_points": [[100, 100, 0], [300, 100, 0]]})
         return self.successResultOf(ensureDeferred(service.create(owner, config, arena_id)))
 
-    def resolve(self, service: ArenaService, arena_id: str) -> Any:
-        return self.successResultOf(ensureDeferred(service.resolve(arena_id)))
+    def locate(self, service: ArenaService, arena_id: str) -> Any:
+        return self.successResultOf(service.locate(arena_id))
 
     def remote_player(self, arena_id: str = "x") -> tuple[RemoteArena, RecordingSocket]:
-        handle = self.resolve(self.b, arena_id)
+        handle = self.locate(self.b, arena_id)
         self.assertIsInstance(handle, RemoteArena)
         socket = RecordingSocket()
         handle.add_player(socket)
@@ -107,17 +111,17 @@ class TwoNodesTests(SynchronousTestCase):
     def test_one_owner_per_arena(self) -> None:
         """
         The default arena runs on the node that started first, a created arena on the
-        node that created it; the other node resolves both to the owner over the bus.
+        node that created it; the other node locates both on the owner, over the bus.
         """
-        self.assertIsInstance(self.a.get(DEFAULT_ARENA), Arena)
-        self.assertIsNone(self.b.get(DEFAULT_ARENA))
+        self.assertIsInstance(self.a.here(DEFAULT_ARENA), Arena)
+        self.assertIsNone(self.b.here(DEFAULT_ARENA))
         self.create(self.b, "x")
-        self.assertIsNone(self.a.get("x"))
-        self.assertTrue(self.b.get("x").running)
-        handle = self.resolve(self.a, "x")
+        self.assertIsNone(self.a.here("x"))
+        self.assertTrue(self.b.here("x").running)
+        handle = self.locate(self.a, "x")
         self.assertEqual((handle.node, handle.owner), ("b", "ann"))
-        self.assertEqual(self.resolve(self.b, DEFAULT_ARENA).node, "a")
-        self.assertIsNone(self.resolve(self.b, "nothing"))
+        self.assertEqual(self.locate(self.b, DEFAULT_ARENA).node, "a")
+        self.assertIsNone(self.locate(self.b, "nothing"))
 
     def test_records_shared(self) -> None:
         """Duplicate ids and the per-user and global limits are counted across nodes."""
@@ -151,10 +155,10 @@ class TwoNodesTests(SynchronousTestCase):
         handle.submit(player, RegisterPlayerCommand())
         self.advance(TICK * 2)
         self.assertIn("RegisterPlayerAck", player.types())
-        self.assertEqual(len(self.a.get("x").engine.player_ids()), 1)
+        self.assertEqual(len(self.a.here("x").engine.player_ids()), 1)
 
         control = RecordingSocket()
-        controller = self.resolve(self.b, "x")
+        controller = self.locate(self.b, "x")
         controller.set_controller(control)
         self.settle()
         controller.control(control, StartGameCommand())
@@ -175,60 +179,77 @@ class TwoNodesTests(SynchronousTestCase):
         self.create(self.a, "x")
         handle, player = self.remote_player()
         self.settle()
-        self.assertEqual(self.a.get("x").connections, 1)
+        self.assertEqual(self.a.here("x").connections, 1)
         handle.remove_player(player)
         self.settle()
-        self.assertEqual(self.a.get("x").connections, 0)
+        self.assertEqual(self.a.here("x").connections, 0)
 
     def test_delete_on_other_node(self) -> None:
         """DELETE on b removes the record; a closes the arena and b's socket is told."""
         self.create(self.a, "x")
         handle, player = self.remote_player()
         self.settle()
-        arena = self.a.get("x")
-        self.successResultOf(ensureDeferred(self.b.remove("x", "Ann")))
+        arena = self.a.here("x")
+        self.successResultOf(ensureDeferred(self.b.delete("x", "Ann")))
         self.settle()
-        self.assertIsNone(self.a.get("x"))
+        self.assertIsNone(self.a.here("x"))
         self.assertFalse(arena.running)
         self.assertEqual(player.closed, ["the arena was deleted"])
         self.assertIsNone(self.successResultOf(self.store.get_arena("x")))
-        self.assertIsNone(self.table.get("x"))
+        self.assertIsNone(self.holder("x"))
+
+    def test_live_view_from_the_owner(self) -> None:
+        """GET on b shows the players of an arena run by a, asked of a over the bus."""
+        self.create(self.a, "x")
+        handle, player = self.remote_player()
+        handle.submit(player, RegisterPlayerCommand())
+        self.advance(TICK * 2)
+        view = ensureDeferred(self.b.describe("x"))
+        self.settle()
+        self.assertEqual(len(self.successResultOf(view)["players"]), 1)
 
     # -- failures ---------------------------------------------------------------------
 
     def test_owner_dies_other_node_takes_over(self) -> None:
         """
-        a stops renewing (dead or stalled): once the lease has been absent for its TTL, b
-        takes it, runs the arena empty and closes its sockets with RESTARTED; a, when it
-        renews again, finds b's id and stops ticking the arena at once.
+        a stops renewing (dead or stalled): once its lease has gone unrenewed for a full
+        TTL, b declares it dead, takes it, runs the arena empty and closes its sockets with
+        RESTARTED; a, when it renews again, finds b's lease and stops the arena at once.
         """
         self.create(self.a, "x")
         handle, player = self.remote_player()
         handle.submit(player, RegisterPlayerCommand())
         self.advance(0.2)
-        old = self.a.get("x")
-        self.a.cluster._loop.stop()  # type: ignore[union-attr]
+        old = self.a.here("x")
+        self.a.renewal.stop()
         start = self.clock.seconds()
         while not player.closed:
             self.advance(0.1, step=0.1)
             self.assertLess(self.clock.seconds() - start, 3 + 1 + 0.2)
         self.assertEqual(player.closed, [RESTARTED])
         self.assertGreaterEqual(self.clock.seconds() - start, 3 - 1)
-        taken = self.b.get("x")
+        taken = self.b.here("x")
         self.assertEqual((taken.running, taken.engine.player_ids()), (True, []))
         self.assertTrue(old.running)  # a has not noticed yet
-        self.successResultOf(ensureDeferred(self.a.cluster.renew_and_watch()))  # type: ignore[union-attr]
+        self.successResultOf(ensureDeferred(self.a.renew_and_watch()))
         self.assertFalse(old.running)
-        self.assertIsNone(self.a.get("x"))
-        self.assertEqual(self.table.get("x"), "b")
+        self.assertIsNone(self.a.here("x"))
+        self.assertEqual(self.holder("x"), "b")
 
     def test_lost_lease_closes_local_sockets(self) -> None:
-        """Another node holding the lease at a renewal stops the arena; its sockets hear MOVED."""
+        """
+        A stalled owner whose lease another node took meanwhile stops the arena at its next
+        renewal; its sockets hear MOVED.
+        """
         arena = self.create(self.a, "x")
         local = RecordingSocket()
         arena.add_player(local)
-        self.table.set("x", "c")
-        self.advance(1.2, step=0.1)
+        self.a.renewal.stop()
+        self.advance(3.2, step=0.1)
+        c = Ownership(self.table, "c", self.clock, "arena")
+        self.assertTrue(self.successResultOf(c.claim("x")))
+        self.a.renewal.start(1.0, now=True)
+        self.settle()
         self.assertFalse(arena.running)
         self.assertEqual(local.closed, [MOVED])
 
@@ -247,104 +268,39 @@ class TwoNodesTests(SynchronousTestCase):
         self.assertEqual(player.closed, [])
         self.table.available = True
         self.advance(2.0, step=0.1)
-        self.assertEqual((player.closed, self.table.get("x"), self.a.get("x")),
+        self.assertEqual((player.closed, self.holder("x"), self.a.here("x")),
                          ([], "a", arena))
-        self.assertIsNone(self.b.get("x"))
+        self.assertIsNone(self.b.here("x"))
 
     def test_connecting_to_an_orphan_takes_it(self) -> None:
-        """An arena whose lease is absent is taken, empty, by the node a socket connects to."""
+        """
+        An arena whose lease is absent is taken, empty, by the node a socket connects to,
+        once that node has seen the lease absent for a full TTL (its holder might have
+        written it back); the socket waits meanwhile.
+        """
         self.create(self.a, "x")
-        self.a.cluster._loop.stop()  # type: ignore[union-attr]
+        self.a.renewal.stop()
         self.advance(3.2, step=0.1)
-        self.assertIsNone(self.table.get("x"))
-        arena = self.resolve(self.b, "x")
+        self.assertIsNone(self.holder("x"))
+        located = self.b.locate("x")
+        self.assertNoResult(located)
+        self.advance(3.5, step=0.1)
+        arena = self.successResultOf(located)
         self.assertIsInstance(arena, Arena)
-        self.assertIs(self.b.get("x"), arena)
-        self.assertEqual(self.table.get("x"), "b")
+        self.assertIs(self.b.here("x"), arena)
+        self.assertEqual(self.holder("x"), "b")
 
-
-class RedisLeaseTests(TestCase):
-    """The lease scripts on a real redis-server."""
-
-    timeout = 60
-
-    def setUp(self) -> Deferred[None]:
-        from tests.redisserver import started_redis
-
-        async def start() -> None:
-            from gameproto.redis import RedisURL, connection_pool
-
-            self.redis = await started_redis(self)
-            self.pool = connection_pool(reactor, RedisURL.parse(self.redis.url))
-            self.addCleanup(lambda: self.pool.disconnect())
-
-        return ensureDeferred(start())
-
-    def leases(self, node: str, ttl_ms: int = 3000) -> RedisLeases:
-        return RedisLeases(reactor, node, lambda: self.pool, ttl_ms=ttl_ms)
-
-    def test_compare_and_set(self) -> Deferred[None]:
+    def test_shutdown_hands_over_at_once(self) -> None:
         """
-        SET NX: one holder at a time; the holder renews (PX 3000), another node cannot;
-        after a takeover the stalled ex-owner's renewal fails and its release deletes
-        nothing.
+        A node that stops tells the sockets of other nodes (SHUTTING_DOWN) and resigns its
+        leases: the next node to look takes the arena over without waiting for a TTL.
         """
-
-        async def check() -> None:
-            a, b = self.leases("a"), self.leases("b")
-            self.assertTrue(await a.acquire("x"))
-            self.assertFalse(await b.acquire("x"))
-            self.assertFalse(await b.renew("x"))
-            self.assertEqual(await a.holder("x"), "a")
-            self.assertTrue(await a.renew("x"))
-            ttl = int(await self.pool.execute_command("PTTL", a.key("x")))
-            # PX 3000, less the time between the renewal and this read.
-            self.assertTrue(3000 - WALL_CLOCK_SLACK * 1000 < ttl <= 3000, ttl)
-            # a stalls past its TTL (here: its key goes) and b takes over.
-            await self.pool.delete([a.key("x")])
-            self.assertTrue(await b.acquire("x"))
-            self.assertFalse(await a.renew("x"))
-            a.release("x")
-            self.assertEqual(await a.holder("x"), "b")
-            b.release("x")
-            await self.pool.ping()  # the release has been applied
-            self.assertIsNone(await b.holder("x"))
-
-        return ensureDeferred(check())
-
-    def test_expiry(self) -> Deferred[None]:
-        """A lease not renewed expires after its TTL; another node can then take it."""
-        from tests.support import wait_for
-
-        async def check() -> None:
-            a, b = self.leases("a", ttl_ms=200), self.leases("b", ttl_ms=200)
-            self.assertTrue(await a.acquire("x"))
-            holders: list[Any] = ["a"]
-
-            async def probe() -> None:
-                holders.append(await b.holder("x"))
-
-            await wait_for(lambda: holders[-1] is None, 3, poll=0.05, action=probe)
-            self.assertTrue(await b.acquire("x"))
-
-        return ensureDeferred(check())
-
-    def test_renewal_recreates_after_empty_restart(self) -> Deferred[None]:
-        """After Redis restarts empty, the owner's next renewal writes its lease back."""
-        from tests.support import wait_for
-
-        async def check() -> None:
-            a = self.leases("a")
-            self.assertTrue(await a.acquire("x"))
-            await self.redis.stop()
-            await self.redis.start()
-            renewed: list[bool] = []
-
-            async def renew() -> None:
-                renewed.append(await a.renew("x"))
-
-            await wait_for(lambda: bool(renewed), 5, poll=0.1, action=renew)
-            self.assertEqual(renewed, [True])
-            self.assertEqual(await a.holder("x"), "a")
-
-        return ensureDeferred(check())
+        self.create(self.a, "x")
+        handle, player = self.remote_player()
+        self.settle()
+        self.a.stopService()
+        self.settle()
+        self.assertEqual(player.closed, ["the arena's node is shutting down: connect again"])
+        arena = self.locate(self.b, "x")
+        self.assertIsInstance(arena, Arena)
+        self.assertEqual(self.holder("x"), "b")

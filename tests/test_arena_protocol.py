@@ -22,14 +22,12 @@ from gameproto.arena.protocol import (
     PlayerMachine,
     arena_id_of,
 )
+from gameproto.arena.arena import Arena, Frame
 from gameproto.arena.service import (
     DEFAULT_ARENA,
-    Arena,
     ArenaExists,
     ArenaLimitReached,
     ArenaService,
-    Frame,
-    LocalLeases,
     NotTheOwner,
     ServerFull,
 )
@@ -179,7 +177,7 @@ class ControllerEndpointTests(ArenaServerTestCase):
         self.assertEqual(old.closes(), [(4009, "replaced by a newer controller")])
         self.tick()
         self.assertEqual(types(new.json_messages()), ["GameSnapshotNotification"])
-        self.assertTrue(self.server.arenas.get(DEFAULT_ARENA).controller_connected)
+        self.assertTrue(self.server.arenas.here(DEFAULT_ARENA).controller_connected)
 
     def test_start_twice_and_start_order(self) -> None:
         """StartGameAck, StartGameOrder to registered players; a second start is refused."""
@@ -255,7 +253,7 @@ class ArenaDeletionTests(ArenaServerTestCase):
         self.assertEqual(response.status, 204)
         self.assertEqual(control.closes(), [(1000, "the arena was deleted")])
         self.assertEqual(ws.closes(), [(1000, "the arena was deleted")])
-        self.assertIsNone(self.server.arenas.get("doomed"))
+        self.assertIsNone(self.server.arenas.here("doomed"))
 
 
 # ---------------------------------------------------------------------------
@@ -276,7 +274,7 @@ class ArenaServiceTests(SynchronousTestCase):
 
     def test_default_arena_exists_and_ticks(self) -> None:
         """The default arena exists from the start and ticks every tick_ms."""
-        arena = self.service.get(DEFAULT_ARENA)
+        arena = self.service.here(DEFAULT_ARENA)
         self.assertIsNotNone(arena)
         controller = RecordingSocket()
         arena.set_controller(controller)
@@ -289,7 +287,7 @@ class ArenaServiceTests(SynchronousTestCase):
         arena = self.create(config=ArenaConfig(tick_ms=100))
         self.clock.pump([0.02] * 25)
         self.assertEqual(arena.ticks, 5)
-        self.assertEqual(self.service.get(DEFAULT_ARENA).ticks, 25)
+        self.assertEqual(self.service.here(DEFAULT_ARENA).ticks, 25)
 
     def test_random_id(self) -> None:
         """Without an id an arena gets 8 random characters of [a-z0-9]."""
@@ -310,7 +308,7 @@ class ArenaServiceTests(SynchronousTestCase):
         self.failureResultOf(ensureDeferred(self.service.create("ann", ArenaConfig())),
                              ArenaLimitReached)
         self.create("bob")
-        self.assertEqual(len(self.service), 4)
+        self.assertEqual(len(self.service.arenas()), 4)
         self.failureResultOf(ensureDeferred(self.service.create("carl", ArenaConfig())),
                              ServerFull)
 
@@ -321,20 +319,20 @@ class ArenaServiceTests(SynchronousTestCase):
         socket = RecordingSocket()
         busy.add_player(socket)
         self.clock.advance(599)
-        self.assertIsNotNone(self.service.get("idle"))
+        self.assertIsNotNone(self.service.here("idle"))
         self.clock.advance(1)
-        self.assertIsNone(self.service.get("idle"))
+        self.assertIsNone(self.service.here("idle"))
         self.assertFalse(arena.running)
-        self.assertIsNotNone(self.service.get("busy"))
-        self.assertIsNotNone(self.service.get(DEFAULT_ARENA))
+        self.assertIsNotNone(self.service.here("busy"))
+        self.assertIsNotNone(self.service.here(DEFAULT_ARENA))
         busy.remove_player(socket)
         self.clock.advance(300)
         busy.set_controller(socket)  # a connection resets the timer
         busy.remove_controller(socket)
         self.clock.advance(599)
-        self.assertIsNotNone(self.service.get("busy"))
+        self.assertIsNotNone(self.service.here("busy"))
         self.clock.advance(1)
-        self.assertIsNone(self.service.get("busy"))
+        self.assertIsNone(self.service.here("busy"))
 
     def test_reaped_id_reusable(self) -> None:
         """A reaped arena's id (and lease) is free again."""
@@ -347,20 +345,46 @@ class ArenaServiceTests(SynchronousTestCase):
         arena = self.create(arena_id="mine")
         socket = RecordingSocket()
         arena.add_player(socket)
-        self.assertRaises(NotTheOwner, self.service.delete, "mine", "bob")
-        self.assertRaises(NotTheOwner, self.service.delete, DEFAULT_ARENA, "ann")
-        self.assertRaises(KeyError, self.service.delete, "nothing", "ann")
-        self.service.delete("mine", "Ann")
+
+        def delete(arena_id: str, user: str) -> Any:
+            return ensureDeferred(self.service.delete(arena_id, user))
+
+        self.failureResultOf(delete("mine", "bob"), NotTheOwner)
+        self.failureResultOf(delete(DEFAULT_ARENA, "ann"), NotTheOwner)
+        self.failureResultOf(delete("nothing", "ann"), KeyError)
+        self.successResultOf(delete("mine", "Ann"))
         self.assertEqual(socket.closed, ["the arena was deleted"])
-        self.assertIsNone(self.service.get("mine"))
+        self.assertIsNone(self.service.here("mine"))
+        self.failureResultOf(delete("mine", "ann"), KeyError)
 
     def test_stop_and_restart(self) -> None:
-        """Stopping the service stops every tick loop."""
+        """
+        Stopping the service stops every arena and tells its sockets; started again, the
+        service runs the default arena again (a new round).
+        """
+        arena = self.service.here(DEFAULT_ARENA)
+        socket = RecordingSocket()
+        arena.add_player(socket)
         self.service.stopService()
-        arena = self.service.get(DEFAULT_ARENA)
         self.assertFalse(arena.running)
+        self.assertEqual(socket.closed, ["the arena's node is shutting down: connect again"])
+        self.assertIsNone(self.service.here(DEFAULT_ARENA))
         self.service.startService()
-        self.assertTrue(arena.running)
+        self.assertTrue(self.service.here(DEFAULT_ARENA).running)
+
+    def test_locate(self) -> None:
+        """
+        On one node every arena that exists is located at once, here; an unknown id (or
+        anything that is not an id) is None.
+        """
+        created = self.create(arena_id="here")
+        self.assertIs(self.successResultOf(self.service.locate("here")), created)
+        self.assertIs(self.successResultOf(self.service.locate(DEFAULT_ARENA)),
+                      self.service.here(DEFAULT_ARENA))
+        for unknown in ("nothing", "NOT AN ID"):
+            self.assertIsNone(self.successResultOf(self.service.locate(unknown)))
+            self.assertFalse(self.successResultOf(self.service.exists(unknown)))
+        self.assertTrue(self.successResultOf(self.service.exists("here")))
 
     def test_broken_socket_does_not_stop_others(self) -> None:
         """A socket raising in deliver is logged; the others get their frames."""
@@ -369,7 +393,7 @@ class ArenaServiceTests(SynchronousTestCase):
             def deliver(self, frame: Frame) -> None:
                 raise RuntimeError("broken")
 
-        arena = self.service.get(DEFAULT_ARENA)
+        arena = self.service.here(DEFAULT_ARENA)
         broken, fine = Broken(), RecordingSocket()
         arena.add_player(broken)
         arena.add_player(fine)
@@ -380,14 +404,13 @@ class ArenaServiceTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertTrue(arena.running)
 
-    def test_leases(self) -> None:
-        """Creating an arena takes its lease; a lease held elsewhere is a conflict."""
-        leases = LocalLeases()
-        service = ArenaService(Clock(), leases=leases)
-        self.assertTrue(self.successResultOf(leases.acquire("taken")))
-        self.failureResultOf(ensureDeferred(service.create("ann", ArenaConfig(), "taken")),
-                             ArenaExists)
-        self.assertFalse(self.successResultOf(leases.acquire(DEFAULT_ARENA)))
+    def test_created_arena_holds_its_lease(self) -> None:
+        """A created arena is run under its lease, which this node renews every second."""
+        self.create(arena_id="held")
+        self.clock.advance(10)
+        self.assertEqual(self.successResultOf(ensureDeferred(
+            self.service.ownership.holder("held"))), self.service.ownership.node_id)
+        self.assertIsNotNone(self.service.here("held"))
 
 
 # ---------------------------------------------------------------------------
@@ -448,6 +471,27 @@ class MachineTests(SynchronousTestCase):
         machine.startOrdered()  # the next round starts: legal only from Registered
         self.assertRaises(NoTransition, machine.acknowledged, "3")
 
+    def test_frames_wait_while_joining(self) -> None:
+        """
+        What a player sends while its arena is being located waits, and is applied in
+        order once it has joined; a connection lost meanwhile joins nothing.
+        """
+        connection = FakeConnection()
+        machine = PlayerMachine(PlayerCore(connection, connection))
+        machine.invalid("first")
+        machine.command(RegisterPlayerCommand())
+        self.assertEqual((connection.sent, self.arena.connections), ([], 0))
+        machine.joined(self.arena)
+        self.assertEqual(connection.sent, [
+            {"type": "InvalidCommandError", "data": {"reason": "first"}}])
+        self.arena.tick()
+        self.assertEqual([frame.type for frame in connection.frames], ["RegisterPlayerAck"])
+        gone = FakeConnection()
+        late = PlayerMachine(PlayerCore(gone, gone))
+        late.lost()
+        late.joined(self.arena)
+        self.assertEqual(self.arena.connections, 1)
+
     def test_player_refused(self) -> None:
         """A refusal sends InvalidCommandError with the reason, then closes with the code."""
         connection = FakeConnection()
@@ -492,7 +536,7 @@ class TickLatenessTests(SynchronousTestCase):
         clock = Clock()
         service = ArenaService(clock)
         service.startService()
-        arena = service.get(DEFAULT_ARENA)
+        arena = service.here(DEFAULT_ARENA)
         clock.advance(0.02)
         clock.advance(0.02)
         self.assertEqual((arena.ticks, service.lateness.percentile(0.99)), (2, 0.0))

@@ -170,6 +170,28 @@ class LeaseTableContract:
             self.assertEqual(await b.holder("x"), "c")
         return self.play(scenario)
 
+    def test_resigned_lease_is_taken_over_at_once(self) -> Deferred[None]:
+        """
+        A holder that resigns (it shuts down) leaves a tombstone: only its holder can
+        resign, its renewal then fails, and another node's check says GONE at once, with
+        no TTL to wait, and it takes the lease over.
+        """
+        async def scenario() -> None:
+            t = self.table
+            self.assertTrue(await t.renew("k", "a", TTL_MS))
+            self.assertFalse(await t.resign("k", "b"))
+            self.assertTrue(await t.resign("k", "a"))
+            self.assertFalse(await t.resign("k", "a"))
+            self.assertEqual((await t.read("k"))[0], TOMBSTONE)
+            self.assertFalse(await t.renew("k", "a", TTL_MS))
+            a, b = (Ownership(self.table, n, self.clock, "arena", ttl_ms=TTL_MS) for n in "ab")
+            self.assertTrue(await a.claim("x"))
+            await a.resign("x")
+            self.assertEqual(await b.check("x"), _holding(None, Verdict.GONE))
+            self.assertTrue(await b.take_over("x"))
+            self.assertEqual(await a.holder("x"), "b")
+        return self.play(scenario)
+
     def test_keys_by_kind(self) -> Deferred[None]:
         """A match and an arena with the same id are different leases."""
         async def scenario() -> None:

@@ -26,6 +26,7 @@ from tests.processor_support import (
     SYNTAX_ERROR_LINE,
     THOUSAND_CALLS,
     interpreter,
+    play_arena_program,
     processes_of_uid,
     require_root,
     run_uids,
@@ -52,24 +53,6 @@ THREE_SLEEPERS = (
     "    time.sleep(3600)\n"
     "say_pid()\n"
     "time.sleep(3600)\n"
-)
-
-#: Registers in the default arena, waits for the start, turns to 90 degrees and moves, then
-#: shoots; prints each reply's type and figures.
-ARENA_PROGRAM = (
-    "from gameproto_sdk import send\n"
-    "ack = send({'type': 'RegisterPlayerCommand'})\n"
-    "data = ack['data']\n"
-    "print('registered', ack['type'], data['id'], data['x'], data['y'], flush=True)\n"
-    "for _ in range(10):\n"
-    "    note = send({'type': 'WaitNotification', 'timeout_ms': 5000})\n"
-    "    if note and note['type'] == 'StartGameOrder':\n"
-    "        break\n"
-    "moved = send({'type': 'MovePlayerCommand', 'data': [{'rotate': 90}, {'move': 'forward'}]})\n"
-    "print('moved', moved['type'], moved['data']['x'], moved['data']['y'],\n"
-    "      moved['data']['y'] - data['y'])\n"
-    "shot = send({'type': 'PlayerShootCommand'})\n"
-    "print('shot', shot['type'], data['shooting']['tokens'] - shot['data']['shooting']['tokens'])\n"
 )
 
 #: Says it waits, then blocks in one engine call until the client answers it.
@@ -290,57 +273,15 @@ class RunEndToEndTests(ProcessorEndToEndTestCase):
         snapshots show the program's player at its moved coordinates and then its shot, and
         nothing of the arena is relayed to the processor client.
         """
-        controllers: list[arena_client.ArenaClient] = []
-        controller_started: Deferred[Any] = Deferred()
 
-        async def start_game() -> None:
-            controller = await arena_client.connect(
+        async def controller() -> arena_client.ArenaClient:
+            socket = await arena_client.connect(
                 reactor, self.node.ws_url(""), "default", role="control", token=self.token,
             )
-            self.sockets.append(controller)
-            controllers.append(controller)
-            controller_started.callback(await controller.start_game())
+            self.sockets.append(socket)
+            return socket
 
-        def on_output(stream: str, text: str) -> None:
-            if text.startswith("registered RegisterPlayerAck "):
-                Deferred.fromCoroutine(start_game()).addErrback(controller_started.errback)
-
-        socket = await self.connect(on_output=on_output)
-        outcome = await socket.run("python", ARENA_PROGRAM, engine="arena", arena="default")
-        self.assertEqual((await controller_started)["type"], "StartGameAck")
-        self.assertEqual(outcome.errors(), [])
-        registered, moved, shot = (line.split() for line in outcome.stdout)
-        self.assertEqual(registered[:2], ["registered", "RegisterPlayerAck"])
-        self.assertEqual((moved[:2], moved[4]), (["moved", "MovePlayerAck"], "2.0"))
-        self.assertEqual(shot, ["shot", "PlayerShotAck", "6"])  # the default shot cost
-        self.assertEqual(outcome.commands, [])
-        self.assertEqual(outcome.end["exit_code"], 0)
-
-        # The controller's snapshots (queued since its StartGameAck, one per tick) show the
-        # player where the program moved it, then its shot flying the way it faces.
-        player_id = registered[2]
-        position = {"x": float(moved[2]), "y": float(moved[3])}
-
-        def players(snapshot: dict[str, Any]) -> dict[str, Any]:
-            return {p["id"]: p for p in snapshot["data"]["arena_snapshot"]["players_snapshots"]}
-
-        def shows_move(message: dict[str, Any]) -> bool:
-            if message.get("type") != "GameSnapshotNotification":
-                return False
-            player = players(message).get(player_id)
-            return player is not None and player["coordinates"] == position
-
-        [controller] = controllers
-        snapshot = await controller.wait_for(shows_move, timeout=10)
-        self.assertEqual(players(snapshot)[player_id]["rotation"], 90)
-        snapshot = await controller.wait_for(
-            lambda m: shows_move(m) and bool(m["data"]["arena_snapshot"]["shots_snapshots"]),
-            timeout=10,
-        )
-        [flying] = snapshot["data"]["arena_snapshot"]["shots_snapshots"]
-        self.assertEqual(flying["rotation"], 90)
-        self.assertGreater(flying["coordinates"]["y"], position["y"])
-        self.assertEqual(flying["coordinates"]["x"], position["x"])
+        await play_arena_program(self, await self.connect(), "default", controller)
 
 
 class LimitsEndToEndTests(ProcessorEndToEndTestCase):

@@ -666,7 +666,7 @@ class ArenaEngineTests(ProcessorTestCase):
         else the arena says is kept as notifications, nothing is relayed to the client.
         """
         ws, run = self.arena_run()
-        default = self.arenas.get("default")
+        default = self.arenas.here("default")
         assert default is not None
         self.assertEqual(default.connections, 1)
         reply = run.engine({"type": "RegisterPlayerCommand"})
@@ -706,7 +706,7 @@ class ArenaEngineTests(ProcessorTestCase):
 
     def test_wait_times_out(self) -> None:
         """WaitNotification with nothing to come answers null after its timeout."""
-        self.arenas.get("default").stop()  # type: ignore[union-attr]
+        self.arenas.here("default").stop()  # type: ignore[union-attr]
         ws, run = self.arena_run()
         reply = run.engine({"type": "WaitNotification", "timeout_ms": 500})
         self.clock.advance(0.499)
@@ -720,7 +720,7 @@ class ArenaEngineTests(ProcessorTestCase):
         registered = run.engine({"type": "RegisterPlayerCommand"})
         self.tick()
         self.answer(registered)
-        self.arenas.get("default").control(None, _start_game())  # type: ignore[union-attr]
+        self.arenas.here("default").control(None, _start_game())  # type: ignore[union-attr]
         for _ in range(1024 + 10):
             self.tick()
         first = self.answer(run.engine({"type": "GetNotifications"}))
@@ -736,7 +736,7 @@ class ArenaEngineTests(ProcessorTestCase):
         self.successResultOf(Deferred.fromCoroutine(created))
         ws = self.connect()
         self.ready(ws, engine="arena", arena="mine")
-        self.arenas.delete("mine", "ann")
+        self.successResultOf(Deferred.fromCoroutine(self.arenas.delete("mine", "ann")))
         ws.send(b"print(1)")
         self.assertEqual(self.messages(ws), [self.error("no such arena")])
         self.assertEqual(self.runs.runs, [])
@@ -747,7 +747,7 @@ class ArenaEngineTests(ProcessorTestCase):
         ws = self.connect()
         run = self.running(ws, engine="arena", arena="mine")
         pending = run.engine({"type": "WaitNotification", "timeout_ms": 5000})
-        self.arenas.delete("mine", "ann")
+        self.successResultOf(Deferred.fromCoroutine(self.arenas.delete("mine", "ann")))
         self.assertEqual(self.answer(pending), {"error": "arena closed: the arena was deleted"})
         self.assertEqual(self.answer(run.engine({"type": "GetNotifications"})),
                          {"error": "arena closed: the arena was deleted"})

@@ -67,7 +67,7 @@ class ArenasAPI:
     async def delete(self, request: IRequest, arena_id: str) -> Response:
         user = await self.accounts_api.require_user(request)
         try:
-            await self.arenas.remove(arena_id, user.username)
+            await self.arenas.delete(arena_id, user.username)
         except KeyError:
             raise ApiError(404, "no such arena") from None
         except ArenaError as e:

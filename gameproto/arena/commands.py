@@ -118,6 +118,21 @@ def parse_command(message: object) -> Command:
     return parser(message)
 
 
+def command_json(command: Command) -> dict[str, object]:
+    """
+    The JSON form of a parsed command, as a node sends it to the node running the arena:
+    C{parse_command(command_json(c)) == c}.
+    """
+    if isinstance(command, MovePlayerCommand):
+        steps = [{"move": step.direction.value} if isinstance(step, Move)
+                 else {"rotate": step.degrees} for step in command.steps]
+        return {"type": "MovePlayerCommand", "data": steps}
+    if isinstance(command, ConfigurePlayerCommand):
+        return {"type": "ConfigurePlayerCommand",
+                "data": [{"op": "radarType", "args": [radar.value]} for radar in command.radars]}
+    return {"type": type(command).__name__}
+
+
 def _parse_move_player(message: Mapping[str, object]) -> MovePlayerCommand:
     data = message.get("data")
     if not isinstance(data, list):

@@ -46,12 +46,11 @@ Decisions DESIGN.md leaves open:
 
 from __future__ import annotations
 
-import enum
 import itertools
 import math
 import random
 from collections.abc import Hashable
-from typing import Any, Final, NamedTuple, TypeAlias, assert_never
+from typing import Any, assert_never
 
 import attrs
 
@@ -69,6 +68,24 @@ from gameproto.arena.commands import (
     StartGameCommand,
 )
 from gameproto.arena.config import ArenaConfig
+from gameproto.arena.world import (
+    CONTROLLER,
+    Message,
+    Outgoing,
+    Player,
+    PlayerState,
+    Pose,
+    Rejected,
+    Shot,
+    angle_between,
+    coordinates,
+    invalid_command_error,
+    message,
+    refusal,
+    rounded,
+    scan_walls,
+    shot_snapshot,
+)
 
 __all__ = [
     "CONTROLLER",
@@ -81,174 +98,9 @@ __all__ = [
     "scan_walls",
 ]
 
-Message: TypeAlias = dict[str, Any]
-
-# Coordinates on the wire are rounded to this many decimals (DESIGN.md: 11.73205).
-_DECIMALS = 5
-
 # A random spawn that keeps landing on other players gives up after this many draws: the arena
 # is full in practice, whatever max_players allows.
 _SPAWN_ATTEMPTS = 1000
-
-
-class Controller(enum.Enum):
-    """The type of L{CONTROLLER}; an enum so that type checkers know it is a single value."""
-
-    CONTROLLER = "controller"
-
-
-CONTROLLER: Final = Controller.CONTROLLER
-"""The recipient of messages for whichever connection controls the arena."""
-
-
-class Outgoing(NamedTuple):
-    """A message to send, and to whom: a client key or L{CONTROLLER}."""
-
-    recipient: Hashable
-    message: Message
-
-
-# ---------------------------------------------------------------------------
-# Messages: every server message carries "data", {} when empty.
-
-
-def _message(type_: str, **data: Any) -> Message:
-    return {"type": type_, "data": data}
-
-
-def invalid_command_error(reason: str) -> Message:
-    """
-    @return: the C{InvalidCommandError} saying C{reason}, for the engine's refusals and for the
-        protocol's own (a frame that is not JSON, an L{InvalidCommand}).
-    """
-    return _message("InvalidCommandError", reason=reason)
-
-
-def _rounded(value: float) -> float:
-    # Adding 0.0 turns -0.0 into 0.0, which nobody wants to read on the wire.
-    return round(float(value), _DECIMALS) + 0.0
-
-
-def _coordinates(pose: Pose) -> dict[str, float]:
-    return {"x": _rounded(pose.x), "y": _rounded(pose.y)}
-
-
-def _refusal(recipient: Hashable, reason: str) -> list[Outgoing]:
-    return [Outgoing(recipient, invalid_command_error(reason))]
-
-
-# ---------------------------------------------------------------------------
-# Game state
-
-
-@attrs.frozen
-class Pose:
-    """Where something is and which way it faces."""
-
-    x: float
-    y: float
-    rotation: float
-
-    def advanced(self, distance: float) -> Pose:
-        """@return: this pose moved C{distance} along its heading (negative: backwards)."""
-        heading = math.radians(self.rotation)
-        return attrs.evolve(
-            self,
-            x=self.x + distance * math.cos(heading),
-            y=self.y + distance * math.sin(heading),
-        )
-
-    def distance_to(self, other: Pose) -> float:
-        return math.hypot(other.x - self.x, other.y - self.y)
-
-
-class PlayerState(enum.Enum):
-    IN_ARENA = "in arena"
-    """Playing (or about to, before the start): in the snapshots and in everyone's radar."""
-
-    PARKED = "parked"
-    """Registered during a started game that late registrants cannot join: plays next round."""
-
-    DESTROYED = "destroyed"
-    """Out of life: gone from the arena, still registered until the round ends."""
-
-
-@attrs.define
-class Player:
-    id: str
-    client: Hashable
-    pose: Pose
-    life: int
-    tokens: int
-    state: PlayerState
-    spawn_index: int | None
-    """The index of the spawn point this player holds, if it spawned on one."""
-    radar: RadarType = RadarType.CIRCULAR_SCAN
-    user: str | None = None
-    """The user the player's connection is attributed to, if any."""
-
-
-@attrs.define
-class Shot:
-    id: str
-    pose: Pose
-    # The move of one tick: a shot keeps its heading, so the trigonometry is done once.
-    step: tuple[float, float] | None = None
-
-
-def _shot_snapshot(shot: Shot) -> Message:
-    return {"id": shot.id, "coordinates": _coordinates(shot.pose), "rotation": shot.pose.rotation}
-
-
-class _Rejected(Exception):
-    """A player command that is well-formed but not legal now; answered with its reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-# ---------------------------------------------------------------------------
-# Radar geometry
-
-
-def _crossings(centre: float, distance_to_line: float, radius: float, limit: int) -> list[int]:
-    """
-    Where a circle crosses a wall line, as coordinates along that line: truncated toward zero,
-    clamped to the wall's extent C{[0, limit]}, the larger first, and one point for a tangent
-    (or for two crossings that truncate to the same point).
-    """
-    half_chord = math.sqrt(radius**2 - distance_to_line**2)
-    points: list[int] = []
-    for along in (centre + half_chord, centre - half_chord):
-        point = min(max(int(along), 0), limit)
-        if point not in points:
-            points.append(point)
-    return points
-
-
-def scan_walls(x: float, y: float, radius: float, width: int, height: int) -> list[Any]:
-    """
-    The walls a circular scan of C{radius} around C{(x, y)} sees: for each wall line it
-    crosses, in the order x = width, y = 0, x = 0, y = height, the list of its crossing points
-    C{[x, y]}.  A player at (380, 380) in 800x400 with radius 40 sees
-    C{[[[414, 400], [345, 400]]]}.
-    """
-    walls: list[Any] = []
-    for vertical, line in ((True, width), (False, 0), (True, 0), (False, height)):
-        distance = abs((x if vertical else y) - line)
-        if distance > radius:
-            continue
-        if vertical:
-            walls.append([[line, along] for along in _crossings(y, distance, radius, height)])
-        else:
-            walls.append([[along, line] for along in _crossings(x, distance, radius, width)])
-    return walls
-
-
-def _angle_between(heading: float, bearing: float) -> float:
-    """@return: the unsigned difference of two headings in degrees, 0 to 180."""
-    return abs((bearing - heading + 180) % 360 - 180)
 
 
 # ---------------------------------------------------------------------------
@@ -295,9 +147,9 @@ class ArenaEngine:
             for this tick, or if the command is the controller's; otherwise nothing.
         """
         if isinstance(command, StartGameCommand):
-            return _refusal(client, "only the controller can start the game")
+            return refusal(client, "only the controller can start the game")
         if client in self._queue:
-            return _refusal(client, "only one command per player per tick")
+            return refusal(client, "only one command per player per tick")
         self._queue[client] = command
         return []
 
@@ -309,12 +161,12 @@ class ArenaEngine:
             arena; or an C{InvalidCommandError} to the controller.
         """
         if not isinstance(command, StartGameCommand):
-            return _refusal(CONTROLLER, "the controller can only send StartGameCommand")
+            return refusal(CONTROLLER, "the controller can only send StartGameCommand")
         if self._started:
-            return _refusal(CONTROLLER, "the game has already started")
+            return refusal(CONTROLLER, "the game has already started")
         self._started = True
-        order = _message("StartGameOrder")
-        return [Outgoing(CONTROLLER, _message("StartGameAck"))] + [
+        order = message("StartGameOrder")
+        return [Outgoing(CONTROLLER, message("StartGameAck"))] + [
             Outgoing(player.client, order) for player in self._in_arena()
         ]
 
@@ -349,7 +201,7 @@ class ArenaEngine:
         out += self._apply_queued_commands()  # 5
         if someone_destroyed:
             out += self._end_round_if_decided()  # 6
-        snapshot = _message("GameSnapshotNotification", arena_snapshot=self.snapshot())
+        snapshot = message("GameSnapshotNotification", arena_snapshot=self.snapshot())
         out.append(Outgoing(CONTROLLER, snapshot))  # 7
         return out
 
@@ -368,13 +220,13 @@ class ArenaEngine:
         """@return: the C{arena_snapshot} of C{GameSnapshotNotification}, as the arena is now."""
         return {
             "players_snapshots": [self._player_snapshot(player) for player in self._in_arena()],
-            "shots_snapshots": [_shot_snapshot(shot) for shot in self._shots],
+            "shots_snapshots": [shot_snapshot(shot) for shot in self._shots],
         }
 
     def _player_snapshot(self, player: Player) -> Message:
         return {
             "id": player.id,
-            "coordinates": _coordinates(player.pose),
+            "coordinates": coordinates(player.pose),
             "rotation": player.pose.rotation,
             "life": player.life,
             "tokens": player.tokens,
@@ -441,11 +293,11 @@ class ArenaEngine:
             if player.state is not PlayerState.IN_ARENA:
                 continue
             player.life = max(0, player.life - self.config.shot_damage)
-            hit = _message("PlayerHitByShotNotification", life=player.life)
+            hit = message("PlayerHitByShotNotification", life=player.life)
             out.append(Outgoing(player.client, hit))
             if player.life <= 0:
                 player.state = PlayerState.DESTROYED
-                out.append(Outgoing(player.client, _message("PlayerDestroyedNotification")))
+                out.append(Outgoing(player.client, message("PlayerDestroyedNotification")))
                 someone_destroyed = True
         return out, someone_destroyed
 
@@ -463,7 +315,7 @@ class ArenaEngine:
 
     def _radar_scan(self, scanner: Player, players: list[Player]) -> Message:
         elements = [
-            {"type": "unknown", "coordinates": _coordinates(other.pose)}
+            {"type": "unknown", "coordinates": coordinates(other.pose)}
             for other in players
             if other is not scanner and self._sees(scanner, other)
         ]
@@ -473,7 +325,7 @@ class ArenaEngine:
                 scanner.pose.x, scanner.pose.y, self.config.circular_scan_radius,
                 self.config.width, self.config.height,
             )
-        return _message("RadarScanNotification", elements=elements, walls=walls)
+        return message("RadarScanNotification", elements=elements, walls=walls)
 
     def _sees(self, scanner: Player, other: Player) -> bool:
         distance = scanner.pose.distance_to(other.pose)
@@ -486,7 +338,7 @@ class ArenaEngine:
             math.atan2(other.pose.y - scanner.pose.y, other.pose.x - scanner.pose.x)
         )
         return (
-            _angle_between(scanner.pose.rotation, bearing)
+            angle_between(scanner.pose.rotation, bearing)
             <= self.config.long_range_scan_half_angle
         )
 
@@ -503,8 +355,8 @@ class ArenaEngine:
         for client, command in queue.items():
             try:
                 out += self._apply(client, command)
-            except _Rejected as rejection:
-                out += _refusal(client, rejection.reason)
+            except Rejected as rejection:
+                out += refusal(client, rejection.reason)
         return out
 
     def _apply(self, client: Hashable, command: PlayerCommand) -> list[Outgoing]:
@@ -523,13 +375,13 @@ class ArenaEngine:
     def _register(self, client: Hashable) -> list[Outgoing]:
         if client in self._players:
             if self._players[client].state is PlayerState.DESTROYED:
-                raise _Rejected("the player was destroyed; register again after the game is over")
-            raise _Rejected("this connection has already registered a player")
+                raise Rejected("the player was destroyed; register again after the game is over")
+            raise Rejected("this connection has already registered a player")
         joins_now = not self._started or self.config.players_can_join_started_game
         # A parked registrant takes a place in the next round, which holds max_players too.
         state = PlayerState.IN_ARENA if joins_now else PlayerState.PARKED
         if self._count(state) >= self.config.max_players:
-            raise _Rejected("the arena is full")
+            raise Rejected("the arena is full")
         pose, spawn_index = self._spawn()
         player = Player(
             id=str(next(self._player_ids)),
@@ -544,11 +396,11 @@ class ArenaEngine:
         self._players[client] = player
         out = [Outgoing(client, self._register_player_ack(player))]
         if self._started and joins_now:
-            out.append(Outgoing(client, _message("StartGameOrder")))
+            out.append(Outgoing(client, message("StartGameOrder")))
         return out
 
     def _register_player_ack(self, player: Player) -> Message:
-        return _message(
+        return message(
             "RegisterPlayerAck",
             id=player.id,
             # Spawns are integral (spawn points are integers, random spawns are drawn as such).
@@ -571,19 +423,19 @@ class ArenaEngine:
             else:
                 pose = pose.advanced(step.direction.sign * self.config.move_speed)
                 # Keep exactly what the ack reports, so a bot's arithmetic matches the engine's.
-                pose = attrs.evolve(pose, x=_rounded(pose.x), y=_rounded(pose.y))
+                pose = attrs.evolve(pose, x=rounded(pose.x), y=rounded(pose.y))
                 moved = True
         if moved:
             self._check_room(player, pose)
         player.pose = pose
         # The tokens too: they come back every tick, and a bot that moves must not have to
         # shoot to learn whether it can afford a shot.
-        ack = _message("MovePlayerAck", **_coordinates(pose), rotation=pose.rotation,
+        ack = message("MovePlayerAck", **coordinates(pose), rotation=pose.rotation,
                        shooting=self._shooting(player))
         return [Outgoing(client, ack)]
 
     def _check_room(self, player: Player, pose: Pose) -> None:
-        """@raise _Rejected: if C{player} at C{pose} would cross a wall or touch another player."""
+        """@raise Rejected: if C{player} at C{pose} would cross a wall or touch another player."""
         radius = self.config.player_radius
         if (
             pose.x - radius < 0
@@ -591,41 +443,41 @@ class ArenaEngine:
             or pose.x + radius > self.config.width
             or pose.y + radius > self.config.height
         ):
-            raise _Rejected("the move hits a wall")
+            raise Rejected("the move hits a wall")
         for other in self._in_arena():
             if other is not player and other.pose.distance_to(pose) <= 2 * radius:
-                raise _Rejected("the move hits another player")
+                raise Rejected("the move hits another player")
 
     def _shoot(self, client: Hashable) -> list[Outgoing]:
         player = self._playing(client)
         if player.tokens < self.config.shot_cost:
-            raise _Rejected("not enough tokens to shoot")
+            raise Rejected("not enough tokens to shoot")
         player.tokens -= self.config.shot_cost
         # Born on the shooter's edge; it first moves, and can first hit, in the next tick.
         muzzle = player.pose.advanced(self.config.player_radius)
         self._shots.append(Shot(id=str(next(self._shot_ids)), pose=muzzle))
-        return [Outgoing(client, _message("PlayerShotAck", shooting=self._shooting(player)))]
+        return [Outgoing(client, message("PlayerShotAck", shooting=self._shooting(player)))]
 
     def _configure(self, client: Hashable, command: ConfigurePlayerCommand) -> list[Outgoing]:
         player = self._registered(client)
         # Settings apply in order and radarType is the only op, so the last one wins.
         player.radar = command.radars[-1]
-        return [Outgoing(client, _message("ConfigurePlayerAck"))]
+        return [Outgoing(client, message("ConfigurePlayerAck"))]
 
     def _registered(self, client: Hashable) -> Player:
         player = self._players.get(client)
         if player is None:
-            raise _Rejected("the player is not registered")
+            raise Rejected("the player is not registered")
         if player.state is PlayerState.DESTROYED:
-            raise _Rejected("the player was destroyed")
+            raise Rejected("the player was destroyed")
         return player
 
     def _playing(self, client: Hashable) -> Player:
         player = self._registered(client)
         if player.state is PlayerState.PARKED:
-            raise _Rejected("waiting for the next round")
+            raise Rejected("waiting for the next round")
         if not self._started:
-            raise _Rejected("the game has not started")
+            raise Rejected("the game has not started")
         return player
 
     # -- spawning ------------------------------------------------------------
@@ -663,7 +515,7 @@ class ArenaEngine:
             )
             if all(pose.distance_to(other) > 2 * radius for other in others):
                 return pose
-        raise _Rejected("no free spot to spawn in the arena")
+        raise Rejected("no free spot to spawn in the arena")
 
     # -- step 6: rounds ------------------------------------------------------
 
@@ -678,7 +530,7 @@ class ArenaEngine:
         Announce the winner to every player (destroyed and parked ones too) and the controller,
         then clear the round: its registrations and shots go, parked players move in.
         """
-        game_over = _message("GameOverNotification", winner=winner)
+        game_over = message("GameOverNotification", winner=winner)
         out = [Outgoing(player.client, game_over) for player in self._players.values()]
         out.append(Outgoing(CONTROLLER, game_over))
         self._started = False

@@ -12,9 +12,14 @@ the machine's lifecycle inputs.  Whether a command is legal now is the engine's 
 made when its tick applies it (see gameproto.arena.engine); the machines decide who is
 attached to the arena, when, and how each connection ends.
 
+Attaching is asynchronous on any number of nodes: a connection starts in C{Joining}
+while the service finds where its arena runs (L{ArenaService.locate}: here, or on
+another node through the relay); the commands and malformed frames it receives meanwhile
+wait, and are applied in order once it has joined.
+
 A player's connection::
 
-    Opening ──refused (no such arena: 4004)──────────────────────────────▶ Closed
+    Joining ──refused (no such arena: 4004; Redis unreachable: 4011)─────▶ Closed
        │ joined                                                             ▲
        ▼                                                                    │ lost,
     Connected ──RegisterPlayerAck──▶ Registered ──StartGameOrder──▶ Playing  │ arenaClosed
@@ -26,29 +31,30 @@ A player's connection::
 
 A controller's connection::
 
-    Opening ──refused (4001 unauthenticated, 4003 not the owner, 4004)──▶ Closed
-       │ authorized                                                         ▲
-       ▼                                                                    │
-    Controlling ──replaced (4009), arenaClosed (1000), lost────────────────┘
+    Joining ──refused (4001 unauthenticated, 4003 not the owner, 4004, 4011)──▶ Closed
+       │ authorized                                                           ▲
+       ▼                                                                      │
+    Controlling ──replaced (4009), arenaClosed (1000), lost──────────────────┘
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import unquote
 
 import attrs
 from automat import NoTransition, TypeMachineBuilder
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.websocket.types import ConnectionRequest
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 
 from gameproto import wire, web
 from gameproto.arena.commands import Command, InvalidCommand, parse_command
 from gameproto.arena.engine import invalid_command_error
-from gameproto.arena.service import Arena, ArenaService, Frame
+from gameproto.arena.arena import ArenaHandle, Frame
+from gameproto.arena.service import ArenaService
 from gameproto.store import StoreError
 from gameproto.wire import CloseCode, Malformed
 
@@ -56,7 +62,7 @@ _log = Logger()
 
 NO_SUCH_ARENA = "no such arena"
 UNAUTHENTICATED = "unauthenticated"
-UNREACHABLE = object()  # the cluster could not say where the arena runs (Redis is down)
+UNREACHABLE = "the arena's node cannot be reached; try again"
 
 
 class Connection(Protocol):
@@ -80,7 +86,7 @@ class PlayerInputs(Protocol):
     """Everything that can happen to one player connection."""
 
     # The handshake's outcome.
-    def joined(self, arena: Arena) -> None: ...
+    def joined(self, arena: ArenaHandle) -> None: ...
 
     def refused(self, reason: str, code: CloseCode) -> None: ...
 
@@ -114,12 +120,13 @@ class PlayerCore:
     connection: Connection
     socket: Any
     username: str | None = None
-    arena: Arena | None = None
+    arena: ArenaHandle | None = None
     player_id: str | None = None
+    waiting: list[tuple[Callable[..., None], Any]] = attrs.Factory(list)
 
 
 player = TypeMachineBuilder(PlayerInputs, PlayerCore)
-POpening = player.state("Opening")
+PJoining = player.state("Joining")
 PConnected = player.state("Connected")
 PRegistered = player.state("Registered")
 PPlaying = player.state("Playing")
@@ -128,13 +135,7 @@ PClosed = player.state("Closed")
 _LIVE_PLAYER = (PConnected, PRegistered, PPlaying, PDestroyed)
 
 
-@POpening.upon(PlayerInputs.joined).to(PConnected)
-def _player_joined(inputs: PlayerInputs, core: PlayerCore, arena: Arena) -> None:
-    core.arena = arena
-    arena.add_player(core.socket)
-
-
-@POpening.upon(PlayerInputs.refused).to(PClosed)
+@PJoining.upon(PlayerInputs.refused).to(PClosed)
 def _player_refused(
     inputs: PlayerInputs, core: PlayerCore, reason: str, code: CloseCode
 ) -> None:
@@ -157,6 +158,23 @@ def _player_lost(inputs: PlayerInputs, core: PlayerCore) -> None:
 
 def _player_arena_closed(inputs: PlayerInputs, core: PlayerCore, reason: str) -> None:
     core.connection.closeWith(CloseCode.NORMAL, reason)
+
+
+@PJoining.upon(PlayerInputs.joined).to(PConnected)
+def _player_joined(inputs: PlayerInputs, core: PlayerCore, arena: ArenaHandle) -> None:
+    core.arena = arena
+    arena.add_player(core.socket)
+    _replay(inputs, core)
+
+
+@PJoining.upon(PlayerInputs.command).loop()
+def _player_command_waits(inputs: PlayerInputs, core: PlayerCore, command: Command) -> None:
+    core.waiting.append((_submit, command))
+
+
+@PJoining.upon(PlayerInputs.invalid).loop()
+def _player_invalid_waits(inputs: PlayerInputs, core: PlayerCore, reason: str) -> None:
+    core.waiting.append((_player_invalid, reason))
 
 
 for _state in _LIVE_PLAYER:
@@ -183,10 +201,12 @@ PPlaying.upon(PlayerInputs.destroyed).to(PDestroyed).returns(None)
 PPlaying.upon(PlayerInputs.gameOver).to(PConnected).returns(None)
 PDestroyed.upon(PlayerInputs.gameOver).to(PConnected).returns(None)
 
-# Before it joins, a connection has nothing to leave; once closed, nothing matters.
-POpening.upon(PlayerInputs.lost).to(PClosed).returns(None)
+# Before it joins, a connection has nothing to leave; once closed, nothing matters (the
+# arena located for a connection that is gone meanwhile is not joined).
+PJoining.upon(PlayerInputs.lost).to(PClosed).returns(None)
 for _input in (PlayerInputs.command, PlayerInputs.invalid, PlayerInputs.lost,
-               PlayerInputs.arenaClosed, PlayerInputs.gameOver):
+               PlayerInputs.arenaClosed, PlayerInputs.gameOver, PlayerInputs.joined,
+               PlayerInputs.refused):
     PClosed.upon(_input).loop().returns(None)  # type: ignore[arg-type]
 
 PlayerMachine = player.build()
@@ -199,7 +219,7 @@ PlayerMachine = player.build()
 class ControllerInputs(Protocol):
     """Everything that can happen to one controller connection."""
 
-    def authorized(self, arena: Arena) -> None: ...
+    def authorized(self, arena: ArenaHandle) -> None: ...
 
     def refused(self, reason: str, code: CloseCode) -> None: ...
 
@@ -219,22 +239,33 @@ class ControllerCore:
     connection: Connection
     socket: Any
     username: str | None = None
-    arena: Arena | None = None
+    arena: ArenaHandle | None = None
+    waiting: list[tuple[Callable[..., None], Any]] = attrs.Factory(list)
+
+
+def _replay(inputs: Any, core: PlayerCore | ControllerCore) -> None:
+    """Apply what the connection sent while it was joining, in order."""
+    waiting, core.waiting = core.waiting, []
+    for handler, argument in waiting:
+        handler(inputs, core, argument)
 
 
 controller = TypeMachineBuilder(ControllerInputs, ControllerCore)
-COpening = controller.state("Opening")
+CJoining = controller.state("Joining")
 CControlling = controller.state("Controlling")
 CClosed = controller.state("Closed")
 
 
-@COpening.upon(ControllerInputs.authorized).to(CControlling)
-def _controller_authorized(inputs: ControllerInputs, core: ControllerCore, arena: Arena) -> None:
+@CJoining.upon(ControllerInputs.authorized).to(CControlling)
+def _controller_authorized(
+    inputs: ControllerInputs, core: ControllerCore, arena: ArenaHandle
+) -> None:
     core.arena = arena
     arena.set_controller(core.socket)
+    _replay(inputs, core)
 
 
-@COpening.upon(ControllerInputs.refused).to(CClosed)
+@CJoining.upon(ControllerInputs.refused).to(CClosed)
 def _controller_refused(
     inputs: ControllerInputs, core: ControllerCore, reason: str, code: CloseCode
 ) -> None:
@@ -269,9 +300,20 @@ def _controller_lost(inputs: ControllerInputs, core: ControllerCore) -> None:
     core.arena.remove_controller(core.socket)
 
 
-COpening.upon(ControllerInputs.lost).to(CClosed).returns(None)
+@CJoining.upon(ControllerInputs.command).loop()
+def _control_waits(inputs: ControllerInputs, core: ControllerCore, command: Command) -> None:
+    core.waiting.append((_control, command))
+
+
+@CJoining.upon(ControllerInputs.invalid).loop()
+def _controller_invalid_waits(inputs: ControllerInputs, core: ControllerCore, reason: str) -> None:
+    core.waiting.append((_controller_invalid, reason))
+
+
+CJoining.upon(ControllerInputs.lost).to(CClosed).returns(None)
 for _input in (ControllerInputs.command, ControllerInputs.invalid, ControllerInputs.lost,
-               ControllerInputs.replaced, ControllerInputs.arenaClosed):
+               ControllerInputs.replaced, ControllerInputs.arenaClosed,
+               ControllerInputs.authorized, ControllerInputs.refused):
     CClosed.upon(_input).loop().returns(None)  # type: ignore[arg-type]
 
 ControllerMachine = controller.build()
@@ -296,9 +338,6 @@ class _ArenaProtocol(wire.JSONProtocol):
     _log = Logger()
     _machine: Any = None
     _arena_id = ""
-    # While the cluster finds where the arena runs: the inputs received meanwhile.
-    _pending: list[tuple[str, Any]] | None = None
-    _gone = False
 
     @property
     def service(self) -> ArenaService:
@@ -308,75 +347,37 @@ class _ArenaProtocol(wire.JSONProtocol):
         self._arena_id = arena_id_of(request.path)
         return super().onConnect(request)
 
-    def objectReceived(self, message: dict[str, Any]) -> None:
-        try:
-            command = parse_command(message)
-        except InvalidCommand as e:
-            self._input("invalid", e.reason)
-            return
-        self._input("command", command)
+    def _join(self) -> None:
+        """Find where the arena runs; the machine waits in C{Joining} meanwhile."""
+        d = self.service.locate(self._arena_id)
+        d.addCallbacks(self._located, self._unreachable)
+        d.addErrback(lambda f: self._log.failure("Arena {arena}: attaching", f,
+                                                 arena=self._arena_id))
 
-    def malformedFrame(self, problem: Malformed) -> None:
-        self._input("invalid", problem.value)
-
-    def _input(self, name: str, argument: Any) -> None:
-        if self._pending is not None:
-            self._pending.append((name, argument))
-        else:
-            getattr(self._machine, name)(argument)
-
-    def _locate(self) -> Any:
-        """
-        The arena to attach to: one this node runs (found at once), or, with a cluster,
-        where the cluster says (L{ArenaService.resolve}: a Deferred, during which frames
-        are queued); C{None} if there is no such arena.
-        """
-        arena = self.service.get(self._arena_id)
-        if arena is not None and not arena.closed:
-            return arena
-        if self.service.cluster is None:
-            return None
-        self._pending = []
-        d = ensureDeferred(self.service.resolve(self._arena_id))
-        d.addErrback(self._unreachable)
-        return d
+    def _located(self, arena: ArenaHandle | None) -> None:
+        raise NotImplementedError
 
     def _unreachable(self, failure: Any) -> None:
         failure.trap(StoreError)
         self._log.warn("Arena {arena}: cannot locate it: {why}", arena=self._arena_id,
                        why=failure.getErrorMessage())
-        return UNREACHABLE
+        self._machine.refused(UNREACHABLE, CloseCode.INTERNAL_ERROR)
 
-    def _located(self, arena: Any) -> None:
-        """Attach (or refuse) now that the cluster answered; replay what came meanwhile."""
-        if self._gone:
-            return  # the connection ended meanwhile: nothing was attached
-        self._attach(arena)
-        pending, self._pending = self._pending or [], None
-        for name, argument in pending:
-            getattr(self._machine, name)(argument)
+    def objectReceived(self, message: dict[str, Any]) -> None:
+        try:
+            command = parse_command(message)
+        except InvalidCommand as e:
+            self._machine.invalid(e.reason)
+            return
+        self._machine.command(command)
 
-    def _attach(self, arena: Any) -> None:
-        raise NotImplementedError
-
-    def _refuse_unreachable(self) -> None:
-        self._machine.refused("the arena's node cannot be reached; try again",
-                              CloseCode.INTERNAL_ERROR)
-
-    def _start(self) -> None:
-        located = self._locate()
-        if isinstance(located, Deferred):
-            located.addCallback(self._located)
-            located.addErrback(lambda f: self._log.failure("Arena {arena}: attaching", f,
-                                                           arena=self._arena_id))
-        else:
-            self._attach(located)
+    def malformedFrame(self, problem: Malformed) -> None:
+        self._machine.invalid(problem.value)
 
     def rateLimited(self) -> None:
         self.sendObject(invalid_command_error("rate limit exceeded: messages were dropped"))
 
     def connectionClosed(self, code: int | None) -> None:
-        self._gone = True
         if self._machine is not None:
             self._machine.lost()
 
@@ -410,12 +411,10 @@ class ArenaPlayerProtocol(_ArenaProtocol):
     def connectionOpened(self) -> None:
         self._core = PlayerCore(self, self, self._username())
         self._machine = PlayerMachine(self._core)
-        self._start()
+        self._join()
 
-    def _attach(self, arena: Any) -> None:
-        if arena is UNREACHABLE:
-            self._refuse_unreachable()
-        elif arena is None:
+    def _located(self, arena: ArenaHandle | None) -> None:
+        if arena is None:
             self._machine.refused(NO_SUCH_ARENA, CloseCode.NOT_FOUND)
         else:
             self._machine.joined(arena)
@@ -451,17 +450,13 @@ class ArenaControllerProtocol(_ArenaProtocol):
 
     def connectionOpened(self) -> None:
         self._machine = ControllerMachine(ControllerCore(self, self, self._username()))
-        self._start()
+        self._join()
 
-    def _attach(self, arena: Any) -> None:
-        username = self._username()
-        if arena is UNREACHABLE:
-            self._refuse_unreachable()
-            return
+    def _located(self, arena: ArenaHandle | None) -> None:
         if arena is None:
             self._machine.refused(NO_SUCH_ARENA, CloseCode.NOT_FOUND)
             return
-        refusal = self.service.controller_refusal(arena, username)
+        refusal = self.service.controller_refusal(arena, self._username())
         if refusal is None:
             self._machine.authorized(arena)
         elif refusal == UNAUTHENTICATED:

@@ -7,8 +7,9 @@ The processor protocol picks one per run from the client's C{context}:
     as C{{"type": "command", "id": n, "message": command}}; the client's C{{"type":
     "result", "id": n, "message": reply}} is the reply.
   - L{ArenaEngine} (C{"engine": "arena"}): the program is a player of an arena of this
-    server, attached to it like a player WebSocket of C{gameproto.arena.protocol} (the run
-    itself is the connection key).  A command gets the arena's reply to it (an C{...Ack} or
+    server, on whichever node runs it, attached to it like a player WebSocket of
+    C{gameproto.arena.protocol} (the engine itself is the connection key): through the
+    L{gameproto.arena.arena.ArenaHandle} the arena service located for the run.  A command gets the arena's reply to it (an C{...Ack} or
     C{InvalidCommandError}); everything else the arena sends the player is a notification,
     kept for C{{"type": "GetNotifications"}} and C{{"type": "WaitNotification",
     "timeout_ms": n}}.  Nothing is relayed to the WebSocket client.
@@ -29,7 +30,7 @@ from twisted.logger import Logger
 
 from gameproto.arena.commands import InvalidCommand, parse_command
 from gameproto.arena.engine import invalid_command_error
-from gameproto.arena.service import Arena, Frame
+from gameproto.arena.arena import ArenaHandle, Frame
 
 #: Notifications an arena program has not read yet, at most; the oldest are dropped first.
 MAX_PENDING_NOTIFICATIONS = 1024
@@ -95,8 +96,9 @@ def is_reply(message: dict[str, Any]) -> bool:
 
 class ArenaEngine:
     """
-    A run's own player in an arena.  It is the arena's key for this player (an
-    L{gameproto.arena.service.ArenaSocket}), attached at creation and detached by L{close}.
+    A run's own player in an arena, on this node or another.  It is the arena's key for
+    this player (an L{gameproto.arena.arena.ArenaSocket}), attached at creation and
+    detached by L{close}.
 
     @param username: the run's user, to whom the player is attributed (logs).
     @param max_wait: the longest C{WaitNotification}, in seconds; longer ones are refused
@@ -106,7 +108,7 @@ class ArenaEngine:
     _log = Logger()
 
     def __init__(
-        self, arena: Arena, username: str | None, clock: IReactorTime, max_wait: float
+        self, arena: ArenaHandle, username: str | None, clock: IReactorTime, max_wait: float
     ) -> None:
         self.arena = arena
         self.username = username

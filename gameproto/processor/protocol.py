@@ -9,8 +9,12 @@ One connection is one run::
        ▼                                                                      │
     AwaitingContext ──context: ready "send code"──▶ AwaitingCode               │ lost (the run
                                                     │  ▲                       │  is stopped)
-                                          code text │  │ refused (unknown      │
-                                                    ▼  │ language, too large)  │
+                                          code text │  │ refused (no such      │
+                                                    ▼  │ arena)                │
+                                                  Locating (the arena engine's │
+                                                    │  │ arena, on any node)   │
+                                          located   ▼  │ refused (unknown      │
+                                                    │  │ language, too large)  │
                                                   Starting ──busy (4029), spawn failure (4011)─┤
                                                     │ started: "started"      │
                                                     ▼                         │
@@ -40,22 +44,26 @@ from typing import Any, Callable, Protocol
 import attrs
 from automat import NoTransition, TypeMachineBuilder
 from autobahn.twisted.resource import WebSocketResource
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameproto import wire
+from gameproto.arena.arena import ArenaHandle
 from gameproto.arena.service import ArenaService
 from gameproto.processor.engines import ArenaEngine, ClientEngine, Engine
 from gameproto.processor.languages import LANGUAGES
 from gameproto.processor.admission import RunRefused, ServerBusy
 from gameproto.processor.runner import RunResult, SpawnError
+from gameproto.store import StoreError
 from gameproto.wire import CloseCode, Malformed
 
 SERVER_ERROR = "SERVER_ERROR"
 INTERPRETER_ERROR = "INTERPRETER_ERROR"
 ENGINES = ("client", "arena")
+NO_SUCH_ARENA = "no such arena"
+ARENAS_UNREACHABLE = "the arena's node cannot be reached; try again"
 _ECHO_LIMIT = 50
 
 _log = Logger()
@@ -181,6 +189,9 @@ class ProcessorInputs(Protocol):
     def invalid(self, reason: str) -> None:
         """A frame that is wrong in any state (binary, a bad message)."""
 
+    # The arena engine's arena (at once with the client engine).
+    def located(self, arena: ArenaHandle | None, code: str) -> None: ...
+
     # The run.
     def runRefused(self, message: str) -> None: ...
 
@@ -236,11 +247,12 @@ processor = TypeMachineBuilder(ProcessorInputs, ProcessorCore)
 Opening = processor.state("Opening")
 AwaitingContext = processor.state("AwaitingContext")
 AwaitingCode = processor.state("AwaitingCode")
+Locating = processor.state("Locating")
 Starting = processor.state("Starting")
 Running = processor.state("Running")
 Ended = processor.state("Ended")
 Closed = processor.state("Closed")
-_LIVE = (AwaitingContext, AwaitingCode, Starting, Running)
+_LIVE = (AwaitingContext, AwaitingCode, Locating, Starting, Running)
 _OVER = (Ended, Closed)
 
 
@@ -276,7 +288,7 @@ def _context_again(inputs: ProcessorInputs, core: ProcessorCore, *ignored: Any) 
     core.error("context already received")
 
 
-for _state in (AwaitingCode, Starting, Running):
+for _state in (AwaitingCode, Locating, Starting, Running):
     _state.upon(ProcessorInputs.context).loop()(_context_again)
     _state.upon(ProcessorInputs.badContext).loop()(_context_again)
 
@@ -301,16 +313,40 @@ for _state in _LIVE:
 # -- the code ------------------------------------------------------------------------
 
 
-@AwaitingCode.upon(ProcessorInputs.text).to(Starting)
+@AwaitingCode.upon(ProcessorInputs.text).to(Locating)
 def _code(inputs: ProcessorInputs, core: ProcessorCore, text: str, problem: str) -> None:
     context = core.context
     assert context is not None
-    arena = None
-    if context.engine == "arena":
-        arena = core.arenas.get(context.arena or "") if core.arenas is not None else None
-        if arena is None or arena.closed:
-            inputs.runRefused("no such arena")
-            return
+    if context.engine != "arena":
+        inputs.located(None, text)
+        return
+    # Wherever the arena runs, on this node or another (asked of Redis then).
+    found = core.arenas.locate(context.arena or "") if core.arenas is not None else succeed(None)
+
+    def located(arena: ArenaHandle | None) -> None:
+        if arena is None:
+            inputs.runRefused(NO_SUCH_ARENA)
+        else:
+            inputs.located(arena, text)
+
+    def unreachable(failure: Failure) -> None:
+        failure.trap(StoreError)
+        inputs.runRefused(ARENAS_UNREACHABLE)
+
+    found.addCallbacks(located, unreachable)
+    found.addErrback(lambda f: _log.failure("processor: locating an arena", f))
+
+
+@Locating.upon(ProcessorInputs.runRefused).to(AwaitingCode)
+def _arena_refused(inputs: ProcessorInputs, core: ProcessorCore, message: str) -> None:
+    core.error(message)
+
+
+@Locating.upon(ProcessorInputs.located).to(Starting)
+def _start(inputs: ProcessorInputs, core: ProcessorCore, arena: ArenaHandle | None,
+           text: str) -> None:
+    context = core.context
+    assert context is not None
 
     def on_output(stream: str, line: str) -> None:
         inputs.output(stream, line)
@@ -440,6 +476,7 @@ def _lost_mid_run(inputs: ProcessorInputs, core: ProcessorCore) -> None:
         core.run.stop()
 
 
+Locating.upon(ProcessorInputs.lost).to(Closed).returns(None)
 Starting.upon(ProcessorInputs.lost).to(Closed)(_lost_mid_run)
 Running.upon(ProcessorInputs.lost).to(Closed)(_lost_mid_run)
 AwaitingContext.upon(ProcessorInputs.lost).to(Closed).returns(None)
@@ -456,6 +493,8 @@ _IGNORED: dict[Any, tuple[Any, ...]] = {
     Opening: _RUN_EVENTS,
     AwaitingContext: _RUN_EVENTS,
     AwaitingCode: _RUN_EVENTS,
+    Locating: (ProcessorInputs.busy, ProcessorInputs.started, ProcessorInputs.spawnFailed,
+               ProcessorInputs.output, ProcessorInputs.ended),
     Starting: (ProcessorInputs.ended,),
     Running: (ProcessorInputs.runRefused, ProcessorInputs.busy, ProcessorInputs.started,
               ProcessorInputs.spawnFailed),
@@ -465,6 +504,9 @@ _IGNORED: dict[Any, tuple[Any, ...]] = {
 for _state, _events in _IGNORED.items():
     for _event in _events:
         _state.upon(_event).loop().returns(None)
+# An arena located for a connection that is gone (or whatever came first) starts nothing.
+for _state in (Opening, AwaitingContext, AwaitingCode, Starting, Running, Ended, Closed):
+    _state.upon(ProcessorInputs.located).loop().returns(None)
 
 ProcessorMachine = processor.build()
 
@@ -520,7 +562,7 @@ class ProcessorProtocol(wire.JSONProtocol):
             except BadContext as e:
                 self._input("badContext", e.reason, kind=kind)
             else:
-                self._input("context", context, kind=kind)
+                self._arena_checked(context)
         elif kind == "stop":
             self._input("stop", kind=kind)
         elif kind == "result":
@@ -536,12 +578,29 @@ class ProcessorProtocol(wire.JSONProtocol):
         refusal = self.runs.language_refusal(context.language)
         if refusal is not None:
             raise BadContext(refusal)
-        if context.engine == "arena":
-            arenas: ArenaService | None = self.factory.arenas
-            arena = arenas.get(context.arena or "") if arenas is not None else None
-            if arena is None or arena.closed:
-                raise BadContext(f"no such arena: {_echo(context.arena or '')}")
         return context
+
+    def _arena_checked(self, context: Context) -> None:
+        """The context, once its arena is known to exist (on any node: Redis is asked)."""
+        if context.engine != "arena":
+            self._input("context", context, kind="context")
+            return
+        arenas: ArenaService | None = self.factory.arenas
+        exists = arenas.exists(context.arena or "") if arenas is not None else succeed(False)
+
+        def known(found: bool) -> None:
+            if found:
+                self._input("context", context, kind="context")
+            else:
+                self._input("badContext", f"{NO_SUCH_ARENA}: {_echo(context.arena or '')}",
+                            kind="context")
+
+        def unreachable(failure: Failure) -> None:
+            failure.trap(StoreError)
+            self._input("badContext", ARENAS_UNREACHABLE, kind="context")
+
+        exists.addCallbacks(known, unreachable)
+        exists.addErrback(lambda f: self._log.failure("processor: checking an arena", f))
 
     def malformedFrame(self, problem: Malformed) -> None:
         self._input("invalid", problem.value)
