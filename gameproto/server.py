@@ -245,7 +245,10 @@ class GameprotoServer(MultiService):
         self.arenas = ArenaService(
             reactor, default_owner=config.arena_owner, idle_timeout=config.arena_idle_timeout,
             max_per_user=config.arena_max_per_user, max_arenas=config.arena_max, seams=seams,
+            metrics=self.metrics,
         )
+        self.metrics.gauge("gameproto_games_running", "Matches and arenas running on this node.",
+                           ("game",), lambda: {("arena",): len(self.arenas.arenas())})
         self.addService(self.arenas)
         ArenasAPI(self.arenas, self.accounts_api).install(self.router)
         web.mount(

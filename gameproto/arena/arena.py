@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
+import time
 from collections.abc import Hashable, Iterable
 from typing import Any, Callable, Protocol
 
@@ -25,6 +25,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from gameproto import wire
+from gameproto.ticks import TickTimes
 from gameproto.arena.commands import Command
 from gameproto.arena.config import ArenaConfig
 from gameproto.arena.engine import CONTROLLER, ArenaEngine, Message, Outgoing
@@ -116,7 +117,7 @@ class Arena:
         rng: random.Random,
         idle_timeout: float | None = None,
         on_idle: Callable[[Arena], None] | None = None,
-        lateness: TickLateness | None = None,
+        ticks: TickTimes | None = None,
     ) -> None:
         self.id = arena_id
         self.owner = owner
@@ -129,7 +130,7 @@ class Arena:
         self._loop = LoopingCall(self._scheduled_tick)
         self._loop.clock = clock
         self._due = 0.0
-        self._lateness = lateness
+        self._ticks = ticks
         self._idle_timeout = idle_timeout
         self._on_idle = on_idle
         self._idle_call: IDelayedCall | None = None
@@ -218,14 +219,17 @@ class Arena:
         # call is at the next multiple of the interval), so the engine's time stays tied to
         # the clock.  How late each tick ran is recorded.
         now = self.clock.seconds()
-        if self._lateness is not None:
-            self._lateness.record(now - self._due)
+        if self._ticks is not None:
+            self._ticks.late(now - self._due)
         interval = self.config.tick_ms / 1000
         start = self._loop.starttime if self._loop.starttime is not None else now
         # The epsilon absorbs float rounding at epoch-sized times: on time is on time.
         elapsed = math.floor((now - start) / interval + 1e-6)
         self._due = start + (elapsed + 1) * interval
+        began = time.perf_counter()
         self.tick()
+        if self._ticks is not None:
+            self._ticks.took(time.perf_counter() - began)
 
     def tick(self) -> None:
         """One engine tick and its messages.  Never raises: the loop must keep running."""
@@ -306,24 +310,3 @@ class Arena:
             "started": self.engine.started,
             "controller_connected": self.controller_connected,
         }
-
-
-
-class TickLateness:
-    """How late the arenas' ticks ran compared with their schedule (the last 100,000)."""
-
-    def __init__(self, keep: int = 100_000) -> None:
-        self._samples: deque[float] = deque(maxlen=keep)
-        self.count = 0
-
-    def record(self, seconds: float) -> None:
-        self._samples.append(max(0.0, seconds))
-        self.count += 1
-
-    def percentile(self, fraction: float) -> float | None:
-        """@return: the C{fraction} quantile in seconds, or C{None} before any tick."""
-        if not self._samples:
-            return None
-        ordered = sorted(self._samples)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-

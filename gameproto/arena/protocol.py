@@ -400,6 +400,7 @@ class ArenaPlayerProtocol(_ArenaProtocol):
     """C{/ws/arena/{arena_id}/player}."""
 
     endpoint = "arena player"
+    metrics_protocol = "arena"
 
     # What the arena says to a player that moves its machine.
     _LIFECYCLE = {
@@ -447,6 +448,7 @@ class ArenaControllerProtocol(_ArenaProtocol):
     """C{/ws/arena/{arena_id}/control}."""
 
     endpoint = "arena controller"
+    metrics_protocol = "arena"
 
     def connectionOpened(self) -> None:
         self._machine = ControllerMachine(ControllerCore(self, self, self._username()))

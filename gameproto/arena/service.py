@@ -40,7 +40,8 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from gameproto import wire
-from gameproto.arena.arena import Arena, ArenaHandle, TickLateness
+from gameproto.arena.arena import Arena, ArenaHandle
+from gameproto.ticks import TickTimes
 from gameproto.arena.config import ArenaConfig
 from gameproto.arena.directory import (
     DEFAULT_ARENA,
@@ -130,6 +131,7 @@ class ArenaService(Service):
         default_config: ArenaConfig | None = None,
         rng: random.Random | None = None,
         seams: ArenaSeams | None = None,
+        metrics: Any = None,
     ) -> None:
         self.clock = clock
         self.default_owner = default_owner
@@ -141,7 +143,8 @@ class ArenaService(Service):
         self.directory = seams.directory
         self.ownership = seams.ownership
         self.relay = seams.relay
-        self.lateness = TickLateness()
+        # How the arenas' ticks keep time (logged at shutdown, and in metrics).
+        self.ticks = TickTimes("arena", metrics)
         self._rng = rng if rng is not None else random.Random()
         self._running: dict[str, Arena] = {}
         self.renewal = LoopingCall(self._every_second)
@@ -189,11 +192,11 @@ class ArenaService(Service):
         for arena in list(self._running.values()):
             self._close(arena, SHUTTING_DOWN)
             resigned.append(self.ownership.resign(arena.id))
-        p50, p99 = self.lateness.percentile(0.5), self.lateness.percentile(0.99)
+        p50, p99 = self.ticks.percentile(0.5), self.ticks.percentile(0.99)
         if p50 is not None and p99 is not None:
             self._log.info(
                 "Arena ticks: {count}, lateness p50 {p50:.3f} ms, p99 {p99:.3f} ms",
-                count=self.lateness.count, p50=p50 * 1000, p99=p99 * 1000,
+                count=self.ticks.count, p50=p50 * 1000, p99=p99 * 1000,
             )
         return gatherResults(resigned + [self.relay.stop()]).addBoth(lambda _: None)
 
@@ -275,7 +278,7 @@ class ArenaService(Service):
         idle = None if entry.id == DEFAULT_ARENA else self.idle_timeout
         arena = Arena(
             entry.id, entry.owner, entry.config, self.clock, self._new_rng(),
-            idle_timeout=idle, on_idle=self._reap, lateness=self.lateness,
+            idle_timeout=idle, on_idle=self._reap, ticks=self.ticks,
         )
         self._running[entry.id] = arena
         self.ownership.forget(entry.id)
