@@ -33,13 +33,8 @@ from gameproto.processor.admission import (
     default_max_runs,
 )
 from gameproto.processor.runner import EngineCallError, Processor, Run, RunResult, SpawnError
-from gameproto.processor.sandbox import (
-    Limit,
-    RunLimits,
-    Sandbox,
-    SandboxConfig,
-    parse_uid_range,
-)
+from gameproto.processor.limits import Limit, RunLimits
+from gameproto.processor.sandbox import Sandbox, SandboxConfig, parse_uid_range
 from gameproto.processor.uids import UidPool
 
 from tests.processor_support import FakeLauncher, FakeProcessReactor
