@@ -1,6 +1,6 @@
 """
-The processor's sandbox, seen from the server: limits, run uids, start-up checks, and how
-the launcher (C{gameproto/processor/launcher.py}) is invoked.
+The processor's sandbox, seen from the server: run uids, start-up checks, and how the
+launcher (C{gameproto/processor/launcher/}) is invoked.
 
 - L{RunLimits} and L{Limit} (from L{gameproto.processor.limits}): every limit of a run,
   and which one stopped it.
