@@ -22,8 +22,8 @@ from twisted.internet.interfaces import IReactorProcess
 from zope.interface import implementer
 
 from gameproto.processor.languages import PYTHON
+from gameproto.processor.limits import Limit
 from gameproto.processor.sandbox import (
-    Limit,
     RunLimits,
     Sandbox,
     SandboxConfig,

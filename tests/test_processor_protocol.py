@@ -29,7 +29,7 @@ from gameproto.processor.admission import (
     ServerBusy,
 )
 from gameproto.processor.runner import RunResult, SpawnError
-from gameproto.processor.sandbox import Limit, RunLimits
+from gameproto.processor.limits import Limit, RunLimits
 from gameproto.processor.service import ProcessorService
 from gameproto.testing import BINARY, CLOSE, TEXT, WebSocketClient
 

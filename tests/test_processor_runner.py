@@ -33,13 +33,8 @@ from gameproto.processor.admission import (
     default_max_runs,
 )
 from gameproto.processor.runner import EngineCallError, Processor, Run, RunResult, SpawnError
-from gameproto.processor.sandbox import (
-    Limit,
-    RunLimits,
-    Sandbox,
-    SandboxConfig,
-    parse_uid_range,
-)
+from gameproto.processor.limits import Limit, RunLimits
+from gameproto.processor.sandbox import Sandbox, SandboxConfig, parse_uid_range
 from gameproto.processor.uids import UidPool
 
 from tests.processor_support import FakeLauncher, FakeProcessReactor
@@ -594,6 +589,53 @@ class StopTests(RunUnitTestCase):
         self.successResultOf(done)
         self.assertEqual(self.processor.runs, set())
         self.assertEqual(self.processor.limiter.running, 0)
+
+    def test_stop_before_start(self) -> None:
+        """
+        A run stopped before its program started: TERM once; the program's start is still
+        reported (started fires), but no call is relayed and no program time is spent.
+        """
+        run, launcher, recorder = self.start(program_time=10)
+        run.childDataReceived(3, b"1\n")
+        run.stop()
+        self.assertEqual(launcher.signals, ["TERM"])
+        launcher.started()
+        self.successResultOf(run.started)
+        self.reactor.advance(20)
+        self.assertEqual((recorder.calls, run.program_time(), launcher.signals), ([], 0, ["TERM"]))
+        launcher.exit(None, signal.SIGTERM, reason="stop")
+        result = self.result(run)
+        self.assertTrue(result.stopped)
+        self.assertIsNone(result.limit)
+
+    def test_stopped_by_a_started_callback(self) -> None:
+        """
+        A run stopped from its started callback relays none of the calls read before its
+        start.
+        """
+        run, launcher, recorder = self.start()
+        run.childDataReceived(3, b"1\n")
+        run.started.addCallback(lambda _: run.stop())
+        launcher.started()
+        self.assertEqual((recorder.calls, launcher.signals), ([], ["TERM"]))
+
+    def test_after_the_exit_report(self) -> None:
+        """
+        Once the launcher reported the program's exit, a limit reached changes nothing;
+        a stop still TERMs the launcher, once.
+        """
+        run, launcher, _ = self.start(session_time=30)
+        launcher.started()
+        launcher.status(event="exit", exit_code=0, signal=None, cpu_seconds=0.01,
+                        reason="exit", max_tasks=1, swept=True)
+        self.reactor.advance(30)
+        self.assertEqual(launcher.signals, [])
+        run.stop()
+        run.stop()
+        self.assertEqual(launcher.signals, ["TERM"])
+        launcher.ended()
+        result = self.result(run)
+        self.assertEqual((result.limit, result.exit_code, result.stopped), (None, 0, True))
 
     def test_hung_launcher(self) -> None:
         """

@@ -45,6 +45,11 @@ missing) is the older one: as root a uid per run, new network and mount namespac
 here with a tmpfs run directory and C{/tmp}, rlimits; without root, none of it (the program
 keeps the server's uid).  Its end is C{kill(-1)} from a helper running as the run uid,
 repeated until C{/proc} shows nothing of that uid.
+
+Its pieces, next to this file: C{launch_request.py} (the request, the descriptors),
+C{run_cgroup.py}, C{run_directory.py} (the weak sandbox's run directory),
+C{run_processes.py} (every process of the run, and the sweep at its end), C{procfs.py},
+C{linux.py}.
 """
 
 from __future__ import annotations
@@ -54,7 +59,6 @@ import fcntl
 import json
 import os
 import resource
-import shutil
 import signal
 import sys
 import time
@@ -71,8 +75,10 @@ from launch_request import (
     close_control,
     receive_lock,
 )
-from procfs import descendants, live_processes_of, task_count, tasks_of_uid
+from procfs import descendants, task_count, tasks_of_uid
 from run_cgroup import RunCgroup
+from run_directory import RunDirectory, write_all
+from run_processes import RunProcesses
 
 #: Signals the launcher handles synchronously (blocked, read with sigtimedwait).
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
@@ -107,8 +113,8 @@ class Launcher:
         # run_cgroup); without one, the run's is made now and the program joins it.
         self.early = early if spec is not None else None
         self.cgroup = self.early or (RunCgroup.of(dict(spec)) if spec is not None else None)
-        self.base_fd = -1
-        self.mounted_run_dir = False
+        self.run_directory: RunDirectory | None = None  # the weak sandbox's
+        self.processes = RunProcesses(self.uid, self.gid, self.cgroup)
         self.child = -1
         self.child_status: int | None = None
         self.child_cpu = 0.0
@@ -148,57 +154,12 @@ class Launcher:
             if seccomp is not None:
                 self.inherited[SECCOMP_FD] = _memfd("seccomp", base64.b64decode(seccomp))
             return
-        os.umask(0o022)
-        base, name = os.path.split(self.run_dir)
-        # Everything on the host goes through this fd: after unshare the host's base may be
-        # hidden under the new /tmp, and the directory is removed through it at the end.
-        self.base_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        os.mkdir(name, 0o700, dir_fd=self.base_fd)  # fresh: fails if the name exists
-        if self.uid is not None:
-            os.chown(name, self.uid, self.gid, dir_fd=self.base_fd)
-        if self.request["namespaces"]:
-            self.enter_namespaces()
-        self.write_file(self.request["file_name"], self.code)
-        self.write_file(self.request["sdk_file_name"], sdk_code)
-
-    def enter_namespaces(self) -> None:
-        """The weak sandbox's namespaces: network and mount, with tmpfs scratch space."""
-        linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET)
-        # Without this, mounts below would propagate back to the host.
-        linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
-        size = self.request["dir_size"]
-        scratch = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-        linux.mount("tmpfs", "/tmp", "tmpfs", scratch, f"size={size},mode=1777")
-        for shared in ("/var/tmp", "/dev/shm"):
-            if os.path.isdir(shared):
-                linux.mount("/tmp", shared, None, linux.MS_BIND)
-        owner = f"uid={self.uid},gid={self.gid}" if self.uid is not None else ""
-        if os.path.commonpath([self.run_dir, "/tmp"]) == "/tmp":
-            # The run directory now lives in the new /tmp (one 16 MiB budget for both).
-            os.makedirs(os.path.dirname(self.run_dir), mode=0o711, exist_ok=True)
-            os.mkdir(self.run_dir, 0o700)
-            if self.uid is not None:
-                os.chown(self.run_dir, self.uid, self.gid)
-        else:
-            options = f"size={size},mode=0700,{owner}"
-            linux.mount("tmpfs", self.run_dir, "tmpfs", scratch, options)
-            self.mounted_run_dir = True
-        # The run uid sees only its own processes (no server command lines).
-        flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-        linux.mount("proc", "/proc", "proc", flags, "hidepid=invisible")
-        # Nothing of the host is writable any more: no file outlives the run.
-        linux.mount("none", "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
-
-    def write_file(self, name: str, data: bytes) -> None:
-        path = os.path.join(self.run_dir, name)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        fd = os.open(path, flags, 0o644)
-        try:
-            _write_all(fd, data)
-            if self.uid is not None:
-                os.fchown(fd, self.uid, self.gid)
-        finally:
-            os.close(fd)
+        self.run_directory = RunDirectory(self.run_dir, self.uid, self.gid)
+        self.run_directory.create(
+            {self.request["file_name"]: self.code, self.request["sdk_file_name"]: sdk_code},
+            self.request["namespaces"],
+            self.request["dir_size"],
+        )
 
     # -- the program -------------------------------------------------------
 
@@ -362,80 +323,11 @@ class Launcher:
 
     def signal_run(self, number: int) -> None:
         """Send C{number} to every process of the run."""
-        if self.cgroup is not None:
-            self.cgroup.signal(number)
-        elif self.uid is not None:
-            self.as_run_uid_kill_all(number)
-        else:
-            for pid in [self.child, *descendants(os.getpid())]:
-                try:
-                    os.kill(pid, number)
-                except (ProcessLookupError, PermissionError):
-                    pass
-
-    def as_run_uid_kill_all(self, number: int) -> None:
-        """
-        C{kill(-1, number)} from a helper running as the run uid: it reaches every process
-        of that uid (setsid'd daemons and a fork bomb's children included) and nothing else;
-        the launcher, root, is out of its reach.
-        """
-        uid, gid = self.uid, self.gid
-        assert uid is not None and gid is not None
-        helper = os.fork()
-        if helper == 0:
-            try:
-                os.setgroups([])
-                os.setresgid(gid, gid, gid)
-                os.setresuid(uid, uid, uid)
-                os.kill(-1, number)
-            except BaseException:
-                os._exit(1)
-            os._exit(0)
-        while True:
-            try:
-                os.wait4(helper, 0)
-                break
-            except InterruptedError:
-                continue
-
-    def kill_all(self) -> None:
-        if self.cgroup is not None:
-            self.cgroup.kill()
-        elif self.uid is not None:
-            self.as_run_uid_kill_all(signal.SIGKILL)
-        else:
-            self.signal_run(signal.SIGKILL)
-
-    def alive(self) -> list[int]:
-        """What is left of the run: the cgroup's processes, and any of the run uid."""
-        left: list[int] = []
-        if self.cgroup is not None:
-            left += self.cgroup.pids()
-        if self.uid is not None:
-            left += live_processes_of(self.uid)
-        elif self.cgroup is None:
-            left += [pid for pid in descendants(os.getpid()) if task_count([pid])]
-        return left
+        self.processes.signal(number, self.child)
 
     def sweep(self) -> bool:
         """KILL everything of the run until nothing is left; reap until ECHILD."""
-        deadline = time.monotonic() + SWEEP_TIMEOUT
-        while True:
-            self.kill_all()
-            self.reap()
-            if not self.alive():
-                break
-            if self.uid is not None and self.cgroup is not None:
-                # A process of the run uid outside the cgroup: only the weak sandbox's
-                # helper reaches it.
-                self.as_run_uid_kill_all(signal.SIGKILL)
-            if time.monotonic() >= deadline:
-                return False
-            # Killed processes take a moment to become zombies; wait for a SIGCHLD a little.
-            signal.sigtimedwait({signal.SIGCHLD}, 0.005)
-        # Every process of the run is dead; the ones still unreaped are (or will be
-        # reparented as) the launcher's children.
-        return self.reap(block_until=deadline)
+        return self.processes.sweep(self.child, self.reap, SWEEP_TIMEOUT)
 
     def remove_cgroup(self) -> bool:
         """Remove the run's cgroup (retried while the last processes leave it)."""
@@ -451,22 +343,8 @@ class Launcher:
         return True
 
     def remove_run_dir(self) -> None:
-        if self.base_fd < 0:
-            return
-        name = os.path.basename(self.run_dir)
-        if self.mounted_run_dir:
-            try:
-                linux.umount(self.run_dir)
-            except OSError:
-                pass
-        try:
-            # With namespaces the host's directory is empty (the files lived in a tmpfs
-            # that disappears with the namespace); without, remove the files.
-            shutil.rmtree(name, dir_fd=self.base_fd, onerror=_make_removable)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            shutil.rmtree(name, dir_fd=self.base_fd, ignore_errors=True)
+        if self.run_directory is not None:
+            self.run_directory.remove()
 
     def exit_status(self) -> tuple[int | None, int | None]:
         """The program's exit code or signal number."""
@@ -509,15 +387,9 @@ class Launcher:
 def _memfd(name: str, data: bytes) -> int:
     """An anonymous file holding C{data}, positioned at its start."""
     fd = os.memfd_create(f"gameproto-{name}", os.MFD_CLOEXEC)
-    _write_all(fd, data)
+    write_all(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _open_fds() -> list[int]:
@@ -527,17 +399,6 @@ def _open_fds() -> list[int]:
 def _close(fd: int) -> None:
     try:
         os.close(fd)
-    except OSError:
-        pass
-
-
-def _make_removable(function: Any, path: str, excinfo: Any) -> None:
-    # The program may have left a directory without write permission: give it back and
-    # retry (the launcher, or root, owns or can chmod it).
-    try:
-        parent = os.path.dirname(path) or "."
-        os.chmod(parent, 0o700)
-        function(path)
     except OSError:
         pass
 
