@@ -32,6 +32,11 @@ class RunProcesses:
             self.as_run_uid_kill_all(number)
         else:
             for pid in [child, *descendants(os.getpid())]:
+                if pid <= 0:
+                    # No program yet (its set-up failed): kill(0) would reach the
+                    # launcher's group and kill(-1) every process of its uid, the
+                    # server's among them.
+                    continue
                 try:
                     os.kill(pid, number)
                 except (ProcessLookupError, PermissionError):
