@@ -34,6 +34,8 @@ from gameproto.chat import mount_chat
 from gameproto.chat.cluster import RedisPresence, RoomRelay
 from gameproto.match.api import MatchAPI
 from gameproto.match.protocol import MatchProtocol
+from gameproto.match.redis_directory import RedisMatchDirectory
+from gameproto.match.relay import RelaySink
 from gameproto.match.service import MatchService
 from gameproto.node import Node
 from gameproto.page import mount_page
@@ -179,20 +181,19 @@ class GameprotoServer(MultiService):
 
     def _mount_matches(self) -> None:
         config, reactor = self.config, self.reactor
+        seams: dict[str, Any] = {}
         if self.cluster is not None:
-            # Matches across the nodes sharing this Redis (gameproto.match.cluster).
-            from gameproto.match.cluster import ClusterMatchService
-
-            cluster = self.cluster
-            self.matches: MatchService = ClusterMatchService(
-                self.store, reactor, lambda: cluster, self.bus,
-                tick=config.match_tick, lobby_timeout=config.match_lobby_timeout,
+            # Every node sharing this Redis serves every match: the directory in
+            # Redis, the game under a lease, frames and changes relayed on the bus.
+            seams = dict(
+                directory=RedisMatchDirectory(self.cluster, self.store),
+                ownership=self.cluster.ownership("match"),
+                sink=RelaySink(self.bus, reactor, self.cluster.node_id),
             )
-        else:
-            self.matches = MatchService(
-                self.store, reactor, tick=config.match_tick,
-                lobby_timeout=config.match_lobby_timeout,
-            )
+        self.matches = MatchService(
+            self.store, reactor, tick=config.match_tick,
+            lobby_timeout=config.match_lobby_timeout, **seams,
+        )
         self.addService(self.matches)
         factory = wire.make_factory(
             MatchProtocol, config.game_limits, self.context, service=self.matches
