@@ -9,6 +9,10 @@ interleaving; nothing relies on WATCH, whose connection would be lost to the poo
 if a command timed out mid-transaction.  Every call has a timeout
 (L{gameproto.redis.within}): during an outage the store fails fast with
 L{gameproto.redis.RedisUnavailable}, a L{StoreError}, instead of hanging.
+
+Across nodes the ongoing matches are also changed by the match directory
+(gameproto.match.redis_directory), with scripts of its own on the same keys and
+the same JSON (L{ongoing_json}, L{ongoing_record}).
 """
 
 from __future__ import annotations
