@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import attrs
-
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -110,7 +109,6 @@ class MatchService(Service):
         self.ownership = ownership or Ownership.local(clock, "match")
         self.sink: IMatchSink = sink or LocalSink()
         self.tick = tick
-        self.lobby_timeout = lobby_timeout
         self.max_spectators = max_spectators
         self.rules = attrs.evolve(rules or PongRules(), dt=tick)
         self._init_frame = PongGame(self.rules).init_frame()
