@@ -40,6 +40,8 @@ from gameproto.chat.cluster import RedisPresence, RoomRelay
 from gameproto.match.api import MatchAPI
 from gameproto.metrics import Metrics, metrics_site
 from gameproto.match.protocol import MatchProtocol
+from gameproto.match.redis_directory import RedisMatchDirectory
+from gameproto.match.relay import RelaySink
 from gameproto.match.service import MatchService
 from gameproto.node import Node
 from gameproto.page import mount_page
@@ -194,20 +196,19 @@ class GameprotoServer(MultiService):
 
     def _mount_matches(self) -> None:
         config, reactor = self.config, self.reactor
+        seams: dict[str, Any] = {}
         if self.cluster is not None:
-            # Matches across the nodes sharing this Redis (gameproto.match.cluster).
-            from gameproto.match.cluster import ClusterMatchService
-
-            cluster = self.cluster
-            self.matches: MatchService = ClusterMatchService(
-                self.store, reactor, lambda: cluster, self.bus,
-                tick=config.match_tick, lobby_timeout=config.match_lobby_timeout,
+            # Every node sharing this Redis serves every match: the directory in
+            # Redis, the game under a lease, frames and changes relayed on the bus.
+            seams = dict(
+                directory=RedisMatchDirectory(self.cluster, self.store),
+                ownership=self.cluster.ownership("match"),
+                sink=RelaySink(self.bus, reactor, self.cluster.node_id),
             )
-        else:
-            self.matches = MatchService(
-                self.store, reactor, tick=config.match_tick,
-                lobby_timeout=config.match_lobby_timeout,
-            )
+        self.matches = MatchService(
+            self.store, reactor, tick=config.match_tick,
+            lobby_timeout=config.match_lobby_timeout, metrics=self.metrics, **seams,
+        )
         self.addService(self.matches)
         factory = wire.make_factory(
             MatchProtocol, config.game_limits, self.context, service=self.matches
@@ -247,8 +248,11 @@ class GameprotoServer(MultiService):
             max_per_user=config.arena_max_per_user, max_arenas=config.arena_max, seams=seams,
             metrics=self.metrics,
         )
-        self.metrics.gauge("gameproto_games_running", "Matches and arenas running on this node.",
-                           ("game",), lambda: {("arena",): len(self.arenas.arenas())})
+        self.metrics.gauge(
+            "gameproto_games_running", "Matches and arenas running on this node.", ("game",),
+            lambda: {("arena",): len(self.arenas.arenas()),
+                     ("match",): sum(1 for m in self.matches.matches.values()
+                                     if m.owner and m.running)})
         self.addService(self.arenas)
         ArenasAPI(self.arenas, self.accounts_api).install(self.router)
         web.mount(

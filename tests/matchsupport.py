@@ -52,9 +52,9 @@ def non_status(messages: list[Any]) -> list[Any]:
 
 
 class MatchTestCase(SynchronousTestCase):
-    """A server on a Clock with a memory store; C{self.server.matches} is the service."""
+    """A started server on a Clock with a memory store; C{self.server.matches} is the service."""
 
-    config = ServerConfig(store="memory:")
+    config = ServerConfig(store="memory:", port=None)
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -68,6 +68,9 @@ class MatchTestCase(SynchronousTestCase):
             run_in_thread=lambda f, *args: maybeDeferred(f, *args),
         )
         self.service = self.server.matches
+        self.server.startService()
+        self.successResultOf(self.server.whenStarted())
+        self.addCleanup(self.server.stopService)
         self._tokens: dict[str, str] = {}
 
     def make_store(self) -> MemoryStore:
@@ -132,6 +135,10 @@ class MatchTestCase(SynchronousTestCase):
         host.send_json({"command": "start_match"})
         read(host), read(challenger)
         return match_id, host, challenger
+
+    def where(self, username: str) -> tuple[int | None, str | None]:
+        """The match and role C{username} holds, as the REST API reads them."""
+        return self.successResultOf(self.service.whereabouts(username))
 
     def tick(self, n: int = 1) -> None:
         """Run C{n} ticks.  A hair over the tick each time: at 1.8e9 s a float has

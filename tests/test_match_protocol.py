@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from types import SimpleNamespace
 
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from gameproto.match import frames
+from gameproto.match.frames import Role
+from gameproto.match.lobby import JoinRefused
 from gameproto.match.protocol import MatchCore, MatchMachine
 from gameproto.server import ServerConfig
 from gameproto.store import CompletedMatch, MatchOutcome, Rating
@@ -141,7 +147,7 @@ class LobbyTests(MatchTestCase):
         read(host)
         challenger.transport.loseConnection()
         self.assertEqual(read(host).messages, [self.lobby(None, False)])
-        self.assertEqual(self.service.whereabouts("cole"), (None, None))
+        self.assertEqual(self.where("cole"), (None, None))
         self.joined(match_id, "challenger", "dana")
         self.assertEqual(read(host).messages, [self.lobby("dana", False)])
 
@@ -168,7 +174,8 @@ class LobbyTests(MatchTestCase):
         self.assertEqual(read(host).messages, [NOT_READY])
         self.tick(5)
         self.assertEqual(read(host).messages, [])
-        self.assertFalse(self.service.matches[match_id].record.is_started)
+        match = self.call("GET", f"/api/ongoing_matches/{match_id}/", "hana").json()
+        self.assertFalse(match["is_started"])
 
     def test_host_paddle_commands_before_start(self) -> None:
         """Before the start the host's paddle commands and ready are invalid commands."""
@@ -223,7 +230,7 @@ class LobbyTests(MatchTestCase):
         for ws in (host, challenger, spectator):
             statuses = read(ws).messages
             self.assertEqual([m["message_type"] for m in statuses], ["status"] * 3)
-        self.assertEqual(self.service.whereabouts("cole"), (match_id, "challenger"))
+        self.assertEqual(self.where("cole"), (match_id, "challenger"))
 
 
 class CommandTests(MatchTestCase):
@@ -295,7 +302,7 @@ class CommandTests(MatchTestCase):
         read(host)
         self.tick(2)
         self.assertEqual([m["message_type"] for m in read(host).messages], ["status"] * 2)
-        self.assertEqual(self.service.whereabouts("cole"), (match_id, "challenger"))
+        self.assertEqual(self.where("cole"), (match_id, "challenger"))
 
 
 class GameTests(MatchTestCase):
@@ -344,7 +351,7 @@ class GameTests(MatchTestCase):
         self.assertEqual(stored, {k: v for k, v in end.items() if k != "message_type"})
         self.assertEqual(self.call("GET", f"/api/ongoing_matches/{match_id}/", "sam").status, 404)
         for name in ("hana", "cole", "sam"):
-            self.assertEqual(self.service.whereabouts(name), (None, None))
+            self.assertEqual(self.where(name), (None, None))
 
     def test_spectator_joining_mid_game_gets_init(self) -> None:
         """A late spectator gets success, lobby and init, then the status frames."""
@@ -372,7 +379,7 @@ class GameTests(MatchTestCase):
         statuses = read(host).messages
         self.assertEqual(len(statuses), 6)
         self.assertEqual(statuses[-1]["right_paddle_y"], 0.502)  # idle since the drop
-        self.assertEqual(self.service.whereabouts("cole"), (match_id, "challenger"))
+        self.assertEqual(self.where("cole"), (match_id, "challenger"))
         self.assertEqual(read(self.connect(match_id, "challenger", "dana")).messages[0]["code"], 9)
         again = self.connect(match_id, "challenger", "cole")
         self.assertEqual(
@@ -453,7 +460,7 @@ class RemovalTests(MatchTestCase):
             got = read(ws)
             self.assertEqual(got.messages, [ENDED])
             self.assertEqual([code for code, _ in got.closes], [1000])
-        self.assertEqual(self.service.whereabouts("cole"), (None, None))
+        self.assertEqual(self.where("cole"), (None, None))
         self.assertEqual(read(self.connect(match_id, "host", "hana")).messages[0]["code"], 5)
 
     def test_lobby_timeout(self) -> None:
@@ -464,11 +471,10 @@ class RemovalTests(MatchTestCase):
         self.clock.advance(3600)  # the host is connected: kept
         host.transport.loseConnection()
         self.clock.advance(599)
-        self.assertIn(match_id, self.service.matches)
+        self.assertEqual(self.call("GET", f"/api/ongoing_matches/{match_id}/", "hana").status, 200)
         self.clock.advance(1.5)
-        self.assertNotIn(match_id, self.service.matches)
         self.assertEqual(self.call("GET", f"/api/ongoing_matches/{match_id}/", "hana").status, 404)
-        self.assertEqual(self.service.whereabouts("hana"), (None, None))
+        self.assertEqual(self.where("hana"), (None, None))
 
     def test_shutdown(self) -> None:
         """At shutdown every socket gets code 4 "server shutting down", then 4012."""
@@ -500,52 +506,110 @@ class StartUpTests(MatchTestCase):
             attrs.evolve(waiting, challenger="dana", challenger_ready=True, spectators=("sam",))))
         service = MatchService(self.store, self.clock)
         self.successResultOf(service.startService())
+        self.addCleanup(service.stopService)
         self.assertIsNone(self.successResultOf(self.store.get_ongoing_match(started.id)))
         self.assertEqual(
             self.successResultOf(self.store.get_ongoing_match(waiting.id)), waiting.__class__(
                 id=waiting.id, host="ivan", creation_timestamp=now))
-        self.assertEqual(service.whereabouts("ivan"), (waiting.id, "host"))
-        self.assertEqual(service.whereabouts("dana"), (None, None))
+        self.assertEqual(self.successResultOf(service.whereabouts("ivan")), (waiting.id, "host"))
+        self.assertEqual(self.successResultOf(service.whereabouts("dana")), (None, None))
         self.clock.advance(601)
         self.assertIsNone(self.successResultOf(self.store.get_ongoing_match(waiting.id)))
 
 
-class MachineTests(MatchTestCase):
-    def test_machine_without_a_socket(self) -> None:
-        """The state machine alone: a spectator ignores commands, a closed one ignores all."""
-        sent: list[Any] = []
+class Recorder:
+    """The socket side of a machine: what it sends and how it closes."""
 
-        class Recorder:
-            def sendObject(self, message: Any) -> bool:
-                sent.append(message)
-                return True
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
 
-            def sendPrepared(self, prepared: Any) -> None:
-                sent.append(prepared)
+    def sendObject(self, message: Any) -> bool:
+        self.sent.append(message)
+        return True
 
-            def closeWith(self, code: Any, reason: str) -> None:
-                sent.append(int(code))
+    def sendPrepared(self, prepared: Any) -> None:
+        self.sent.append(prepared)
 
-        class FakeSeat:
-            def welcome(self) -> None:
-                sent.append("welcome")
+    def closeWith(self, code: Any, reason: str) -> None:
+        self.sent.append(int(code))
 
-            def leave(self) -> None:
-                sent.append("leave")
 
-        machine = MatchMachine(MatchCore(Recorder()))
-        machine.spectatorJoined(FakeSeat())  # type: ignore[arg-type]
+class JoiningService:
+    """The service side of a machine: joins answered when the test says."""
+
+    def __init__(self, sent: list[Any]) -> None:
+        self.sent = sent
+        self.joins: list[Deferred[Any]] = []
+
+    def join(self, match_id: str, username: str, role: Role, socket: Any) -> Deferred[Any]:
+        self.joins.append(Deferred())
+        return self.joins[-1]
+
+    def welcome(self, seat: Any) -> None:
+        self.sent.append("welcome")
+
+    def leave(self, seat: Any) -> None:
+        self.sent.append("leave")
+
+
+def seat(role: Role, started: bool = False) -> Any:
+    """What the machine reads of a seat: its role, and whether its match has started."""
+    record = SimpleNamespace(is_started=started)
+    return SimpleNamespace(role=role, match=SimpleNamespace(record=record))
+
+
+class MachineTests(SynchronousTestCase):
+    """The connection's state machine alone, with no socket and no match service."""
+
+    def machine(self) -> tuple[Any, Recorder, JoiningService]:
+        connection = Recorder()
+        service = JoiningService(connection.sent)
+        return MatchMachine(MatchCore(connection, service)), connection, service  # type: ignore[arg-type]
+
+    def test_spectator_ignores_commands(self) -> None:
+        """A spectator ignores commands; a closed connection ignores everything."""
+        machine, connection, service = self.machine()
+        machine.join("1", "sam", Role.SPECTATOR)
+        service.joins[0].callback(seat(Role.SPECTATOR))
         machine.startMatch()
         machine.invalidCommand()
         machine.matchOver()
         machine.farewell("bye")
         machine.ready()
         machine.lost()
-        self.assertEqual(sent, [{"status": "success", "code": 0}, "welcome", "bye", 1000])
+        self.assertEqual(connection.sent, [{"status": "success", "code": 0}, "welcome", "bye",
+                                           1000])
+
+    def test_commands_while_joining_wait_for_the_seat(self) -> None:
+        """What a client sends while it joins is handled, in order, once it is seated."""
+        machine, connection, service = self.machine()
+        machine.join("1", "hana", Role.HOST)
+        machine.noCommand()
+        machine.ready()
+        self.assertEqual(connection.sent, [])
+        service.joins[0].callback(seat(Role.HOST))
+        self.assertEqual(connection.sent, [{"status": "success", "code": 0}, "welcome",
+                                           NO_COMMAND, INVALID])
+
+    def test_refused_while_joining(self) -> None:
+        """A refused join sends the refusal, closes, and drops what was held."""
+        machine, connection, service = self.machine()
+        machine.join("1", "cole", Role.CHALLENGER)
+        machine.ready()
+        service.joins[0].errback(JoinRefused(frames.ALREADY_ELSEWHERE))
+        self.assertEqual(connection.sent, [frames.ALREADY_ELSEWHERE.frame(), 1000])
+
+    def test_lost_while_joining_gives_the_seat_back(self) -> None:
+        """A connection lost while joining gives back the seat its join then gets."""
+        machine, connection, service = self.machine()
+        machine.join("1", "cole", Role.CHALLENGER)
+        machine.lost()
+        service.joins[0].callback(seat(Role.CHALLENGER))
+        self.assertEqual(connection.sent, ["leave"])
 
 
 class RateLimitTests(MatchTestCase):
-    config = ServerConfig(store="memory:", messages_per_second=10, message_burst=5)
+    config = ServerConfig(store="memory:", port=None, messages_per_second=10, message_burst=5)
 
     def test_players_told_spectators_not(self) -> None:
         """Past the burst a player gets one rate-limit error; a spectator gets nothing."""

@@ -20,7 +20,8 @@ from twisted.web.iweb import IRequest
 from gameproto import wire
 from gameproto.api import AccountsAPI
 from gameproto.match import frames
-from gameproto.match.service import AlreadyInMatch, MatchService, MatchStarted, NotTheHost
+from gameproto.match.lobby import AlreadyInMatch, MatchStarted, NotTheHost
+from gameproto.match.service import MatchService
 from gameproto.store import IStore
 from gameproto.rest import (
     ApiError,

@@ -10,7 +10,10 @@ current state gets the documented error.
 
 States of one connection::
 
-    Opening ──refused──────────────────────────────────────────────▶ Closed
+    Opening ──refused (handshake checks)─────────────────────────────▶ Closed
+       │ join                                                          ▲
+       ▼                                                               │
+    Joining ──refused (codes 5, 8, 9, 10)──────────────────────────────┤
        │ hostJoined        challengerJoined     spectatorJoined  playerRejoined
        ▼                         ▼                    ▼              │
     HostLobby             ChallengerLobby ──ready──▶ ChallengerReady │
@@ -19,6 +22,12 @@ States of one connection::
                            │ matchOver                     Spectating
                            ▼                                   │
                         Finished ──farewell (end / code 4)──▶ Closed ◀─ lost, replaced, shutdown
+
+Joining waits for the match directory (on another node's Redis, or at once on a
+single node); what the client sends meanwhile is held and handled, in order, once
+it is seated.  A connection lost while joining gives its seat back when the join
+ends.  The host's C{startMatch} is answered by the service: C{challengerNotReady}
+sends code 3, a start moves the players on with C{gameStarted}.
 """
 
 from __future__ import annotations
@@ -28,14 +37,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 from automat import NoTransition, TypeMachineBuilder
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from gameproto import wire
 from gameproto.match import frames
 from gameproto.match.frames import Refusal, Role
+from gameproto.match.live import Seat
+from gameproto.match.lobby import JoinRefused, StartOutcome
 from gameproto.match.pong import PaddleCommand
-from gameproto.match.service import JoinRefused, MatchService, Seat
+from gameproto.match.service import MatchService
 from gameproto.wire import CloseCode, Malformed
 
 
@@ -44,6 +54,8 @@ class MatchInputs(Protocol):
 
     # The handshake's outcome.
     def refused(self, refusal: Refusal) -> None: ...
+
+    def join(self, match_id: str, username: str, role: Role) -> None: ...
 
     def hostJoined(self, seat: Seat) -> None: ...
 
@@ -65,6 +77,8 @@ class MatchInputs(Protocol):
     def invalidCommand(self) -> None: ...
 
     # From the match service.
+    def challengerNotReady(self) -> None: ...
+
     def gameStarted(self) -> None: ...
 
     def matchOver(self) -> None: ...
@@ -92,18 +106,22 @@ class Connection(Protocol):
 @attrs.define
 class MatchCore:
     connection: Connection
+    service: MatchService
     seat: Seat | None = None
+    # What the client sent while joining, handled once seated.
+    held: list[Callable[[MatchInputs], None]] = attrs.Factory(list)
 
     def send(self, message: Any) -> None:
         self.connection.sendObject(message)
 
     def leave(self) -> None:
         if self.seat is not None:
-            self.seat.leave()
+            self.service.leave(self.seat)
 
 
 builder = TypeMachineBuilder(MatchInputs, MatchCore)
 Opening = builder.state("Opening")
+Joining = builder.state("Joining")
 HostLobby = builder.state("HostLobby")
 ChallengerLobby = builder.state("ChallengerLobby")
 ChallengerReady = builder.state("ChallengerReady")
@@ -120,30 +138,85 @@ _COMMANDS = (
     MatchInputs.noCommand,
 )
 _JOINED = (HostLobby, ChallengerLobby, ChallengerReady, Playing, Spectating, Finished)
+_SEATED = (MatchInputs.hostJoined, MatchInputs.challengerJoined, MatchInputs.spectatorJoined,
+           MatchInputs.playerRejoined)
+# How each command input is replayed once a joining connection is seated.
+_REPLAY: dict[Any, Callable[..., Callable[[MatchInputs], None]]] = {
+    MatchInputs.ready: lambda: lambda machine: machine.ready(),
+    MatchInputs.startMatch: lambda: lambda machine: machine.startMatch(),
+    MatchInputs.paddle: lambda command: lambda machine: machine.paddle(command),
+    MatchInputs.invalidCommand: lambda: lambda machine: machine.invalidCommand(),
+    MatchInputs.noCommand: lambda: lambda machine: machine.noCommand(),
+}
 
 
 # -- the handshake --------------------------------------------------------------
 
 
-@Opening.upon(MatchInputs.refused).to(Closed)
 def refuse(inputs: MatchInputs, core: MatchCore, refusal: Refusal) -> None:
     core.send(refusal.frame())
     core.connection.closeWith(refusal.close, refusal.error)
 
 
+for _state in (Opening, Joining):
+    _state.upon(MatchInputs.refused).to(Closed)(refuse)
+Closed.upon(MatchInputs.refused).loop().returns(None)  # gone while joining
+
+
+@Opening.upon(MatchInputs.join).to(Joining)
+def join(inputs: MatchInputs, core: MatchCore, match_id: str, username: str, role: Role) -> None:
+    d = core.service.join(match_id, username, role, core.connection)
+
+    def seated(seat: Seat) -> None:
+        if seat.role is Role.SPECTATOR:
+            inputs.spectatorJoined(seat)
+        elif seat.match.record.is_started:
+            inputs.playerRejoined(seat)
+        elif seat.role is Role.HOST:
+            inputs.hostJoined(seat)
+        else:
+            inputs.challengerJoined(seat)
+
+    def refused(failure: Any) -> None:
+        if failure.check(JoinRefused):
+            inputs.refused(failure.value.refusal)
+            return
+        MatchProtocol._log.failure("Match join", failure)
+        inputs.refused(frames.UNAVAILABLE)
+
+    d.addCallbacks(seated, refused)
+
+
 def _welcome(inputs: MatchInputs, core: MatchCore, seat: Seat) -> None:
     core.seat = seat
     core.send(frames.SUCCESS)
-    seat.welcome()
+    core.service.welcome(seat)
+    held, core.held = core.held, []
+    for replay in held:
+        replay(inputs)  # handled in the new state, after this output
 
 
-for _input, _state in [
-    (MatchInputs.hostJoined, HostLobby),
-    (MatchInputs.challengerJoined, ChallengerLobby),
-    (MatchInputs.spectatorJoined, Spectating),
-    (MatchInputs.playerRejoined, Playing),
-]:
-    Opening.upon(_input).to(_state)(_welcome)
+for _input, _state in zip(_SEATED, (HostLobby, ChallengerLobby, Spectating, Playing)):
+    Joining.upon(_input).to(_state)(_welcome)
+
+
+def _give_back(inputs: MatchInputs, core: MatchCore, seat: Seat) -> None:
+    core.service.leave(seat)  # the connection went away while joining
+
+
+for _input in _SEATED:
+    Closed.upon(_input).loop()(_give_back)
+
+
+def _holder(command: Any) -> Callable[..., None]:
+    def hold(inputs: MatchInputs, core: MatchCore, *args: Any) -> None:
+        core.held.append(_REPLAY[command](*args))
+
+    return hold
+
+
+for _input in _REPLAY:
+    Joining.upon(_input).loop()(_holder(_input))
 
 
 # -- the lobby ------------------------------------------------------------------
@@ -151,23 +224,32 @@ for _input, _state in [
 
 @HostLobby.upon(MatchInputs.startMatch).loop()
 def start_match(inputs: MatchInputs, core: MatchCore) -> None:
-    # A start moves this machine to Playing through gameStarted (queued by Automat
-    # until this output returns); no ack: lobby and init confirm it.
+    # A start moves this machine to Playing through gameStarted; no ack: lobby and
+    # init confirm it.  A challenger not ready is the service's answer.
     assert core.seat is not None
-    if not core.seat.start_match():
-        core.send(frames.CHALLENGER_NOT_READY)
+
+    def answered(outcome: StartOutcome) -> None:
+        if outcome is StartOutcome.NOT_READY:
+            inputs.challengerNotReady()
+
+    core.service.start_match(core.seat).addCallback(answered)
+
+
+@HostLobby.upon(MatchInputs.challengerNotReady).loop()
+def challenger_not_ready(inputs: MatchInputs, core: MatchCore) -> None:
+    core.send(frames.CHALLENGER_NOT_READY)
 
 
 @ChallengerLobby.upon(MatchInputs.ready).to(ChallengerReady)
 def ready(inputs: MatchInputs, core: MatchCore) -> None:
     assert core.seat is not None
-    core.seat.ready()
+    core.service.ready(core.seat)
 
 
 @Playing.upon(MatchInputs.paddle).loop()
 def move_paddle(inputs: MatchInputs, core: MatchCore, command: PaddleCommand) -> None:
     assert core.seat is not None
-    core.seat.command(command)
+    core.service.paddle(core.seat, command)
 
 
 def _invalid(inputs: MatchInputs, core: MatchCore, *args: Any) -> None:
@@ -206,9 +288,12 @@ for _input in _COMMANDS:
 
 # -- the match service's events -------------------------------------------------
 
+# The answer to a start that did not start, once the connection has moved on.
+for _state in (Joining, ChallengerLobby, ChallengerReady, Playing, Spectating, Finished, Closed):
+    _state.upon(MatchInputs.challengerNotReady).loop().returns(None)
 for _state in (HostLobby, ChallengerReady):
     _state.upon(MatchInputs.gameStarted).to(Playing).returns(None)
-for _state in (Playing, Spectating, Closed):
+for _state in (Playing, Spectating, Closed, ChallengerLobby, Finished):
     _state.upon(MatchInputs.gameStarted).loop().returns(None)
 for _state in (HostLobby, ChallengerLobby, ChallengerReady, Playing):
     _state.upon(MatchInputs.matchOver).to(Finished).returns(None)
@@ -244,7 +329,8 @@ def _lost(inputs: MatchInputs, core: MatchCore) -> None:
 
 for _state in _JOINED:
     _state.upon(MatchInputs.lost).to(Closed)(_lost)
-Opening.upon(MatchInputs.lost).to(Closed).returns(None)
+for _state in (Opening, Joining):
+    _state.upon(MatchInputs.lost).to(Closed).returns(None)
 Closed.upon(MatchInputs.lost).loop().returns(None)
 
 
@@ -253,7 +339,7 @@ def _shutting_down(inputs: MatchInputs, core: MatchCore) -> None:
     core.connection.closeWith(CloseCode.SHUTTING_DOWN, "server shutting down")
 
 
-for _state in (Opening, *_JOINED):
+for _state in (Opening, Joining, *_JOINED):
     _state.upon(MatchInputs.shuttingDown).to(Closed)(_shutting_down)
 Closed.upon(MatchInputs.shuttingDown).loop().returns(None)
 
@@ -295,11 +381,11 @@ class MatchProtocol(wire.JSONProtocol):
 
     _log = Logger()
     endpoint = "match"
+    metrics_protocol = "match"
 
     def connectionOpened(self) -> None:
-        self._core = MatchCore(self)
+        self._core = MatchCore(self, self.factory.service)
         self.machine: MatchInputs = MatchMachine(self._core)
-        service: MatchService = self.factory.service
         if self.user is None:
             self.machine.refused(frames.UNAUTHENTICATED)
             return
@@ -307,51 +393,9 @@ class MatchProtocol(wire.JSONProtocol):
         if isinstance(role, Refusal):
             self.machine.refused(role)
             return
-        match_id = match_id_of(self.postpath)
-        try:
-            seat = service.join(match_id, self.user.username, role, self)
-        except JoinRefused as e:
-            self.machine.refused(e.refusal)
-            return
-        if isinstance(seat, Deferred):
-            # Across nodes the join asks the shared store: frames that arrive
-            # meanwhile wait for its outcome.
-            self._waiting: list[Callable[[], None]] | None = []
-            seat.addCallbacks(self._joined, self._join_failed)
-            seat.addErrback(lambda f: self._log.failure("Match join", f))
-            return
-        self._joined(seat)
-
-    def _joined(self, seat: Seat) -> None:
-        waiting, self._waiting = getattr(self, "_waiting", None), None
-        if self.state != self.STATE_OPEN and waiting is not None:
-            seat.leave()  # gone while the store answered
-            return
-        role = seat.role
-        if role is Role.SPECTATOR:
-            self.machine.spectatorJoined(seat)
-        elif seat.match.game is not None or seat.match.record.is_started:
-            self.machine.playerRejoined(seat)
-        elif role is Role.HOST:
-            self.machine.hostJoined(seat)
-        else:
-            self.machine.challengerJoined(seat)
-        for replay in waiting or ():
-            replay()
-
-    def _join_failed(self, failure: Any) -> None:
-        self._waiting = None
-        failure.trap(JoinRefused)
-        if self.state == self.STATE_OPEN:
-            self.machine.refused(failure.value.refusal)
+        self.machine.join(match_id_of(self.postpath), self.user.username, role)
 
     def objectReceived(self, message: dict[str, Any]) -> None:
-        if getattr(self, "_waiting", None) is not None:
-            self._waiting.append(lambda: self._object(message))  # type: ignore[union-attr]
-            return
-        self._object(message)
-
-    def _object(self, message: dict[str, Any]) -> None:
         if "command" not in message:
             self._input(self.machine.noCommand)
             return
@@ -366,10 +410,6 @@ class MatchProtocol(wire.JSONProtocol):
             self._input(self.machine.invalidCommand)
 
     def malformedFrame(self, problem: Malformed) -> None:
-        if getattr(self, "_waiting", None) is not None:
-            self._waiting.append(  # type: ignore[union-attr]
-                lambda: self._input(self.machine.invalidCommand))
-            return
         self._input(self.machine.invalidCommand)
 
     def rateLimited(self) -> None:

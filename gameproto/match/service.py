@@ -1,174 +1,88 @@
 """
-The registry of the matches of one node and their game loops.
+Every ongoing match, on one node or many: one class, three seams.
 
-L{MatchService} owns every ongoing match: who holds which role, which sockets are
-connected, the L{PongGame} and its tick loop.  It writes each change of a match
-through to the store (so the REST API, which reads the store, and a restarted
-server see it), records the completed match with the Elo change in one store
-operation, and knows where every user is (L{MatchService.whereabouts}).
+- The B{directory} (L{IMatchDirectory}) knows where each match is and who holds
+  which role; every change is a compare-and-set of the record with one user's
+  role, decided by the pure lobby rules (gameproto.match.lobby).  A single node's
+  is in memory, written through to the store; several nodes share Redis.
+- B{Ownership} (L{gameproto.ownership.Ownership}) says which node runs a game: the
+  node that receives C{start_match} claims the match's lease and renews it every
+  second; every node checks the leases of the started matches it does not run, so
+  that a match whose node died is dropped (no result, roles freed) and its sockets
+  here get C{aborted} and a close 1000.  An outage alone aborts nothing.
+- The B{sink} (L{IMatchSink}) carries the game frames to every socket of the
+  match, and this node's changes to the other nodes (none on a single node).
 
-Sockets talk to the service through a L{Seat}; the service talks back to them
-through the L{MatchSocket} methods, which are inputs of each connection's state
-machine (gameproto.match.protocol).
-
-One status frame per tick is encoded once and sent to every socket of the match
-as an Autobahn prepared message.
+Sockets talk to the service through their L{Seat}; the service drives them
+through the L{MatchSocket} methods, inputs of each connection's state machine.
+Joining is asynchronous everywhere (the directory answers with a Deferred, at
+once on a single node).  The status frame of each tick is encoded once and sent
+to every socket as one prepared message.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import itertools
 from datetime import datetime, timezone
-from typing import Any, Iterator, Protocol
+from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from gameproto import wire
-from gameproto.match import frames
-from gameproto.match.elo import rate
+from gameproto.match import frames, lobby
+from gameproto.match.directory import (
+    Changed,
+    Conflict,
+    IMatchDirectory,
+    Place,
+    RoleChange,
+    RoleOp,
+    SeatRef,
+    Step,
+    update,
+)
 from gameproto.match.frames import Refusal, Role
-from gameproto.match.pong import PaddleCommand, PongGame, PongRules, Side
-from gameproto.store import IStore, MatchOutcome, NoSuchMatch, OngoingMatch
+from gameproto.match.games import GameRunner
+from gameproto.match.lobby import (  # the service's refusals and answers
+    AlreadyInMatch,
+    JoinRefused,
+    MatchStarted,
+    NotTheHost,
+    StartOutcome,
+)
+from gameproto.match.live import LiveMatch, Seat
+from gameproto.match.local_directory import LocalMatchDirectory
+from gameproto.match.pong import PaddleCommand, PongGame, PongRules
+from gameproto.match.sink import (
+    Farewell,
+    GameFrame,
+    GameOver,
+    GameStarted,
+    IMatchSink,
+    LobbyChanged,
+    LocalSink,
+    MatchEvent,
+    SeatTaken,
+    deliver,
+)
+from gameproto.match.watch import DISCOVER_INTERVAL, WATCH_INTERVAL, LobbyTimers, OwnerWatch
+from gameproto.ownership import LEASE_RENEW_INTERVAL, Ownership
+from gameproto.store import IStore, OngoingMatch, StoreError
 
 DEFAULT_TICK = 0.01
 DEFAULT_LOBBY_TIMEOUT = 600.0
 MAX_SPECTATORS = 1000
-_LIST_PAGE = 1000
-# Tick lateness samples kept for the log line of each match and for benchmarks.
-_LATENESS_SAMPLES = 100_000
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
-class JoinRefused(Exception):
-    def __init__(self, refusal: Refusal) -> None:
-        super().__init__(refusal.error)
-        self.refusal = refusal
-
-
-class AlreadyInMatch(Exception):
-    """A user who holds a role in a match cannot host another one."""
-
-
-class NotTheHost(Exception):
-    """Only the host may delete a match."""
-
-
-class MatchStarted(Exception):
-    """A started match cannot be deleted."""
-
-
-class MatchSocket(Protocol):
-    """What the service needs from a connection (gameproto.match.protocol.MatchProtocol)."""
-
-    def sendObject(self, message: Any) -> bool: ...
-
-    def sendPrepared(self, prepared: Any) -> None: ...
-
-    def prepare(self, payload: bytes) -> Any: ...
-
-    def gameStarted(self) -> None: ...
-
-    def matchOver(self) -> None: ...
-
-    def farewell(self, prepared: Any) -> None: ...
-
-    def replaced(self) -> None: ...
-
-
-@attrs.define(eq=False)
-class LiveMatch:
-    """An ongoing match of this node: its record, its sockets and, once started, its game."""
-
-    record: OngoingMatch
-    host: MatchSocket | None = None
-    challenger: MatchSocket | None = None
-    spectators: dict[str, MatchSocket] = attrs.Factory(dict)  # by lower-cased username
-    game: PongGame | None = None
-    loop: LoopingCall | None = None
-    lobby_timer: IDelayedCall | None = None
-    ended: bool = False
-    ticks: int = 0
-    lateness: deque[float] = attrs.Factory(lambda: deque(maxlen=_LATENESS_SAMPLES))
-
-    @property
-    def id(self) -> int:
-        return self.record.id
-
-    @property
-    def running(self) -> bool:
-        return self.game is not None and not self.ended
-
-    def sockets(self) -> Iterator[MatchSocket]:
-        if self.host is not None:
-            yield self.host
-        if self.challenger is not None:
-            yield self.challenger
-        yield from list(self.spectators.values())
-
-    def player_sockets(self) -> Iterator[MatchSocket]:
-        if self.host is not None:
-            yield self.host
-        if self.challenger is not None:
-            yield self.challenger
-
-
-@attrs.define(eq=False)
-class Seat:
-    """One connection's place in a match: what its state machine may ask of the match."""
-
-    service: MatchService
-    match: LiveMatch
-    role: Role
-    username: str
-    socket: MatchSocket
-    # Whether joining changed the lobby, so everyone hears of it, or not, so only
-    # the joiner gets the current state.
-    lobby_changed: bool = False
-
-    @property
-    def current(self) -> bool:
-        """Whether this seat's socket is still the one that holds the role."""
-        m = self.match
-        if self.role is Role.HOST:
-            return m.host is self.socket
-        if self.role is Role.CHALLENGER:
-            return m.challenger is self.socket
-        return m.spectators.get(self.username.lower()) is self.socket
-
-    def welcome(self) -> None:
-        """After the success frame: the lobby (to all if it changed), then init if running."""
-        self.service._welcome(self)
-
-    def ready(self) -> None:
-        self.service._challenger_ready(self)
-
-    def start_match(self) -> bool:
-        """Start the game; C{False} if the challenger is absent or not ready."""
-        return self.service._start_match(self)
-
-    def command(self, command: PaddleCommand) -> None:
-        game = self.match.game
-        if game is not None and self.match.running and self.current:
-            side = Side.LEFT if self.role is Role.HOST else Side.RIGHT
-            game.queue_command(side, command)
-
-    def leave(self) -> None:
-        self.service._leave(self)
 
 
 class MatchService(Service):
     """
-    Every match of one node.  C{startService} loads the ongoing matches from the
-    store (started ones are dropped: their game loop died with the last process)
-    and returns a Deferred that fires once the registry is ready.
+    Every match, on this node and (through the seams) on the others.  Without a
+    directory, ownership and sink it serves a single node.  C{startService}
+    returns a Deferred that fires once the directory is ready.
     """
 
     name = "match"
@@ -178,398 +92,381 @@ class MatchService(Service):
         self,
         store: IStore,
         clock: IReactorTime,
+        directory: IMatchDirectory | None = None,
+        ownership: Ownership | None = None,
+        sink: IMatchSink | None = None,
         tick: float = DEFAULT_TICK,
         lobby_timeout: float = DEFAULT_LOBBY_TIMEOUT,
         max_spectators: int = MAX_SPECTATORS,
         rules: PongRules | None = None,
+        renew_interval: float = LEASE_RENEW_INTERVAL,
+        watch_interval: float = WATCH_INTERVAL,
+        discover_interval: float = DISCOVER_INTERVAL,
+        metrics: Any = None,
     ) -> None:
-        self.store = store
+        self.store = store  # what the REST API reads
         self.clock = clock
+        self.directory: IMatchDirectory = directory or LocalMatchDirectory(store)
+        self.ownership = ownership or Ownership.local(clock, "match")
+        self.sink: IMatchSink = sink or LocalSink()
         self.tick = tick
-        self.lobby_timeout = lobby_timeout
         self.max_spectators = max_spectators
         self.rules = attrs.evolve(rules or PongRules(), dt=tick)
-        self.matches: dict[int, LiveMatch] = {}
-        self._where: dict[str, tuple[int, Role]] = {}
-        self._creating: set[str] = set()
+        self._init_frame = PongGame(self.rules).init_frame()
+        self.matches: dict[int, LiveMatch] = {}  # those with sockets here, or run here
+        self._seat_numbers = itertools.count(1)
+        self._joining: dict[int, int] = {}  # joins in progress, by match
         self._pending: set[Deferred[Any]] = set()
+        self.games = GameRunner(clock, tick, self.rules, self.directory, self.ownership,
+                                self.sink, self._farewell, self._track, self.now, metrics)
+        self.lobby_timers = LobbyTimers(clock, self.directory, lobby_timeout, self._deleted,
+                                        self._track)
+        self.owners = OwnerWatch(
+            clock, self.ownership, self.directory,
+            running=lambda: [m.id for m in self.matches.values() if m.owner and m.running],
+            runs_here=lambda match_id: (match_id in self.matches
+                                        and self.matches[match_id].runs_here),
+            lost=self.lost,
+            renew_interval=renew_interval, watch_interval=watch_interval,
+            discover_interval=discover_interval,
+        )
+
+    @property
+    def node_id(self) -> str:
+        return self.ownership.node_id
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
 
     # -- lifecycle ---------------------------------------------------------------
 
     def startService(self) -> Deferred[None]:  # type: ignore[override]
         super().startService()
-        return ensureDeferred(self._load())
+        return ensureDeferred(self._start())
 
-    async def _load(self) -> None:
-        records: list[OngoingMatch] = []
-        while True:
-            page = await self.store.list_ongoing_matches(None, None, _LIST_PAGE, len(records))
-            records += page
-            if len(page) < _LIST_PAGE:
-                break
-        dropped = 0
+    async def _start(self) -> None:
+        await self.directory.open()
+        records = await self.directory.matches(None)
         for record in records:
             if record.is_started:
-                # No node runs its game any more: drop it without a result.
-                await self.store.delete_ongoing_match(record.id)
-                dropped += 1
-                continue
-            # Nobody is connected after a restart: only the host keeps a role.
-            fresh = attrs.evolve(record, challenger=None, challenger_ready=False, spectators=())
-            if fresh != record:
-                await self.store.update_ongoing_match(fresh)
-            match = LiveMatch(fresh)
-            self.matches[match.id] = match
-            self._where[fresh.host.lower()] = (match.id, Role.HOST)
-            self._arm_lobby_timer(match)
+                self.owners.watch(record.id)
+            else:
+                self.lobby_timers.arm(record.id)
+        started = sum(1 for r in records if r.is_started)
         self._log.info(
-            "Matches loaded: {kept} waiting for players, {dropped} started ones dropped",
-            kept=len(self.matches),
-            dropped=dropped,
+            "Node {node}: {waiting} match(es) waiting for players; {started} started one(s)"
+            " watched (dropped unless a live node runs them)",
+            node=self.node_id, waiting=len(records) - started, started=started,
         )
+        await self.owners.start()
 
     def stopService(self) -> Deferred[None]:  # type: ignore[override]
         super().stopService()
         return ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
-        self._report_all()
+        self.owners.stop()
+        self.lobby_timers.cancel_all()
+        self.games.report_all(self.matches.values())
         for match in list(self.matches.values()):
-            if match.lobby_timer is not None and match.lobby_timer.active():
-                match.lobby_timer.cancel()
-            if match.game is not None:
+            if match.owner and not match.ended:
+                # The other nodes' sockets hear at once that the game is gone.
+                self.sink.tell(match.id, Farewell(frames.ABORTED_LOST))
+            if match.running:
                 # A running game cannot survive the process: dropped, no result.
-                self._stop_loop(match)
+                self.games.stop(match)
                 match.ended = True
-                self._report(match, "dropped at shutdown")
-                await self._quietly(self.store.delete_ongoing_match(match.id))
+                self.games.report(match, "dropped at shutdown")
+                await self._quietly(self.directory.drop(match.id))
         for d in list(self._pending):
             await self._quietly(d)
+        await self._quietly(self.sink.drained())
+        for match_id in list(self.matches):
+            self.sink.forget(match_id)
         self.matches.clear()
-        self._where.clear()
+        await self._quietly(self.directory.close())
 
     async def _quietly(self, d: Deferred[Any]) -> None:
         try:
             await d
         except Exception:
-            self._log.failure("Match store write at shutdown")
+            self._log.failure("Match service: a write at shutdown")
 
     # -- queries -----------------------------------------------------------------
 
-    def whereabouts(self, username: str) -> tuple[int | None, str | None]:
-        """The match and role C{username} holds now, or C{(None, None)}."""
-        found = self._where.get(username.lower())
-        if found is None:
-            return None, None
-        return found[0], found[1].value
+    def whereabouts(self, username: str) -> Deferred[tuple[int | None, str | None]]:
+        """The match and role C{username} holds now, on any node, or C{(None, None)}."""
 
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+        def where(place: Place | None) -> tuple[int | None, str | None]:
+            return (None, None) if place is None else (place.match_id, place.role.value)
 
-    def lateness(self) -> list[float]:
-        """Tick lateness samples (seconds) of every running match (logged at shutdown)."""
-        return [s for m in self.matches.values() if m.running for s in m.lateness]
+        return self.directory.place(username).addCallback(where)
+
 
     # -- REST operations ---------------------------------------------------------
 
     async def create_match(self, host: str) -> OngoingMatch:
         """A new match hosted by C{host}; L{AlreadyInMatch} if they hold a role already."""
-        key = host.lower()
-        if key in self._where or key in self._creating:
+        record = await self.directory.create(host, self.now())
+        if record is None:
             raise AlreadyInMatch(host)
-        self._creating.add(key)
-        try:
-            record = await self.store.create_ongoing_match(host, self.now())
-        finally:
-            self._creating.discard(key)
-        match = LiveMatch(record)
-        self.matches[record.id] = match
-        self._where[key] = (record.id, Role.HOST)
-        self._arm_lobby_timer(match)
+        self.lobby_timers.arm(record.id)
         self._log.info("Match {match} created by {host}", match=record.id, host=host)
         return record
 
     async def delete_match(self, match_id: int, username: str) -> bool:
         """
-        Delete an unstarted match for its host: every socket gets code 4 and a
-        close 1000.  C{False} if there is no such match; L{NotTheHost},
-        L{MatchStarted} otherwise.
+        Delete an unstarted match for its host: every socket, on every node, gets
+        code 4 and a close 1000.  C{False} if there is no such match;
+        L{NotTheHost}, L{MatchStarted} otherwise.
         """
-        match = self.matches.get(match_id)
-        if match is None or match.ended:
+
+        def decide(record: OngoingMatch) -> Step:
+            lobby.check_delete(record, username)
+            return Step(None)
+
+        result = await update(self.directory, match_id, decide)
+        if not isinstance(result, Changed):
             return False
-        if match.record.host.lower() != username.lower():
-            raise NotTheHost(username)
-        if match.record.is_started:
-            raise MatchStarted(match_id)
-        await self._discard(match, "deleted by its host")
+        self._deleted(result.before, "deleted by its host")
         return True
 
     # -- joining -----------------------------------------------------------------
 
-    def join(self, match_id: str, username: str, role: Role, socket: MatchSocket) -> Seat:
+    def join(self, match_id: str, username: str, role: Role, socket: Any) -> Deferred[Seat]:
         """
         Admit C{socket} of C{username} to match C{match_id} (the path segment) as
-        C{role}: checks 5, 8 and 9 in DESIGN order, or L{JoinRefused}.  The same
-        user in the same role replaces its older socket (closed with 4009).
+        C{role}: fails with L{JoinRefused} (codes 5, 8, 9 in DESIGN order; 10 if
+        the shared store is unavailable).  The same user in the same role replaces
+        its older socket, on whatever node (closed with 4009).
         """
-        parsed = wire.parse_id(match_id)
-        match = self.matches.get(parsed) if parsed is not None else None
-        if match is None or match.ended:
-            raise JoinRefused(frames.NO_SUCH_MATCH)
-        key = username.lower()
-        record = match.record
-        if role is Role.HOST and record.host.lower() != key:
-            raise JoinRefused(frames.NOT_THE_HOST)
-        where = self._where.get(key)
-        if where is not None and where != (match.id, role):
-            raise JoinRefused(frames.ALREADY_ELSEWHERE)
-        if role is Role.CHALLENGER and (record.challenger or key).lower() != key:
-            raise JoinRefused(frames.ALREADY_ELSEWHERE)
-        if role is Role.SPECTATOR and key not in match.spectators:
-            if len(match.spectators) >= self.max_spectators:
-                raise JoinRefused(frames.ALREADY_ELSEWHERE)
+        return ensureDeferred(self._join(match_id, username, role, socket))
 
-        seat = Seat(self, match, role, username, socket)
-        old: MatchSocket | None
+    async def _join(self, raw_id: str, username: str, role: Role, socket: Any) -> Seat:
+        match_id = wire.parse_id(raw_id)
+        if match_id is None:
+            raise JoinRefused(frames.NO_SUCH_MATCH)
+        ref = SeatRef(self.node_id, next(self._seat_numbers))
+        place = Place(match_id, role, ref)
+
+        def decide(record: OngoingMatch) -> Step | Refusal:
+            known = self.matches.get(record.id)
+            if known is not None and known.ended:
+                return frames.NO_SUCH_MATCH  # its result is being stored
+            joined = lobby.join(record, username, role, self.max_spectators)
+            if isinstance(joined, Refusal):
+                return joined
+            # Known here before the change, so that no change another node tells
+            # meanwhile is dropped for want of a match to apply it to.
+            self._local_match(record)
+            return Step(joined, RoleChange(RoleOp.TAKE, username, place))
+
+        self._joining[match_id] = self._joining.get(match_id, 0) + 1
+        try:
+            await self.sink.listen(match_id, lambda event: self._heard(match_id, event))
+            result = await update(self.directory, match_id, decide)
+            if isinstance(result, Refusal):
+                raise JoinRefused(result)
+            if result is Conflict.GONE:
+                raise JoinRefused(frames.NO_SUCH_MATCH)
+            if isinstance(result, Conflict):
+                raise JoinRefused(frames.ALREADY_ELSEWHERE)
+            return self._seated(result, username, role, socket, ref)
+        except StoreError:
+            self._log.warn("Match {match}: a socket could not join: the store is unavailable",
+                           match=match_id)
+            raise JoinRefused(frames.UNAVAILABLE) from None
+        finally:
+            self._joining[match_id] -= 1
+            if not self._joining[match_id]:
+                del self._joining[match_id]
+                match = self.matches.get(match_id)
+                if match is not None:
+                    self._detach_if_idle(match)
+                else:
+                    self.sink.forget(match_id)
+
+    def _seated(self, changed: Changed, username: str, role: Role, socket: Any,
+                ref: SeatRef) -> Seat:
+        assert changed.after is not None
+        match = self._local_match(changed.before)
+        match.apply(changed.after, changed.seq)
+        seat = Seat(match, role, username, socket, ref,
+                    lobby_changed=changed.after != changed.before)
+        old = match.take(seat)
         if role is Role.HOST:
-            old, match.host = match.host, socket
-            if match.lobby_timer is not None and match.lobby_timer.active():
-                match.lobby_timer.cancel()
-            match.lobby_timer = None
-        elif role is Role.CHALLENGER:
-            old, match.challenger = match.challenger, socket
-            if not record.is_started:
-                # A new socket must say it is ready itself.
-                changed = attrs.evolve(record, challenger=username, challenger_ready=False)
-                seat.lobby_changed = changed != record
-                match.record = changed
-        else:
-            old = match.spectators.get(key)
-            match.spectators[key] = socket
-            if old is None:
-                match.record = attrs.evolve(record, spectators=record.spectators + (username,))
-                seat.lobby_changed = True
-        self._where[key] = (match.id, role)
+            self.lobby_timers.cancel(match.id)
         if seat.lobby_changed:
-            self._save(match)
-        if old is not None and old is not socket:
-            old.replaced()
+            self.sink.tell(match.id, LobbyChanged(changed.seq, changed.after))
+        self.sink.tell(match.id, SeatTaken(username.lower(), role, ref))
+        if changed.after.is_started:
+            self.owners.watch(match.id)  # the game runs elsewhere: its node is watched
+        if old is not None and old.socket is not socket:
+            old.socket.replaced()
         return seat
 
-    def _welcome(self, seat: Seat) -> None:
+    def welcome(self, seat: Seat) -> None:
+        """After the success frame: the lobby (to all if it changed), then init if running."""
         match = seat.match
         if seat.lobby_changed:
-            self._broadcast(match, frames.lobby(match.record))
+            match.send_lobby()
         else:
             seat.socket.sendObject(frames.lobby(match.record))
-        if match.running:
-            assert match.game is not None
-            seat.socket.sendObject(match.game.init_frame())
+        if match.record.is_started and not match.ended:
+            seat.socket.sendObject(self._init_frame)
 
-    def _leave(self, seat: Seat) -> None:
+    def leave(self, seat: Seat) -> None:
+        """The seat's socket is gone: give its role back (or keep it, with no socket)."""
+        if seat.current:
+            seat.match.vacate(seat)
+            self._track(ensureDeferred(self._release(seat)))
+
+    async def _release(self, seat: Seat) -> None:
         match = seat.match
-        if match.ended or not seat.current or self.matches.get(match.id) is not match:
-            return
-        key = seat.username.lower()
-        record = match.record
-        if seat.role is Role.HOST:
-            match.host = None
-            if not record.is_started:
-                self._arm_lobby_timer(match)
-            return
-        if seat.role is Role.CHALLENGER:
-            match.challenger = None
-            if record.is_started:
-                return  # the slot stays theirs; the paddle idles until they reconnect
-            match.record = attrs.evolve(record, challenger=None, challenger_ready=False)
-        else:
-            del match.spectators[key]
-            match.record = attrs.evolve(
-                record, spectators=tuple(s for s in record.spectators if s.lower() != key)
-            )
-        del self._where[key]
-        self._save(match)
-        self._broadcast(match, frames.lobby(match.record))
 
-    # -- the lobby ---------------------------------------------------------------
+        def decide(record: OngoingMatch) -> Step:
+            after, leaving = lobby.leave(record, seat.username, seat.role)
+            op = RoleOp.RELEASE if leaving is lobby.Leaving.FREED else RoleOp.VACATE
+            return Step(after, RoleChange(op, seat.username, seat.place))
 
-    def _challenger_ready(self, seat: Seat) -> None:
-        match = seat.match
-        if not seat.current or match.record.is_started or match.record.challenger_ready:
-            return
-        match.record = attrs.evolve(match.record, challenger_ready=True)
-        self._save(match)
-        self._broadcast(match, frames.lobby(match.record))
-
-    def _start_match(self, seat: Seat) -> bool:
-        match = seat.match
-        record = match.record
-        if match.challenger is None or not record.challenger_ready:
-            return False
-        if record.is_started:
-            return True
-        match.record = attrs.evolve(record, start_timestamp=self.now())
-        self._save(match)
-        match.game = game = PongGame(self.rules)
-        self._log.info(
-            "Match {match} started: {host} against {challenger}",
-            match=match.id,
-            host=record.host,
-            challenger=record.challenger,
-        )
-        for socket in list(match.player_sockets()):
-            socket.gameStarted()
-        self._broadcast(match, game.init_frame())
-        match.loop = LoopingCall.withCount(lambda count: self._tick(match, count))
-        match.loop.clock = self.clock
-        d = match.loop.start(self.tick, now=False)
-        d.addErrback(lambda f: self._log.failure("Match {match} loop", f, match=match.id))
-        return True
-
-    def _arm_lobby_timer(self, match: LiveMatch) -> None:
-        if match.lobby_timer is not None and match.lobby_timer.active():
-            match.lobby_timer.cancel()
-
-        def expire() -> None:
-            match.lobby_timer = None
-            if match.host is None and not match.record.is_started and not match.ended:
-                self._log.info("Match {match}: no host for too long, deleted", match=match.id)
-                self._track(ensureDeferred(self._discard(match, "lobby timeout")))
-
-        match.lobby_timer = self.clock.callLater(self.lobby_timeout, expire)
-
-    # -- the game ------------------------------------------------------------------
-
-    def _tick(self, match: LiveMatch, count: int) -> None:
-        # A late loop runs one step per call (LoopingCall skips the missed calls);
-        # how late it is goes to the lateness samples.
-        loop = match.loop
-        assert loop is not None and match.game is not None
-        match.ticks += count
-        expected = loop.starttime + match.ticks * loop.interval  # type: ignore[operator]
-        match.lateness.append(max(0.0, self.clock.seconds() - expected))
-        status = match.game.step()
-        self._broadcast(match, status)
-        if match.game.finished:
-            self._stop_loop(match)
-            self._track(ensureDeferred(self._finish(match)))
-
-    def _stop_loop(self, match: LiveMatch) -> None:
-        if match.loop is not None and match.loop.running:
-            match.loop.stop()
-        match.loop = None
-
-    async def _finish(self, match: LiveMatch) -> None:
-        game = match.game
-        assert game is not None and game.winner is not None
-        match.ended = True
-        for socket in list(match.sockets()):
-            socket.matchOver()
-        record = match.record
-        assert record.challenger is not None and record.start_timestamp is not None
-        names = {Side.LEFT: record.host, Side.RIGHT: record.challenger}
-        outcome = MatchOutcome(
-            id=match.id,
-            winner=names[game.winner],
-            loser=names[game.winner.opponent],
-            start_timestamp=record.start_timestamp,
-            completion_timestamp=self.now(),
-            winner_score=game.scores[game.winner],
-            loser_score=game.scores[game.winner.opponent],
-        )
         try:
-            completed = await self.store.complete_match(outcome, rate)
-        except Exception:
-            self._log.failure("Match {match}: the result could not be stored", match=match.id)
-            last: dict[str, Any] = frames.ABORTED_NOT_RECORDED
-            await self._quietly(self.store.delete_ongoing_match(match.id))
-        else:
-            last = frames.end(completed)
-            self._log.info(
-                "Match {match} won {winner_score}-{loser_score} by {winner} against {loser}",
-                match=match.id,
-                winner=completed.winner,
-                loser=completed.loser,
-                winner_score=completed.winner_score,
-                loser_score=completed.loser_score,
-            )
-        self._report(match, "ended")
-        self._farewell(match, last)
+            result = await update(self.directory, match.id, decide)
+            # Not changed: gone, or a newer socket holds the seat: nothing to free.
+            if isinstance(result, Changed):
+                if seat.role is Role.HOST and not result.before.is_started:
+                    self.lobby_timers.arm(match.id)
+                self._lobby_changed(match, result)
+        except StoreError as e:
+            # The seat stays taken; the same user may connect again to take it back.
+            self._log.warn("Match {match}: {user} left, but the store is unavailable: {why}",
+                           match=match.id, user=seat.username, why=str(e))
+        finally:
+            self._detach_if_idle(match)
 
-    def _report(self, match: LiveMatch, how: str) -> None:
-        samples = sorted(match.lateness)
-        if not samples:
+    # -- the lobby -----------------------------------------------------------------
+
+    def ready(self, seat: Seat) -> None:
+        if seat.current and not seat.match.record.is_started:
+            self._track(ensureDeferred(self._ready(seat)))
+
+    async def _ready(self, seat: Seat) -> None:
+        def decide(record: OngoingMatch) -> Step | None:
+            after = lobby.ready(record)
+            if after is None:
+                return None
+            return Step(after, RoleChange(RoleOp.CHECK, seat.username, seat.place))
+
+        result = await update(self.directory, seat.match.id, decide)
+        if isinstance(result, Changed):
+            self._lobby_changed(seat.match, result)
+
+    def start_match(self, seat: Seat) -> Deferred[StartOutcome]:
+        """The host starts the game, which this node then runs."""
+        if not seat.current:
+            return succeed(StartOutcome.NOTHING)
+        return self.games.start(seat)
+
+    def paddle(self, seat: Seat, command: PaddleCommand) -> None:
+        """A player's paddle command, for the game wherever it runs."""
+        match = seat.match
+        if not seat.current:
             return
-        self._log.info(
-            "Match {match} {how} after {ticks} ticks; tick lateness p50 {p50:.2f} ms,"
-            " p99 {p99:.2f} ms",
-            match=match.id,
-            how=how,
-            ticks=match.ticks,
-            p50=1000 * _percentile(samples, 0.5),
-            p99=1000 * _percentile(samples, 0.99),
-        )
+        if match.game is not None:
+            match.game.queue_command(seat.side, command)
+        elif match.record.is_started:
+            self.sink.forward(match.id, seat.side, command)
 
-    def _report_all(self) -> None:
-        samples = sorted(self.lateness())
-        if samples:
-            self._log.info(
-                "Tick lateness of {count} running match(es): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
-                " over {ticks} ticks",
-                count=sum(1 for m in self.matches.values() if m.running),
-                p50=1000 * _percentile(samples, 0.5),
-                p99=1000 * _percentile(samples, 0.99),
-                ticks=len(samples),
-            )
+    def _lobby_changed(self, match: LiveMatch, changed: Changed) -> None:
+        """A change made here: told to the other nodes, sent to the sockets here."""
+        if changed.after is None or changed.after == changed.before:
+            return
+        self.sink.tell(match.id, LobbyChanged(changed.seq, changed.after))
+        if match.apply(changed.after, changed.seq):
+            match.send_lobby()
 
-    async def _discard(self, match: LiveMatch, why: str) -> None:
-        """Remove a match without a result: code 4 to every socket, close 1000."""
-        match.ended = True
-        self._stop_loop(match)
-        if match.lobby_timer is not None and match.lobby_timer.active():
-            match.lobby_timer.cancel()
-        for socket in list(match.sockets()):
-            socket.matchOver()
-        self._farewell(match, frames.MATCH_ENDED)
-        await self.store.delete_ongoing_match(match.id)
-        self._log.info("Match {match} removed: {why}", match=match.id, why=why)
+    # -- the end of a match ----------------------------------------------------------
 
     def _farewell(self, match: LiveMatch, last: dict[str, Any]) -> None:
-        """Send C{last} to every socket of C{match}, close them all, free every role."""
-        sockets = list(match.sockets())
+        """The match is over everywhere: C{last} to every socket on every node."""
+        self.sink.tell(match.id, Farewell(last))
+        self._end_here(match, last)
+
+    def _deleted(self, record: OngoingMatch, why: str) -> None:
+        """An unstarted match was deleted: code 4 and close 1000 on every node."""
+        self.sink.tell(record.id, Farewell(frames.MATCH_ENDED))
+        self.lobby_timers.cancel(record.id)
+        match = self.matches.get(record.id)
+        if match is not None:
+            self._end_here(match, frames.MATCH_ENDED)
+        self._log.info("Match {match} removed: {why}", match=record.id, why=why)
+
+    def _end_here(self, match: LiveMatch, last: dict[str, Any]) -> None:
+        """C{last} to this node's sockets of the match, then close 1000."""
+        match.over()
+        self.games.stop(match)
+        self.owners.unwatch(match.id)
+        self.lobby_timers.cancel(match.id)
         if self.matches.get(match.id) is match:
             del self.matches[match.id]
-        for key, (match_id, _) in list(self._where.items()):
-            if match_id == match.id:
-                del self._where[key]
-        if sockets:
-            prepared = sockets[0].prepare(wire.encode(last))
-            for socket in sockets:
-                socket.farewell(prepared)
+            self.sink.forget(match.id)
+        match.farewell(last)
+
+    async def lost(self, match_id: int) -> None:
+        """The node running the match is gone: drop it, tell this node's sockets."""
+        self.owners.unwatch(match_id)
+        match = self.matches.get(match_id)
+        if match is not None:
+            self.games.report(match, "lost")
+            match.owner = False  # the lease is another node's tombstone now
+            self._end_here(match, frames.ABORTED_LOST)
+        try:
+            if await self.directory.drop(match_id):
+                self._log.info("Match {match} dropped: no live node runs it", match=match_id)
+        except StoreError:
+            self.owners.watch(match_id)  # try again later
+
+    # -- what the other nodes tell -------------------------------------------------
+
+    def _heard(self, match_id: int, event: MatchEvent) -> None:
+        match = self.matches.get(match_id)
+        if match is None:
+            return
+        if isinstance(event, GameFrame):
+            deliver(match.sockets(), event.payload)
+        elif isinstance(event, LobbyChanged):
+            if match.apply(event.record, event.seq):
+                match.send_lobby()
+        elif isinstance(event, SeatTaken):
+            seat = match.seats.get((event.username, event.role))
+            if seat is not None and seat.ref != event.seat:
+                match.vacate(seat)
+                seat.socket.replaced()
+                self._detach_if_idle(match)
+        elif isinstance(event, GameStarted):
+            match.apply(event.record, event.seq)
+            for socket in match.player_sockets():
+                socket.gameStarted()
+            self.owners.watch(match_id)
+        elif isinstance(event, GameOver):
+            match.over()
+        else:
+            self._end_here(match, event.last)
 
     # -- plumbing ------------------------------------------------------------------
 
-    def _broadcast(self, match: LiveMatch, message: Any) -> None:
-        """Encode C{message} once and send it to every socket of C{match}."""
-        sockets = list(match.sockets())
-        if not sockets:
+    def _local_match(self, record: OngoingMatch) -> LiveMatch:
+        match = self.matches.get(record.id)
+        if match is None or match.ended:
+            match = self.matches[record.id] = LiveMatch(record)
+        return match
+
+    def _detach_if_idle(self, match: LiveMatch) -> None:
+        """Forget a match with nothing of it here: no socket, no join, no game."""
+        if (self.matches.get(match.id) is not match or match.seats or match.runs_here
+                or self._joining.get(match.id)):
             return
-        # Any socket's factory frames the message: they all share the endpoint's.
-        prepared = sockets[0].prepare(wire.encode(message))
-        for socket in sockets:
-            socket.sendPrepared(prepared)
-
-    def _save(self, match: LiveMatch) -> None:
-        """Write the match's record through; writes of one store apply in order."""
-        d = self.store.update_ongoing_match(match.record)
-
-        def failed(f: Any) -> None:
-            if not f.check(NoSuchMatch):  # deleted meanwhile: nothing to keep
-                self._log.failure("Saving match {match}", f, match=match.id)
-
-        d.addErrback(failed)
-        self._track(d)
+        del self.matches[match.id]
+        self.sink.forget(match.id)
 
     def _track(self, d: Deferred[Any]) -> None:
         self._pending.add(d)
@@ -580,3 +477,7 @@ class MatchService(Service):
 
         d.addBoth(done)
         d.addErrback(lambda f: self._log.failure("Match service", f))
+
+
+__all__ = ["AlreadyInMatch", "JoinRefused", "MatchService", "MatchStarted", "NotTheHost",
+           "StartOutcome"]

@@ -9,6 +9,10 @@ interleaving; nothing relies on WATCH, whose connection would be lost to the poo
 if a command timed out mid-transaction.  Every call has a timeout
 (L{gameproto.redis.within}): during an outage the store fails fast with
 L{gameproto.redis.RedisUnavailable}, a L{StoreError}, instead of hanging.
+
+Across nodes the ongoing matches are also changed by the match directory
+(gameproto.match.redis_directory), with scripts of its own on the same keys and
+the same JSON (L{ongoing_json}, L{ongoing_record}).
 """
 
 from __future__ import annotations
@@ -86,93 +90,6 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return redis.call('DEL', KEYS[1])
 """
 
-# Matches across nodes (gameproto.match.cluster).  The roles hash maps each user
-# (lower-cased) to the role they hold, "ID|ROLE|SEAT", SEAT naming the connection
-# that holds it ("NODE:N") or empty when none does (a host before connecting, a
-# started challenger who left).  A role whose match record is gone is free: a
-# completed or dropped match frees its users without touching the hash.
-#
-# Create a match for a host who holds no live role.  KEYS: record, index, roles.
-# ARGV: id, record JSON, host key, role value, prefix of the records.
-# Returns 1 created, 0 the host holds a role.
-_CREATE_HOSTED = """
-local held = redis.call('HGET', KEYS[3], ARGV[3])
-if held then
-    local mid = string.match(held, '^(%d+)|')
-    if mid and redis.call('EXISTS', ARGV[5] .. mid) == 1 then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-return 1
-"""
-
-# Change a match and its users' roles in one step, only if the record is still the
-# one the change was computed from.  KEYS: record, index, roles, sequence.
-# ARGV: expected record JSON ('' = any), 'keep'|'set'|'delete', new JSON, prefix of
-# the records, then triples (op, user key, value):
-#   claim   take the role VALUE unless the user holds a live role of another match
-#           or another role of this one (the same role is taken over: a newer socket);
-#   mine    the user's role must be exactly VALUE;
-#   release mine, then the role is freed;
-#   vacate  mine, then the role is kept with no seat (VALUE without its seat);
-#   free    drop the user's role if it belongs to match VALUE ("ID|").
-# Returns the new sequence number (> 0), 0 no such match, -1 the record changed,
-# -2 the user holds another role, -3 the role is not (or no longer) VALUE.
-_CHANGE_MATCH = """
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-if ARGV[1] ~= '' and current ~= ARGV[1] then return -1 end
-for i = 5, #ARGV, 3 do
-    local op, user, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    local held = redis.call('HGET', KEYS[3], user)
-    if op == 'claim' then
-        if held and held ~= value then
-            local mid, role = string.match(held, '^(%d+)|(%a+)|')
-            local vmid, vrole = string.match(value, '^(%d+)|(%a+)|')
-            if not (mid == vmid and role == vrole) and mid
-                    and redis.call('EXISTS', ARGV[4] .. mid) == 1 then
-                return -2
-            end
-        end
-    elseif op ~= 'free' then
-        if held ~= value then return -3 end
-    end
-end
-for i = 5, #ARGV, 3 do
-    local op, user, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    if op == 'claim' then
-        redis.call('HSET', KEYS[3], user, value)
-    elseif op == 'release' then
-        redis.call('HDEL', KEYS[3], user)
-    elseif op == 'vacate' then
-        redis.call('HSET', KEYS[3], user, string.match(value, '^(%d+|%a+|)'))
-    elseif op == 'free' then
-        local held = redis.call('HGET', KEYS[3], user)
-        if held and string.sub(held, 1, #value) == value then
-            redis.call('HDEL', KEYS[3], user)
-        end
-    end
-end
-if ARGV[2] == 'set' then
-    redis.call('SET', KEYS[1], ARGV[3])
-elseif ARGV[2] == 'delete' then
-    redis.call('DEL', KEYS[1])
-    redis.call('ZREM', KEYS[2], string.match(ARGV[3], '^(%d+)'))
-end
-return redis.call('INCR', KEYS[4])
-"""
-
-# A user's live role: "ID|ROLE|SEAT", or '' (none, or its match is gone).
-# KEYS: roles.  ARGV: user key, prefix of the records.
-_MATCH_ROLE = """
-local held = redis.call('HGET', KEYS[1], ARGV[1])
-if not held then return '' end
-local mid = string.match(held, '^(%d+)|')
-if mid and redis.call('EXISTS', ARGV[2] .. mid) == 1 then return held end
-return ''
-"""
-
 # KEYS: the arena record, the index (sorted by creation), the owner's set, the sequence.
 # ARGV: id, record JSON, max per owner, max in all.
 # Returns 1 created, 0 the id is taken, -1 the owner has too many, -2 too many in all.
@@ -238,7 +155,7 @@ def _user(raw: str | None) -> User | None:
     return User(d["username"], d["password_hash"], _dt(d["date_joined"]), int(d["elo"]))
 
 
-def _ongoing_json(match: OngoingMatch) -> str:
+def ongoing_json(match: OngoingMatch) -> str:
     record = attrs.asdict(match)
     record["creation_timestamp"] = _ts(match.creation_timestamp)
     record["start_timestamp"] = _ts(match.start_timestamp)
@@ -246,7 +163,7 @@ def _ongoing_json(match: OngoingMatch) -> str:
     return wire.encode(record).decode()
 
 
-def _ongoing(raw: str | None) -> OngoingMatch | None:
+def ongoing_record(raw: str | None) -> OngoingMatch | None:
     if raw is None:
         return None
     d = wire.decode(raw)
@@ -408,21 +325,22 @@ class RedisStore:
             match_id = int(await self._call("allocate match id", "incr", self.k("match", "next")))
             match = OngoingMatch(id=match_id, host=host, creation_timestamp=created)
             await self._call("create match", "set", self.k("ongoing", match_id),
-                             _ongoing_json(match))
+                             ongoing_json(match))
             await self._call("index match", "zadd", self.k("ongoing"), match_id, match_id)
             return match
 
         return ensureDeferred(create())
 
     def get_ongoing_match(self, match_id: int) -> Deferred[OngoingMatch | None]:
-        return self._call("get match", "get", self.k("ongoing", match_id)).addCallback(_ongoing)
+        return self._call("get match", "get", self.k("ongoing", match_id)).addCallback(
+            ongoing_record)
 
     def list_ongoing_matches(
         self, is_full: bool | None, is_started: bool | None, limit: int, offset: int
     ) -> Deferred[list[OngoingMatch]]:
         async def select() -> list[OngoingMatch]:
             ids = await self._call("list matches", "zrange", self.k("ongoing"), 0, -1)
-            matches = [m for m in map(_ongoing, await self._mget(
+            matches = [m for m in map(ongoing_record, await self._mget(
                 [self.k("ongoing", i) for i in ids])) if m is not None]
             kept = [
                 m for m in matches
@@ -440,69 +358,13 @@ class RedisStore:
 
         # SET ... XX writes only if the record still exists (not deleted meanwhile).
         d = self._call("update match", "execute_command", "SET", self.k("ongoing", match.id),
-                       _ongoing_json(match), "XX")
+                       ongoing_json(match), "XX")
         return d.addCallback(check)
 
     def delete_ongoing_match(self, match_id: int) -> Deferred[bool]:
         d = self._eval("delete match", _DELETE_ONGOING,
                        [self.k("ongoing", match_id), self.k("ongoing")], [match_id])
         return d.addCallback(lambda n: int(n) > 0)
-
-    # -- ongoing matches across nodes (gameproto.match.cluster) ----------------
-    #
-    # update_ongoing_match replaces a whole record: right for one node, which is
-    # the only writer of its matches, but two nodes admitting sockets of one match
-    # at once would each overwrite the other's join.  Across nodes every change
-    # goes through change_ongoing_match instead: a compare-and-set of the record
-    # together with the users' roles (one match per user across the nodes).
-
-    @property
-    def pool(self) -> Any:
-        """The connection pool (opened by C{start}), for scripts of other modules."""
-        return self._pool
-
-    def create_hosted_match(self, host: str, created: datetime,
-                            seat: str = "") -> Deferred[OngoingMatch | None]:
-        """A new match hosted by C{host}, or C{None} if C{host} holds a live role."""
-        async def create() -> OngoingMatch | None:
-            match_id = int(await self._call("allocate match id", "incr", self.k("match", "next")))
-            match = OngoingMatch(id=match_id, host=host, creation_timestamp=created)
-            done = await self._eval(
-                "create match", _CREATE_HOSTED,
-                [self.k("ongoing", match_id), self.k("ongoing"), self.k("match", "roles")],
-                [match_id, _ongoing_json(match), _key(host), f"{match_id}|host|{seat}",
-                 self.k("ongoing", "")],
-            )
-            return match if int(done) == 1 else None
-
-        return ensureDeferred(create())
-
-    def change_ongoing_match(
-        self, match_id: int, expected: OngoingMatch | None, mode: str,
-        new: OngoingMatch | None, roles: list[tuple[str, str, str]],
-    ) -> Deferred[int]:
-        """
-        See L{_CHANGE_MATCH}: C{roles} are (op, username, value) triples; fires with
-        the change's sequence number (> 0) or the script's failure code (<= 0).
-        """
-        assert mode in ("keep", "set", "delete")
-        args: list[Any] = [
-            "" if expected is None else _ongoing_json(expected), mode,
-            _ongoing_json(new) if new is not None else str(match_id),
-            self.k("ongoing", ""),
-        ]
-        for op, username, value in roles:
-            args += [op, _key(username), value]
-        d = self._eval("change match", _CHANGE_MATCH,
-                       [self.k("ongoing", match_id), self.k("ongoing"),
-                        self.k("match", "roles"), self.k("match", "seq")], args)
-        return d.addCallback(int)
-
-    def match_role(self, username: str) -> Deferred[str | None]:
-        """The live role of C{username} as "ID|ROLE|SEAT", or C{None}."""
-        d = self._eval("match role", _MATCH_ROLE, [self.k("match", "roles")],
-                       [_key(username), self.k("ongoing", "")])
-        return d.addCallback(lambda held: held or None)
 
     # -- completed matches ------------------------------------------------------
 
