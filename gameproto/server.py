@@ -273,6 +273,7 @@ class GameprotoServer(MultiService):
             config.processor_limits,
             max_runs=config.processor_max_runs,
             runs_per_minute=config.processor_runs_per_minute,
+            metrics=self.metrics,
         )
         self.addService(self.processor)
         web.mount(

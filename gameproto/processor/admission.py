@@ -37,11 +37,14 @@ class ServerBusy(RunRefused):
     runs in the last minute (close 4029).
 
     @ivar retry_after: seconds after which a new try may be admitted.
+    @ivar limit: which: C{"slots"}, C{"one run per user"} or C{"runs per minute"} (the
+        metrics' label).
     """
 
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: str, retry_after: float, limit: str = "slots") -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.limit = limit
 
 
 class LanguageUnavailable(RunRefused):
@@ -118,12 +121,14 @@ class RunLimiter:
     def acquire(self, user: str) -> RunSlot:
         now = self._clock.seconds()
         if user in self._users:
-            raise ServerBusy("server busy (one run per user)", self._ends_by(self._users[user], now))
+            raise ServerBusy("server busy (one run per user)", self._ends_by(self._users[user], now),
+                             "one run per user")
         recent = self._recent_runs(user, now)
         if len(recent) >= self.runs_per_minute:
             retry = recent[0] + self.WINDOW - now
             raise ServerBusy(
-                f"server busy ({self.runs_per_minute} runs per minute per user)", retry
+                f"server busy ({self.runs_per_minute} runs per minute per user)", retry,
+                "runs per minute",
             )
         if len(self._users) >= self.max_runs:
             raise ServerBusy("server busy", self._first_slot_free(now))

@@ -54,6 +54,20 @@ class RunResult:
     engine_calls: int = 0
 
     @property
+    def reason(self) -> str:
+        """How it ended in one word or two, for the metrics: a limit's name, C{spawn error},
+        C{stopped}, C{signal}, C{exit 0} or C{exit error}."""
+        if self.spawn_error is not None:
+            return "spawn error"
+        if self.limit is not None:
+            return self.limit.value
+        if self.stopped:
+            return "stopped"
+        if self.signal is not None:
+            return "signal"
+        return "exit 0" if self.exit_code == 0 else "exit error"
+
+    @property
     def end_message(self) -> str:
         """The C{message} of the C{end} message."""
         if self.signal is not None:

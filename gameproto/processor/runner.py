@@ -36,8 +36,9 @@ pipes go to those pieces, and what decides the run's course goes to its state ma
 
 from __future__ import annotations
 
+import time
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from automat import NoTransition
 from twisted.internet.defer import Deferred, gatherResults
@@ -50,6 +51,7 @@ from gameproto.processor.admission import (
     LanguageUnavailable,
     RunLimiter,
     RunSlot,
+    ServerBusy,
     default_max_runs,
 )
 from gameproto.processor.budget import RunTime
@@ -253,8 +255,10 @@ class Processor:
         max_runs: int | None = None,
         runs_per_minute: int = 30,
         spares: int = 0,
+        metrics: Any = None,
     ) -> None:
         self.sandbox = sandbox
+        self.metrics = metrics
         self.launchers = sandbox.launchers(reactor, spares)
         self.launchers.replenish()
         self._clock = clock
@@ -300,15 +304,37 @@ class Processor:
             )
         if len(code.encode("utf-8", errors="surrogatepass")) > self.limits.code:
             raise CodeTooLarge(self.limits.code_too_large())
-        slot = self.limiter.acquire(user)
+        try:
+            slot = self.limiter.acquire(user)
+        except ServerBusy as e:
+            if self.metrics is not None:
+                self.metrics.rate_limited.labels("processor", e.limit).inc()
+            raise
         run = Run(
             self.launchers, self._clock, self.sandbox, chosen, code, slot, on_output, on_engine,
             output_before_calls,
         )
         self.runs.add(run)
         run.ended.addBoth(self._forget, run)
+        if self.metrics is not None:
+            self._measure(run)
         run.start()
         return run
+
+    def _measure(self, run: Run) -> None:
+        """The run's start-up time and how it ended, in the metrics."""
+        metrics, began = self.metrics, time.perf_counter()
+
+        def started(result: _T) -> _T:
+            metrics.spawn_latency.observe(time.perf_counter() - began)
+            return result
+
+        def ended(result: RunResult) -> RunResult:
+            metrics.runs.labels(result.reason).inc()
+            return result
+
+        run.started.addCallback(started)
+        run.ended.addCallback(ended)
 
     def _forget(self, result: _T, run: Run) -> _T:
         self.runs.discard(run)

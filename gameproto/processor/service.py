@@ -46,8 +46,10 @@ class ProcessorService(Service):
         max_runs: int | None = None,
         start: Callable[..., Deferred[Sandbox]] = start_sandbox,
         runs_per_minute: int = 30,
+        metrics: Any = None,
     ) -> None:
         self.reactor = reactor
+        self.metrics = metrics  # gameproto.metrics, where runs are counted
         self.clock = clock
         self.config = config
         self.limits = limits
@@ -79,7 +81,8 @@ class ProcessorService(Service):
         # Launchers started ahead: a run then waits for its program only.  Two, so that
         # runs in quick succession find one ready while the next one starts.
         self.processor = Processor(
-            self.reactor, self.clock, sandbox, self.max_runs, self.runs_per_minute, spares=2
+            self.reactor, self.clock, sandbox, self.max_runs, self.runs_per_minute, spares=2,
+            metrics=self.metrics,
         )
         self.status = {
             "state": "on",

@@ -1,0 +1,134 @@
+"""
+The metrics endpoint of a real server (C{--metrics-port}): served on its own port and
+nowhere else, in the Prometheus text format, and its counters move when each protocol
+is driven over the network.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, readBody
+from twisted.web.http_headers import Headers
+
+from gameproto.client import arena as arena_client
+from gameproto.client import match as match_client
+from gameproto.client import processor as processor_client
+from gameproto.client.rest import RestClient
+from tests.nodes import Node, stop_on_cleanup
+from tests.processor_support import HELLO, require_root, run_uids
+
+_METRICS_AT = re.compile(r"metrics on http://[^:]+:(\d+)/metrics")
+
+
+async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    raw = Headers({k: [v] for k, v in (headers or {}).items()})
+    response = await Agent(reactor).request(b"GET", url.encode(), raw)
+    return response.code, await readBody(response)
+
+
+def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, by name and sorted labels."""
+    found = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+class MetricsEndpointTests(TestCase):
+    timeout = 120
+
+    def setUp(self) -> Deferred[None]:
+        require_root()  # the processor's runs are among what is counted
+        runs = tempfile.mkdtemp(prefix="gameproto-metrics-runs-")
+        self.addCleanup(shutil.rmtree, runs, True)
+        uids = run_uids()
+        self.node = stop_on_cleanup(self, Node(
+            "--store", "memory:", "--metrics-port", "tcp:0:interface=127.0.0.1",
+            "--processor-dir", runs, "--processor-uids", f"{uids[0]}-{uids[-1]}"))
+        self.sockets: list[Any] = []
+        self.addCleanup(self._drop_sockets)
+        return ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        await self.node.start()
+        found = _METRICS_AT.search(self.node.text())
+        assert found is not None, self.node.text()
+        self.metrics_url = f"http://127.0.0.1:{found.group(1)}/metrics"
+
+    def _drop_sockets(self) -> None:
+        for socket in self.sockets:
+            if socket.state == socket.STATE_OPEN:
+                socket.dropConnection(abort=True)
+
+    async def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        code, body = await get(self.metrics_url)
+        self.assertEqual(code, 200)
+        return samples(body)
+
+    def test_counters_move_with_each_protocol(self) -> Deferred[None]:
+        async def scenario() -> None:
+            before = await self.scrape()
+            self.assertEqual(before[("gameproto_games_running", (("game", "match"),))], 0)
+            # The public port has no /metrics.
+            code, _ = await get(self.node.url("/metrics"))
+            self.assertEqual(code, 404)
+
+            api = RestClient(reactor, self.node.http)
+            await api.sign_up("ann", "password1")
+            token = await api.token("ann", "password1")
+            created = await RestClient(reactor, self.node.http, token).create_match()
+            host = await match_client.connect(reactor, self.node.ws, token, created["id"], "host")
+            self.sockets.append(host)
+            await host.next_frame(10)
+            player = await arena_client.connect(reactor, self.node.ws, "default", "player", token)
+            self.sockets.append(player)
+            await player.register()
+            runner = await processor_client.connect(reactor, self.node.ws, token)
+            outcome = await runner.run("python", HELLO["python"])
+            self.assertEqual(outcome.close_code, 1000)
+            code, _ = await get(self.node.url("/socket.io/?EIO=4&transport=polling"))
+            self.assertEqual(code, 200)
+            code, _ = await get(self.node.url("/socket.io/?EIO=4&transport=polling"),
+                                {"Origin": "http://elsewhere.example"})
+            self.assertEqual(code, 403)
+
+            after = await self.scrape()
+            open_ = "gameproto_connections_open"
+            self.assertEqual(after[(open_, (("protocol", "match"), ("transport", "websocket")))], 1)
+            self.assertEqual(after[(open_, (("protocol", "arena"), ("transport", "websocket")))], 1)
+            self.assertEqual(after[(open_, (("protocol", "chat"), ("transport", "polling")))], 1)
+            self.assertEqual(
+                after[(open_, (("protocol", "processor"), ("transport", "websocket")))], 0)
+            for protocol in ("match", "arena", "processor"):
+                for direction in ("in", "out"):
+                    key = ("gameproto_messages_total",
+                           (("direction", direction), ("protocol", protocol)))
+                    self.assertGreater(after[key], 0, key)
+            self.assertGreater(after[("gameproto_message_bytes_total",
+                                      (("direction", "out"), ("protocol", "chat")))], 0)
+            self.assertEqual(after[("gameproto_websocket_closes_total",
+                                    (("code", "1000"), ("protocol", "processor")))], 1)
+            self.assertEqual(after[("gameproto_handshake_refusals_total",
+                                    (("protocol", "chat"), ("reason", "origin")))], 1)
+            self.assertEqual(after[("gameproto_processor_runs_total", (("reason", "exit 0"),))], 1)
+            self.assertEqual(after[("gameproto_processor_spawn_seconds_count", ())], 1)
+            self.assertEqual(after[("gameproto_http_requests_total", (
+                ("method", "POST"), ("route", "/api/users/sign_up"), ("status", "201")))], 1)
+            self.assertGreater(after[("gameproto_tick_duration_seconds_count",
+                                      (("game", "arena"),))], 0)
+            self.assertGreater(after[("gameproto_reactor_delayed_calls", ())], 0)
+            self.assertGreater(after[("process_open_fds", ())], 0)
+            for socket in (host, player):
+                socket.close()
+            self.assertEqual(await self.node.stop(), 0, self.node.text())
+
+        return ensureDeferred(scenario())
