@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Any, Callable
 
 import attrs
 from twisted.application.service import IService
 from twisted.python import usage
 
+import gameproto
 from gameproto.processor.sandbox import RunLimits, parse_uid_range
 from gameproto.store import check_store_description
 from gameproto.server import GameprotoServer, ServerConfig
@@ -433,6 +435,16 @@ class Options(usage.Options):
                 )
         origins = env.get("GAMEPROTO_ALLOWED_ORIGIN", "")
         self["allowed-origins"] = [o.strip() for o in origins.split(",") if o.strip()]
+
+    def opt_version(self) -> None:
+        """
+        Display gameproto's version (and Twisted's) and exit.
+        """
+        # usage.Options' own --version names only Twisted's version.
+        from twisted import copyright
+
+        print(f"gameproto {gameproto.__version__} (Twisted {copyright.version})")
+        sys.exit(0)
 
     @staticmethod
     def environment_name(option: str) -> str:
