@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 #: Everything the build reads.
-BUILD_FILES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE")
+BUILD_FILES = ("setup.cfg", "setup.py", "pyproject.toml", "README.md", "LICENSE")
 BUILD_DIRECTORIES = ("gameproto", "twisted")
 
 _wheel: Path | None = None
