@@ -182,9 +182,8 @@ class WheelInstallTests(TestCase):
         venv = await fresh_venv(self, project_wheel())
         here = Path(tempfile.mkdtemp(prefix="gameproto-cwd-"))
         self.addCleanup(shutil.rmtree, here, True)
-        self.assertEqual(await imported_from(venv, here),
-                         venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-                         / "site-packages" / "gameproto")
+        installed = await imported_from(venv, here)
+        self.assertTrue(installed.is_relative_to(venv), installed)
         twistd = venv / "bin" / "twistd"
         version = await run(twistd, "gameproto", "--version", cwd=here)
         self.assertRegex(version, rf"^gameproto {re.escape(gameproto.__version__)} \(Twisted ")
