@@ -7,11 +7,13 @@ beats the default), their validation, and the L{ServerConfig} they make.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import attrs
 from twisted.python import usage
 
+import gameproto
 from gameproto.option_types import (
     log_format,
     positive,
@@ -385,6 +387,16 @@ class Options(usage.Options):
                 )
         origins = env.get("GAMEPROTO_ALLOWED_ORIGIN", "")
         self["allowed-origins"] = [o.strip() for o in origins.split(",") if o.strip()]
+
+    def opt_version(self) -> None:
+        """
+        Display gameproto's version (and Twisted's) and exit.
+        """
+        # usage.Options' own --version names only Twisted's version.
+        from twisted import copyright
+
+        print(f"gameproto {gameproto.__version__} (Twisted {copyright.version})")
+        sys.exit(0)
 
     @staticmethod
     def environment_name(option: str) -> str:

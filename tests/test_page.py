@@ -6,14 +6,9 @@ packages, and everything inside the wheel.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,6 +20,7 @@ from gameproto.page import STATIC
 from gameproto.testing import request
 from tests.support import running_in_ci
 from tests.restsupport import make_server
+from tests.wheelsupport import project_wheel
 
 REPOSITORY = Path(__file__).parent.parent
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -220,22 +216,8 @@ class VendoredFilesTests(SynchronousTestCase):
 class WheelTests(SynchronousTestCase):
     def test_page_in_the_wheel(self) -> None:
         """A wheel built from the repository holds every file of the page."""
-        with tempfile.TemporaryDirectory() as scratch:
-            # A copy of what the build reads, so that it writes nothing into the checkout.
-            source = os.path.join(scratch, "source")
-            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache")
-            for name in ("setup.cfg", "pyproject.toml", "README.md"):
-                os.makedirs(source, exist_ok=True)
-                shutil.copy(REPOSITORY / name, source)
-            for name in ("gameproto", "twisted"):
-                shutil.copytree(REPOSITORY / name, os.path.join(source, name), ignore=ignore)
-            out = os.path.join(scratch, "wheel")
-            subprocess.run(
-                [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, source],
-                check=True, capture_output=True, timeout=300,
-            )
-            [wheel] = glob.glob(os.path.join(out, "gameproto-*.whl"))
-            names = set(zipfile.ZipFile(wheel).namelist())
+        with zipfile.ZipFile(project_wheel()) as wheel:
+            names = set(wheel.namelist())
         expected = {
             "gameproto/page/" + str(path.relative_to(STATIC.parent))
             for path in STATIC.rglob("*") if path.is_file()

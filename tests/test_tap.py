@@ -12,6 +12,7 @@ from twisted.python import usage
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
+import gameproto
 from gameproto import tap
 from gameproto.server import GameprotoServer, ServerConfig
 
@@ -161,6 +162,24 @@ class OptionsTests(SynchronousTestCase):
         config.parseOptions(["--logger", "twisted.logger.textFileLogObserver",
                              "gameproto", "--log-format", "json"])
         self.assertEqual(config["logger"].__name__, "textFileLogObserver")
+
+    def test_version(self) -> None:
+        """
+        twistd gameproto --version prints gameproto's version, the one of /healthz, with
+        Twisted's, and exits 0 (usage.Options' own --version names only Twisted's).
+        """
+        from io import StringIO
+
+        from twisted import copyright
+
+        out = StringIO()
+        self.patch(sys, "stdout", out)
+        config = ServerOptions()
+        with self.assertRaises(SystemExit) as exited:
+            config.parseOptions(["gameproto", "--version"])
+        self.assertEqual(exited.exception.code, 0)
+        self.assertEqual(out.getvalue(),
+                         f"gameproto {gameproto.__version__} (Twisted {copyright.version})\n")
 
 
 class PluginTests(SynchronousTestCase):
