@@ -53,6 +53,7 @@ from gameproto.rest import JSONRouter
 from gameproto.session import SessionAPI, session_key
 from gameproto.socketio.engineio import EngineIOConfig
 from gameproto.store import IStore, store_from_string
+from gameproto.store.measured import MeasuredStore
 from gameproto.throttle import RequestLimits, Throttle
 
 
@@ -141,19 +142,24 @@ class GameprotoServer(MultiService):
 
         self.config = config
         self.reactor = reactor
-        self.store = store if store is not None else store_from_string(reactor, config.store)
+        # What the server counts, served on config.metrics_port (gameproto.metrics).
+        self.metrics = Metrics()
+        self.metrics.gauge("gameproto_reactor_delayed_calls",
+                           "Timers pending in the reactor (a leak shows as growth).", (),
+                           lambda: {(): len(reactor.getDelayedCalls())})
+        # Every store call is timed in the metrics.
+        self.store: IStore = MeasuredStore(
+            store if store is not None else store_from_string(reactor, config.store), self.metrics
+        )
         self.bus = bus_for_store(reactor, config.store)
+        if hasattr(self.bus, "on_reconnect"):  # the Redis bus
+            self.bus.on_reconnect = self.metrics.bus_reconnects.inc
         # With a Redis store the node is one of several: its heartbeat (and Redis
         # connections) comes first, so that the services after it can use them.
         self.cluster: Node | None = None
         if config.store.startswith("redis://"):
             self.cluster = Node(reactor, RedisURL.parse(config.store))
             self.addService(self.cluster)
-        # What the server counts, served on config.metrics_port (gameproto.metrics).
-        self.metrics = Metrics()
-        self.metrics.gauge("gameproto_reactor_delayed_calls",
-                           "Timers pending in the reactor (a leak shows as growth).", (),
-                           lambda: {(): len(reactor.getDelayedCalls())})
         self.accounts = Accounts(self.store, reactor, run_in_thread, token_ttl=config.token_ttl)
         self.connections = wire.Connections(config.server_limits, reactor)
         self.context = wire.WireContext(

@@ -280,9 +280,12 @@ http {{
         return self.process.text() + (path.read_text() if path.exists() else "")
 
     def stop(self) -> Deferred[int | None]:
-        """A graceful stop (SIGQUIT), then its exit code."""
+        """
+        nginx's fast stop (SIGTERM: its graceful SIGQUIT waits for every proxied
+        WebSocket to end), then its exit code.
+        """
         if not self.process.ended.called:
-            self.process.process.signalProcess(signal.SIGQUIT)
+            self.process.process.signalProcess(signal.SIGTERM)
         return self.process.ended
 
 

@@ -102,12 +102,17 @@ class RedisBusTests(TestCase):
         return ensureDeferred(scenario())
 
     def test_resubscribes_after_reconnect(self) -> Deferred[None]:
-        """After Redis restarts the subscriber reconnects, re-subscribes, and receives again."""
+        """
+        After Redis restarts the subscriber reconnects (once, reported), re-subscribes,
+        and receives again.
+        """
 
         async def scenario() -> None:
             redis = await started_redis(self)
             a, b = await self.make_bus(redis.url), await self.make_bus(redis.url)
             got: list[str] = []
+            reconnects: list[None] = []
+            b.on_reconnect = lambda: reconnects.append(None)
             await b.subscribe("chan", got.append)
             await redis.stop()
             await wait_for(lambda: not b.connected(), 10)
@@ -117,6 +122,7 @@ class RedisBusTests(TestCase):
             await wait_for(lambda: bool(got), wall_clock_ceiling(3), poll=0.1,
                            action=lambda: a.publish("chan", "again"))
             self.assertEqual(set(got), {"again"})
+            self.assertEqual(len(reconnects), 1)  # counted in the metrics
 
         return ensureDeferred(scenario())
 

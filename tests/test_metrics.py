@@ -89,6 +89,8 @@ class MetricsEndpointTests(TestCase):
             host = await match_client.connect(reactor, self.node.ws, token, created["id"], "host")
             self.sockets.append(host)
             await host.next_frame(10)
+            host.command("start_match")  # refused: there is no challenger yet
+            await host.next_frame(10)
             player = await arena_client.connect(reactor, self.node.ws, "default", "player", token)
             self.sockets.append(player)
             await player.register()
@@ -126,6 +128,8 @@ class MetricsEndpointTests(TestCase):
             self.assertGreater(after[("gameproto_tick_duration_seconds_count",
                                       (("game", "arena"),))], 0)
             self.assertGreater(after[("gameproto_reactor_delayed_calls", ())], 0)
+            self.assertGreater(after[("gameproto_store_operation_duration_seconds_count",
+                                      (("backend", "memory"), ("operation", "create_user")))], 0)
             self.assertGreater(after[("process_open_fds", ())], 0)
             for socket in (host, player):
                 socket.close()

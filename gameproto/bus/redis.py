@@ -10,7 +10,7 @@ node is disconnected are lost for that node: Redis pub/sub keeps nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import txredisapi
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -58,6 +58,9 @@ class RedisBus:
         self._factory: Any = None
         self._connection: _Subscriber | None = None
         self._stopped = False
+        self._was_connected = False
+        # Called each time the subscriber is connected again after a loss (metrics).
+        self.on_reconnect: Callable[[], None] | None = None
 
     def start(self) -> Deferred[None]:
         self._pool = redis.connection_pool(self._reactor, self.url)
@@ -114,6 +117,9 @@ class RedisBus:
         if self._stopped:
             return
         self._connection = connection
+        if self._was_connected and self.on_reconnect is not None:
+            self.on_reconnect()
+        self._was_connected = True
         channels = self._subscriptions.channels()
         self._log.info("Bus connected to {url} ({count} channel(s))", url=str(self.url),
                        count=len(channels))
