@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from typing import Any, Callable
 
 from twisted.internet import defer, task
@@ -53,6 +54,10 @@ PROGRAMS = [
     ("php", 'echo "hello\\n";\n'),
     ("python", "import time\ntime.sleep(30)\n"),  # the client leaves mid-run
 ]
+# What the store keeps for good (accounts, tokens, completed matches, arenas): it grows
+# with the traffic by design.  Every other key (waiting and started matches, roles,
+# leases, chat names, nodes) must be gone once the traffic is.
+DURABLE_KEYS = ("gp:user", "gp:users", "gp:token", "gp:completed", "gp:arena:", "gp:arenas")
 FIGURES = ("rss_mib", "fds", "timers", "connections", "run_processes", "run_files", "redis_keys")
 # Counts that are near zero: the comparison allows this much besides the 5 %.
 ABSOLUTE_MARGIN = {"fds": 3, "timers": 3, "connections": 0, "run_processes": 0,
@@ -96,7 +101,8 @@ class Soak:
             "connections": metric("gameproto_connections_open"),
             "run_processes": float(len(processes_of(self.run_uids))),
             "run_files": float(files),
-            "redis_keys": float(await self.pool.dbsize()),
+            "redis_keys": float(sum(1 for key in await self.pool.keys("*")
+                                    if not durable(key))),
         }
 
     async def report(self, phase: str) -> dict[str, float]:
@@ -126,10 +132,14 @@ class Soak:
     # -- traffic ------------------------------------------------------------------------
 
     def workers(self) -> list[Callable[[], Any]]:
+        """Every worker of the traffic, each with users of its own (one run, one match at
+        a time per user: shared users would only be refused)."""
         o = self.options
+        users = iter(self.tokens)
         return ([self.chat_worker] * o.chat + [self.polling_worker] * o.polling
-                + [self.match_worker] * o.matches + [self.arena_worker] * o.arena
-                + [self.processor_worker] * o.processor)
+                + [partial(self.match_worker, next(users), next(users)) for _ in range(o.matches)]
+                + [partial(self.arena_worker, next(users)) for _ in range(o.arena)]
+                + [partial(self.processor_worker, next(users)) for _ in range(o.processor)])
 
     async def guarded(self, kind: str, work: Callable[[], Any]) -> None:
         try:
@@ -137,6 +147,8 @@ class Soak:
             self.done[kind] = self.done.get(kind, 0) + 1
         except Exception as e:  # a soak goes on; the error is counted and shown
             key = f"{kind}: {type(e).__name__}"
+            if key not in self.errors:
+                print(f"# first {key}: {e}", flush=True)
             self.errors[key] = self.errors.get(key, 0) + 1
         await task.deferLater(self.reactor, random.uniform(0.1, 0.5), lambda: None)
 
@@ -174,37 +186,45 @@ class Soak:
             polled = await agent.request(b"GET", url)
             await readBody(polled)
 
-    async def match_worker(self) -> None:
+    async def match_worker(self, one: str, other: str) -> None:
         while self.traffic:
-            await self.guarded("match", self.match)
+            await self.guarded("match", partial(self.match, *random.sample([one, other], 2)))
 
-    async def match(self) -> None:
-        """A match: both sit down, the host starts, they play a while; sometimes to the
-        end, sometimes one leaves mid-game."""
-        host_token, challenger_token = random.sample(self.tokens, 2)
-        created = await RestClient(self.reactor, self.node.http, host_token).create_match()
+    async def match(self, host_token: str, challenger_token: str) -> None:
+        """A match: both sit down, the host starts, they play it to the end and leave (a
+        match that never started is deleted)."""
+        rest = RestClient(self.reactor, self.node.http, host_token)
+        created = await rest.create_match()
         host = await match_client.connect(self.reactor, self.node.ws, host_token, created["id"], "host")
         challenger = await match_client.connect(self.reactor, self.node.ws, challenger_token,
                                                 created["id"], "challenger")
-        host.keep_frames = challenger.keep_frames = False
+        challenger.keep_frames = False
         try:
             challenger.command("ready")
             await task.deferLater(self.reactor, 0.2, lambda: None)
             host.command("start_match")
-            for _ in range(random.randint(20, 100)):
+            # Play to the end (a user is in one match at a time): random paddles.
+            over = defer.ensureDeferred(
+                host.wait_for(lambda f: f.get("message_type") in ("end", "aborted"), 600))
+            while not over.called:
                 host.command(random.choice(["up", "down", "fup", "fdown"]))
                 challenger.command(random.choice(["up", "down"]))
                 await task.deferLater(self.reactor, 0.1, lambda: None)
+            await over
         finally:
             for socket in (host, challenger):
                 socket.close()
+            await self.delete_if_waiting(rest, created["id"])
 
-    async def arena_worker(self) -> None:
+    async def delete_if_waiting(self, rest: RestClient, match_id: int) -> None:
+        # 204 deleted; 404 over or aborted already; a started match cannot be deleted.
+        await rest.call("DELETE", f"/api/ongoing_matches/{match_id}/")
+
+    async def arena_worker(self, token: str) -> None:
         while self.traffic:
-            await self.guarded("arena", self.arena_bot)
+            await self.guarded("arena", partial(self.arena_bot, token))
 
-    async def arena_bot(self) -> None:
-        token = random.choice(self.tokens)
+    async def arena_bot(self, token: str) -> None:
         bot = await arena_client.connect(self.reactor, self.node.ws, "default", "player", token,
                                          ignore=("RadarScanNotification",
                                                  "GameSnapshotNotification"))
@@ -217,14 +237,13 @@ class Soak:
         finally:
             bot.close()
 
-    async def processor_worker(self) -> None:
+    async def processor_worker(self, token: str) -> None:
         while self.traffic:
-            await self.guarded("processor", self.program)
+            await self.guarded("processor", partial(self.program, token))
 
-    async def program(self) -> None:
+    async def program(self, token: str) -> None:
         language, code = random.choice(PROGRAMS)
-        runner = await processor_client.connect(self.reactor, self.node.ws,
-                                                random.choice(self.tokens))
+        runner = await processor_client.connect(self.reactor, self.node.ws, token)
         if "sleep" in code:
             started = runner.wait_for_type("started")
             runner.send_context(language)
@@ -249,7 +268,8 @@ class Soak:
             assert found is not None, self.node.text()
             self.metrics_url = found.group(1)
             self.pool = connection_pool(self.reactor, RedisURL.parse(self.redis.url))
-            for i in range(self.options.users):
+            o = self.options
+            for i in range(o.chat + o.polling + 2 * o.matches + o.arena + o.processor):
                 api = RestClient(self.reactor, self.node.http)
                 await api.sign_up(f"soak{i}", "password1")
                 self.tokens.append(await api.token(f"soak{i}", "password1"))
@@ -285,6 +305,11 @@ def compare(baseline: dict[str, float], final: dict[str, float]) -> int:
     return 1 if failed else 0
 
 
+def durable(key: str) -> bool:
+    """A key of data kept for good (an arena's lease is not: it lives with its node)."""
+    return key.startswith(DURABLE_KEYS) and not key.endswith(":lease")
+
+
 def processes_of(uids: range) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
@@ -312,7 +337,6 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=90.0,
                         help="quiet time after each traffic phase (above the chat's 45 s timeouts)")
     parser.add_argument("--report-every", type=float, default=60.0)
-    parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--chat", type=int, default=8)
     parser.add_argument("--polling", type=int, default=2)
     parser.add_argument("--matches", type=int, default=3)
