@@ -35,11 +35,12 @@ class NoProgramYetTests(SynchronousTestCase):
         if launcher == 0:
             code = 1
             try:
-                os.setresgid(uid, uid, uid)
-                os.setresuid(uid, uid, uid)
+                # Imported while still root: the checkout may be unreadable to the uid.
                 sys.path.insert(0, str(sandbox.LAUNCHER_PATH))
                 from run_processes import RunProcesses  # the launcher's own module
 
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
                 RunProcesses(None, None, None).signal(signal.SIGKILL, -1)
                 code = 0
             finally:
