@@ -27,6 +27,7 @@ from tests.propertysupport import (
     Heard,
     ServerUnderTest,
     commands,
+    json_scalars,
     json_values,
     play,
     sequences,
@@ -79,6 +80,14 @@ MATCH_COMMANDS = commands(
     st.sampled_from(["start_match", "ready", "up", "down", "fup", "fdown", "UP"]).map(lambda c: {"command": c})
     | json_values().map(lambda c: {"command": c})
 )
+# The errors docs/match.md lists for a connection once it has joined.
+MATCH_ERRORS = [
+    {"error": "invalid command", "code": 2},
+    {"error": "no command sent", "code": 2},
+    {"error": "rate limit exceeded, message dropped", "code": 2},
+    {"error": "challenger not ready", "code": 3},
+    {"error": "match ended, stop sending commands", "code": 4},
+]
 MATCH_STATES = ["host alone", "challenger joined", "challenger ready", "game started"]
 
 
@@ -106,8 +115,7 @@ class MatchProperties(MachineTestCase):
             if "message_type" in message:
                 self.assertIsInstance(message["message_type"], str)
             elif "error" in message:
-                self.assertIsInstance(message["error"], str)
-                self.assertIsInstance(message["code"], int)
+                self.assertIn(message, MATCH_ERRORS)
             else:
                 self.assertEqual(message, {"status": "success", "code": 0})
         self.check_closes(heard, {1000, 4009})
@@ -133,6 +141,13 @@ ARENA_COMMANDS = commands(
         {"type": "ConfigurePlayerCommand", "data": [{"op": "radarType", "args": ["long_range_scan"]}]},
         {"type": "StartGameCommand"},
     ])
+    | st.builds(lambda steps: {"type": "MovePlayerCommand", "data": steps},
+                st.lists(st.dictionaries(st.sampled_from(["move", "rotate"]),
+                                         st.sampled_from(["forward", "backward"]) | json_scalars,
+                                         max_size=2), max_size=3))
+    | st.builds(lambda op, args: {"type": "ConfigurePlayerCommand", "data": [{"op": op, "args": args}]},
+                st.sampled_from(["radarType"]) | json_scalars,
+                st.sampled_from([["long_range_scan"], ["circular_scan"], "long_range_scan"]) | json_values())
     | st.builds(lambda kind, data: {"type": kind, "data": data},
                 st.sampled_from(["RegisterPlayerCommand", "MovePlayerCommand", "PlayerShootCommand",
                                  "ConfigurePlayerCommand", "StartGameCommand"]) | text,
@@ -161,7 +176,9 @@ class ArenaProperties(MachineTestCase):
     def check_arena(self, heard: Heard) -> None:
         for message in self.json_objects(heard):
             self.assertIsInstance(message["type"], str)
-            self.assertIn("data", message)
+            self.assertIsInstance(message["data"], (dict, list))
+            if message["type"] == "InvalidCommandError":
+                self.assertIsInstance(message["data"]["reason"], str)
         self.check_closes(heard, {1000, 4009})
 
     def arena_still_served(self, server: ServerUnderTest) -> None:
