@@ -116,6 +116,8 @@ class NginxInFrontOfTwoNodesTests(TestCase):
         for socket in self.sockets:
             if socket.state == socket.STATE_OPEN:
                 socket.close()
+        for socket in self.sockets:
+            await socket.closed  # no closing handshake left running after the test
 
     async def register_in_default_arena(self, token: str) -> dict[str, Any]:
         """

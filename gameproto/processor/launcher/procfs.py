@@ -39,15 +39,19 @@ def live_processes_of(uid: int, exclude: int = -1) -> list[int]:
     return live_processes_by_uid({uid}, exclude).get(uid, [])
 
 
-def live_processes_by_uid(uids: set[int], exclude: int = -1) -> dict[int, list[int]]:
-    """L{live_processes_of} for several uids in one pass over /proc."""
+def live_processes_by_uid(uids: set[int], exclude: int = -1,
+                          zombies: bool = False) -> dict[int, list[int]]:
+    """
+    L{live_processes_of} for several uids in one pass over /proc; with C{zombies}, the
+    unreaped dead ones too.
+    """
     wanted = {str(uid): uid for uid in uids}
     found: dict[int, list[int]] = {}
     for pid in _pids():
         if pid == exclude:
             continue
         fields = _status_fields(pid)
-        if fields is None or fields.get("State", "").startswith(("Z", "X")):
+        if fields is None or (not zombies and fields.get("State", "").startswith(("Z", "X"))):
             continue
         ids = fields.get("Uid", "").split()
         for owner in {ids[0], ids[2]} if len(ids) >= 3 else set():

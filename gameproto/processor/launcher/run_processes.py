@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from procfs import descendants, live_processes_of, task_count
+from procfs import descendants, live_processes_by_uid, live_processes_of, task_count
 from run_cgroup import RunCgroup
 
 
@@ -107,4 +107,14 @@ class RunProcesses:
             signal.sigtimedwait({signal.SIGCHLD}, 0.005)
         # Every process of the run is dead; the ones still unreaped are (or will be
         # reparented as) the launcher's children.
-        return reap(block_until=deadline)
+        if not reap(block_until=deadline):
+            return False
+        # A zombie whose parent was itself still exiting becomes the launcher's (the
+        # subreaper's) only once that parent is gone, possibly after the reap above
+        # found no child: the run is over when not even a zombie of its uid is left.
+        while self.uid is not None and live_processes_by_uid({self.uid}, zombies=True):
+            if time.monotonic() >= deadline:
+                return False
+            signal.sigtimedwait({signal.SIGCHLD}, 0.005)
+            reap()
+        return True
