@@ -78,26 +78,33 @@ class HealthPoller:
     def __init__(self, url: str) -> None:
         self.url = url
         self.answers: list[int | str] = []
-        self._pending = False
+        self._pending: Deferred[None] | None = None
         self._loop = LoopingCall(self._ask)
 
     def start(self) -> None:
         self._loop.start(0.05)
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred[None]:
+        """Stop asking; fires once the request in flight, if any, has its answer."""
         if self._loop.running:
             self._loop.stop()
+        pending, done = self._pending, Deferred()
+        if pending is None:
+            done.callback(None)
+        else:
+            pending.addBoth(lambda _: done.callback(None))
+        return done
 
     def _ask(self) -> None:
-        if self._pending:
+        if self._pending is not None:
             return
-        self._pending = True
 
         def done(result: Any) -> None:
-            self._pending = False
+            self._pending = None
             self.answers.append(result[0] if isinstance(result, tuple) else f"failed: {result}")
 
-        within(Deferred.fromCoroutine(http_json("GET", self.url)), 5).addBoth(done)
+        self._pending = within(Deferred.fromCoroutine(http_json("GET", self.url)), 5)
+        self._pending.addBoth(done)
 
     def failures(self) -> list[int | str]:
         return [answer for answer in self.answers if answer != 200]
@@ -136,8 +143,8 @@ class IsolationTestCase(TestCase):
         self.health.start()
         self.addCleanup(self._check_health)
 
-    def _check_health(self) -> None:
-        self.health.stop()
+    async def _check_health(self) -> None:
+        await self.health.stop()
         self.assertGreater(len(self.health.answers), 0)
         self.assertEqual(self.health.failures(), [])
 
@@ -598,7 +605,7 @@ class ProcessTests(IsolationTestCase):
         )
         Deferred.fromCoroutine(socket.run("python", code)).addErrback(lambda _: None)
         await running.addTimeout(10, reactor)
-        self.health.stop()  # the server is about to go
+        await self.health.stop()  # the server is about to go: its last answer first
         self.health.answers.clear()
         self.health.answers.append(200)
         await self.node.kill()
