@@ -53,7 +53,27 @@ class _NodeProtocol(ProcessProtocol):
         self.node.ended.callback(code)
 
 
-class ServerProcess:
+class OnLoopback:
+    """Something listening on 127.0.0.1:C{port}, and its URLs."""
+
+    port: int | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.http + path
+
+    def ws_url(self, path: str) -> str:
+        return self.ws + path
+
+
+class ServerProcess(OnLoopback):
     """
     A server process that logs C{listening on HOST:PORT} once it serves: started
     with the test's reactor, stopped with SIGTERM.  Its environment has no
@@ -91,20 +111,6 @@ class ServerProcess:
         )
         self.listening.addTimeout(START_TIMEOUT, reactor)
         return self.listening
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.http + path
-
-    def ws_url(self, path: str) -> str:
-        return self.ws + path
 
     def signal(self, name: str) -> None:
         if self.exit_code is None and self.exit_signal is None:
@@ -197,7 +203,7 @@ class Lines(ProcessProtocol):
         return self.lines[index]
 
 
-class Nginx:
+class Nginx(OnLoopback):
     """
     A real nginx on a free port of 127.0.0.1 in front of C{nodes}, with a site file
     of C{deploy/nginx/} whose upstream servers and C{listen} line are replaced by
@@ -241,17 +247,6 @@ http {{
 }}
 """)
         self.process = ServerProcess([self.executable, "-p", str(d), "-c", str(d / "nginx.conf")])
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.http + path
 
     async def start(self) -> None:
         """Start nginx; return once it accepts connections (it logs no "listening")."""
