@@ -311,15 +311,11 @@ def durable(key: str) -> bool:
 
 
 def processes_of(uids: range) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid in uids:
-                    pids.append(int(entry))
-            except FileNotFoundError:
-                pass
-    return pids
+    """Every process of a run uid, zombies included (the launcher's own /proc reading)."""
+    from gameproto.processor.launcher.procfs import live_processes_by_uid
+
+    found = live_processes_by_uid(set(uids), zombies=True)
+    return sorted(pid for pids in found.values() for pid in pids)
 
 
 def _body(text: str) -> Any:

@@ -251,24 +251,30 @@ http {{
     async def start(self) -> None:
         """Start nginx; return once it accepts connections (it logs no "listening")."""
         from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+        from twisted.internet.error import ConnectError
         from twisted.internet.protocol import Protocol
+
+        from tests.support import wait_for
 
         self.process.env = dict(os.environ)
         self.process.start().addErrback(lambda _: None)  # it never logs "listening on"
-        for _ in range(200):
+        listening: list[bool] = []
+
+        async def knock() -> None:
             if self.process.ended.called:
                 raise AssertionError(f"nginx exited: {self.log()}")
             try:
                 connected = await connectProtocol(
                     TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), Protocol())
-            except Exception:
-                from twisted.internet.task import deferLater
-
-                await deferLater(reactor, 0.05, lambda: None)
-                continue
+            except ConnectError:
+                return
             connected.transport.loseConnection()
-            return
-        raise AssertionError(f"nginx did not listen on {self.port}: {self.log()}")
+            listening.append(True)
+
+        try:
+            await wait_for(lambda: bool(listening), 10, action=knock)
+        except AssertionError as e:
+            raise AssertionError(f"nginx did not listen on {self.port}: {e}: {self.log()}")
 
     def log(self) -> str:
         path = self.directory / "error.log"
