@@ -27,7 +27,7 @@ from gameproto.match.directory import (
 from gameproto.match.elo import rate
 from gameproto.match.frames import Role
 from gameproto.match.local_directory import LocalMatchDirectory
-from gameproto.store import IStore, MatchOutcome, User
+from gameproto.store import IStore, MatchOutcome, OngoingMatch, User
 from gameproto.store.memory import MemoryStore
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -52,6 +52,19 @@ class MatchDirectoryContract:
             await scenario()
 
         return ensureDeferred(run())
+
+    async def challenged(self, **changes: Any) -> tuple[OngoingMatch, OngoingMatch]:
+        """
+        hana's new match, and its record once cole took the challenger slot (on A1)
+        with C{changes} (C{challenger_ready}, C{spectators}) made in the same step.
+        """
+        match = await self.directory.create("hana", NOW)
+        assert match is not None
+        joined = attrs.evolve(match, challenger="cole", **changes)
+        changed = await self.directory.change(
+            match, Step(joined, take("cole", match.id, Role.CHALLENGER, A1)))
+        assert isinstance(changed, Changed)
+        return match, joined
 
     def test_one_hosted_match_per_user(self) -> Deferred[None]:
         """A host holds the host role of the match created; a second creation is refused."""
@@ -129,10 +142,7 @@ class MatchDirectoryContract:
         """
         async def scenario() -> None:
             d = self.directory
-            match = await d.create("hana", NOW)
-            assert match is not None
-            joined = attrs.evolve(match, challenger="cole")
-            await d.change(match, Step(joined, take("cole", match.id, Role.CHALLENGER, A1)))
+            match, joined = await self.challenged()
             await d.change(joined, Step(joined, take("cole", match.id, Role.CHALLENGER, B1)))
             left = attrs.evolve(joined, challenger=None)
             old = Place(match.id, Role.CHALLENGER, A1)
@@ -155,10 +165,7 @@ class MatchDirectoryContract:
         """A deleted match is gone, with every role in it; its users may go elsewhere."""
         async def scenario() -> None:
             d = self.directory
-            match = await d.create("hana", NOW)
-            assert match is not None
-            full = attrs.evolve(match, challenger="cole", spectators=("sam",))
-            await d.change(match, Step(full, take("cole", match.id, Role.CHALLENGER, A1)))
+            match, full = await self.challenged(spectators=("sam",))
             await d.change(full, Step(full, take("sam", match.id, Role.SPECTATOR, A2)))
             deleted = await d.change(full, Step(None))
             assert isinstance(deleted, Changed)
@@ -174,10 +181,7 @@ class MatchDirectoryContract:
         """A completed match is stored with the Elo change; its record and roles are gone."""
         async def scenario() -> None:
             d = self.directory
-            match = await d.create("hana", NOW)
-            assert match is not None
-            ready = attrs.evolve(match, challenger="cole", challenger_ready=True)
-            await d.change(match, Step(ready, take("cole", match.id, Role.CHALLENGER, A1)))
+            match, ready = await self.challenged(challenger_ready=True)
             started = attrs.evolve(ready, start_timestamp=NOW)
             await d.change(ready, Step(started))
             self.assertEqual(await d.matches(True), [started])
@@ -194,10 +198,7 @@ class MatchDirectoryContract:
         """The REST API reads the store: every change of the directory shows there."""
         async def scenario() -> None:
             d = self.directory
-            match = await d.create("hana", NOW)
-            assert match is not None
-            joined = attrs.evolve(match, challenger="cole")
-            await d.change(match, Step(joined, take("cole", match.id, Role.CHALLENGER, A1)))
+            match, joined = await self.challenged()
             await d.close()
             self.assertEqual(await self.store.get_ongoing_match(match.id), joined)
             await d.change(joined, Step(None))
