@@ -55,3 +55,22 @@ class NoProgramYetTests(SynchronousTestCase):
             os.waitpid(pid, 0)
         except (ChildProcessError, ProcessLookupError):
             pass
+
+
+class SweepAtTheProcessCapTests(SynchronousTestCase):
+    def test_no_helper_when_the_run_is_at_its_cap(self) -> None:
+        """
+        A launcher waiting inside its run's cgroup cannot fork while the run sits at its
+        process cap (EAGAIN): the run uid's helper is skipped for this round of the sweep,
+        not a crash that would leave the run's processes behind unreported.
+        """
+        sys.path.insert(0, str(sandbox.LAUNCHER_PATH))
+        self.addCleanup(sys.path.remove, str(sandbox.LAUNCHER_PATH))
+        from run_processes import RunProcesses  # the launcher's own module
+
+        def refused() -> int:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+
+        self.patch(os, "fork", refused)
+        uid = run_uids()[-1]
+        self.assertIsNone(RunProcesses(uid, uid, None).as_run_uid_kill_all(signal.SIGKILL))

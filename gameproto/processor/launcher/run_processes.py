@@ -50,7 +50,13 @@ class RunProcesses:
         """
         uid, gid = self.uid, self.gid
         assert uid is not None and gid is not None
-        helper = os.fork()
+        try:
+            helper = os.fork()
+        except BlockingIOError:
+            # A launcher started ahead of its run waits inside the run's cgroup: with the
+            # run at its process cap, the launcher cannot fork either.  The sweep comes
+            # back here once the cgroup's own kill has freed a slot.
+            return
         if helper == 0:
             try:
                 os.setgroups([])
