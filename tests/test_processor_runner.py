@@ -637,6 +637,26 @@ class StopTests(RunUnitTestCase):
         result = self.result(run)
         self.assertEqual((result.limit, result.exit_code, result.stopped), (None, 0, True))
 
+    def test_launcher_dies_without_its_report(self) -> None:
+        """
+        A launcher that ends after the program's start without its exit report swept
+        nothing: the server kills what is left of the run uid before the uid is reused.
+        """
+        run, launcher, _ = self.start()
+        launcher.started()
+        uid = run.uid
+        launcher.ended()
+        self.result(run)
+        self.assertEqual(self.sandbox.swept, [uid])
+
+    def test_swept_by_the_launcher(self) -> None:
+        """A launcher that reported its sweep done leaves the server nothing to kill."""
+        run, launcher, _ = self.start()
+        launcher.started()
+        launcher.exit(exit_code=0)
+        self.result(run)
+        self.assertEqual(self.sandbox.swept, [])
+
     def test_hung_launcher(self) -> None:
         """
         A launcher still there launcher_timeout after the grace period: the server kills the

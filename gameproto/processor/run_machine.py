@@ -281,7 +281,7 @@ def _abandon(inputs: RunInputs, core: RunCore) -> None:
         except OSError:
             pass
     # The user may run again; the uid stays out of the pool until the launcher ends.
-    _finish(core, keep_uid=True)
+    _finish(core, keep_uid=True, swept=True)
 
 
 Stopping.upon(RunInputs.launcherHung).to(Abandoned)(_abandon)
@@ -307,7 +307,20 @@ def _abandoned_launcher_ended(inputs: RunInputs, core: RunCore) -> None:
     core.slot.release_uid()
 
 
-def _finish(core: RunCore, keep_uid: bool = False) -> None:
+def _launcher_left_processes(record: RunRecord, run: LauncherRun) -> bool:
+    """Whether the launcher may have left processes of the run behind (and says which way)."""
+    if record.status is None and record.started:
+        # It died between the program's start and its report: it swept nothing.
+        _log.error("launcher of {run} ended without its report", run=repr(run))
+        return True
+    if record.status is not None and not record.status.get("swept", True):
+        _log.error("launcher of {run} could not kill every process", run=repr(run))
+        return True
+    return False
+
+
+def _finish(core: RunCore, keep_uid: bool = False, swept: bool = False) -> None:
+    """End the run; C{swept}: the server has killed what was left of its uid already."""
     run, record = core.run, core.record
     now = core.clock.seconds()
     core.readers.clear()
@@ -316,8 +329,7 @@ def _finish(core: RunCore, keep_uid: bool = False) -> None:
         core.hang_timer.cancel()
     core.hang_timer = None
     core.channel.close()
-    if record.status is not None and not record.status.get("swept", True):
-        _log.error("launcher of {run} could not kill every process", run=repr(run))
+    if not swept and _launcher_left_processes(record, run):
         core.sandbox.sweep(core.slot.uid)
     core.slot.release_slot()
     if not keep_uid:
