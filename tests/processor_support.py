@@ -244,6 +244,30 @@ def processes_of_uid(uid: int) -> list[int]:
     return found
 
 
+def describe_processes(pids: list[int]) -> list[str]:
+    """Each of C{pids} as its name, state, parent (and the parent's name) and uids."""
+    described = []
+    for pid in pids:
+        fields = {}
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    name, _, value = line.partition(":")
+                    fields[name] = value.strip()
+        except OSError:
+            continue  # gone in the meantime
+        try:
+            with open(f"/proc/{fields.get('PPid')}/comm") as comm:
+                parent = comm.read().strip()
+        except OSError:
+            parent = "?"
+        described.append(
+            f"{pid} {fields.get('Name')} state {fields.get('State')} parent {fields.get('PPid')} "
+            f"({parent}) uids {fields.get('Uid')} nspid {fields.get('NSpid')}"
+        )
+    return described
+
+
 def interpreter(language: str) -> str:
     """The interpreter of C{language}: skip (or fail under CI) when it is missing."""
     if language == "python":
@@ -328,7 +352,7 @@ class IntegrationTestCase(TestCase):
         result: RunResult = await within(real.run.ended, deadline)
         self.assertIsNone(result.spawn_error)
         if real.run.uid is not None:
-            self.assertEqual(processes_of_uid(real.run.uid), [])
+            self.assertEqual(describe_processes(processes_of_uid(real.run.uid)), [])
         if self.isolated:
             # The run's cgroup is gone from every hierarchy.
             self.assertEqual(run_cgroups(real.run.name), [])
