@@ -35,7 +35,11 @@ for (;;) {
     if (wanted !== 0 && wanted === -direction) wanted = 0; // stop before turning
     if (wanted !== 0) {
       const move = wanted > 0 ? 'down' : 'up';
-      send({ command: Math.abs(gap) > FAR ? 'f' + move : move });
+      try {
+        send({ command: Math.abs(gap) > FAR ? 'f' + move : move });
+      } catch (e) {
+        if (!(e instanceof EngineError)) throw e; // the match has just ended: its end frame comes next
+      }
     }
     direction = wanted;
   } else if (kind === 'end' || kind === 'aborted') {

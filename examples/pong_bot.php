@@ -35,7 +35,11 @@ for (;;) {
         if ($wanted !== 0 && $wanted === -$direction) $wanted = 0; // stop before turning
         if ($wanted !== 0) {
             $move = $wanted > 0 ? 'down' : 'up';
-            send(['command' => abs($gap) > FAR ? 'f' . $move : $move]);
+            try {
+                send(['command' => abs($gap) > FAR ? 'f' . $move : $move]);
+            } catch (\gameproto_sdk\EngineError $e) {
+                // the match has just ended: its end frame comes next
+            }
         }
         $direction = $wanted;
     } elseif ($kind === 'end' || $kind === 'aborted') {

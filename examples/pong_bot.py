@@ -45,7 +45,10 @@ while True:
             wanted = 0  # a tick without a command stops the paddle before it turns
         if wanted:
             move = "down" if wanted > 0 else "up"
-            send({"command": "f" + move if abs(gap) > FAR else move})
+            try:
+                send({"command": "f" + move if abs(gap) > FAR else move})
+            except EngineError:  # the match has just ended: its end frame comes next
+                pass
         direction = wanted
     elif kind in ("end", "aborted"):
         print(kind, json.dumps(frame))

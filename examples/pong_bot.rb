@@ -35,7 +35,11 @@ loop do
     wanted = 0 if wanted != 0 && wanted == -direction # stop before turning
     if wanted != 0
       move = wanted.positive? ? 'down' : 'up'
-      GameprotoSDK.send({ 'command' => gap.abs > FAR ? "f#{move}" : move })
+      begin
+        GameprotoSDK.send({ 'command' => gap.abs > FAR ? "f#{move}" : move })
+      rescue GameprotoSDK::EngineError
+        nil # the match has just ended: its end frame comes next
+      end
     end
     direction = wanted
   elsif %w[end aborted].include?(kind)
