@@ -6,11 +6,13 @@ and the processor endpoint's context and code for the match engine, with fake ru
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import attrs
 import orjson
 from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import web, wire
 from gameproto.processor.match_engine import MatchEngine, MatchSeats
@@ -426,3 +428,15 @@ class EndpointTests(EngineTestCase):
         ws.send_json({"type": "context", "language": "python", "engine": "match"})
         [message] = self.messages(ws)
         self.assertEqual(message["message"], "the match engine needs an authenticated user")
+
+
+class DocsTests(SynchronousTestCase):
+    def test_processor_docs_show_the_example_bot(self) -> None:
+        """docs/processor.md shows examples/pong_bot.py as it is (without its docstring)."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "examples", "pong_bot.py")) as f:
+            example = f.read()
+        with open(os.path.join(root, "docs", "processor.md")) as f:
+            docs = f.read()
+        body = example[example.index('"""\n\n', 3) + 5:]
+        self.assertIn("```python\n" + body + "```\n", docs)
