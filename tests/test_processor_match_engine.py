@@ -15,9 +15,10 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import web, wire
+from gameproto.match.frames import Role
 from gameproto.processor.match_engine import MatchEngine, MatchSeats
 from gameproto.processor.protocol import processor_resource
-from gameproto.testing import CLOSE, TEXT, WebSocketClient
+from gameproto.testing import TEXT, WebSocketClient
 from tests.matchsupport import MatchTestCase, non_status, read
 from tests.test_processor_protocol import FakeRuns
 
@@ -60,8 +61,6 @@ class EngineTestCase(MatchTestCase):
         return reply.addCallback(plain)
 
     def seated(self, engine: MatchEngine, match_id: int, role: str) -> None:
-        from gameproto.match.frames import Role
-
         self.assertIsNone(self.successResultOf(engine.take_seat(str(match_id), Role(role))))
 
     def challenger_program(self) -> tuple[int, WebSocketClient, MatchEngine]:
@@ -94,8 +93,6 @@ class SeatTests(EngineTestCase):
 
     def test_refusals(self) -> None:
         """A seat is refused as a WebSocket is: codes 5, 8 and 9 with their frames."""
-        from gameproto.match.frames import Role
-
         match_id = self.create_match("hana")
         program = self.engine("cole")
         self.assertEqual(self.successResultOf(program.take_seat("999", Role.CHALLENGER)),

@@ -59,8 +59,6 @@ OK = {"status": "ok"}
 MATCHMAKING_UNAVAILABLE = {"error": "matchmaking is not available"}
 NO_SEAT = {"error": "no seat: this run has no seat in a match (send Matchmake first)"}
 REQUESTS = ("GetFrame", "WaitFrame", "GetSeat", "Matchmake")
-#: The seat roles a program may take.
-SEAT_ROLES = (Role.HOST.value, Role.CHALLENGER.value)
 
 
 @attrs.frozen
