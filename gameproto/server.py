@@ -45,6 +45,7 @@ from gameproto.match.relay import RelaySink
 from gameproto.match.service import MatchService
 from gameproto.node import Node
 from gameproto.page import mount_page
+from gameproto.processor.match_engine import MatchSeats
 from gameproto.processor.protocol import processor_resource
 from gameproto.processor.sandbox import RunLimits, SandboxConfig
 from gameproto.processor.service import ProcessorService
@@ -267,6 +268,12 @@ class GameprotoServer(MultiService):
 
     def _mount_processor(self) -> None:
         config = self.config
+        # Programs take seats in matches as their users (the match endpoint's rate limit
+        # applies); matchmaking, when the server has it, is plugged in here.
+        self.match_seats = MatchSeats(
+            self.matches, config.game_limits, self.context.server_limits.rate_limit_grace,
+            matchmake=None,
+        )
         self.processor = ProcessorService(
             self.reactor,
             self.reactor,
@@ -294,6 +301,7 @@ class GameprotoServer(MultiService):
                 self.context,
                 arenas=self.arenas,
                 anonymous=config.processor_anonymous,
+                matches=self.match_seats,
             ),
         )
 

@@ -344,7 +344,7 @@ class ErrorTests(ProcessorTestCase):
             ({"type": "context", "language": 3}, "context: language must be one of python, javascript, ruby, php"),
             ({"type": "context", "language": "php"}, "language php is not available"),
             ({"type": "context", "language": "python", "engine": "remote"},
-             'context: engine must be "client" or "arena"'),
+             'context: engine must be "client", "arena" or "match"'),
             ({"type": "context", "language": "python", "engine": "arena"},
              "context: the arena engine needs an arena id"),
             ({"type": "context", "language": "python", "engine": "arena", "arena": "nope"},

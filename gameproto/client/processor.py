@@ -98,10 +98,15 @@ class ProcessorClient(JSONClient):
 
     # -- sending ----------------------------------------------------------------
 
-    def send_context(self, language: str, engine: str = "client", arena: str | None = None) -> None:
+    def send_context(self, language: str, engine: str = "client", arena: str | None = None,
+                     match: int | None = None, role: str | None = None) -> None:
         context: Message = {"type": "context", "language": language, "engine": engine}
         if arena is not None:
             context["arena"] = arena
+        if match is not None:
+            context["match"] = match
+        if role is not None:
+            context["role"] = role
         self.send(context)
 
     def send_code(self, code: str) -> None:
@@ -124,6 +129,8 @@ class ProcessorClient(JSONClient):
         engine: str = "client",
         arena: str | None = None,
         timeout: float | None = 60.0,
+        match: int | None = None,
+        role: str | None = None,
     ) -> RunOutcome:
         """
         Send the context and the code once the server asks for each, then wait for the
@@ -133,7 +140,7 @@ class ProcessorClient(JSONClient):
         """
         reply = await self.wait_for_type("ready", "error", timeout=timeout)
         if reply["type"] == "ready":
-            self.send_context(language, engine, arena)
+            self.send_context(language, engine, arena, match, role)
             reply = await self.wait_for_type("ready", "error", timeout=timeout)
         if reply["type"] == "ready":
             self.send_code(code)

@@ -110,6 +110,9 @@ class MatchCore:
     seat: Seat | None = None
     # What the client sent while joining, handled once seated.
     held: list[Callable[[MatchInputs], None]] = attrs.Factory(list)
+    # Told the outcome of each start_match (a WebSocket hears only code 3; a
+    # program's engine answers every call: gameproto.processor.match_engine).
+    on_start: Callable[[StartOutcome], None] | None = None
 
     def send(self, message: Any) -> None:
         self.connection.sendObject(message)
@@ -231,6 +234,8 @@ def start_match(inputs: MatchInputs, core: MatchCore) -> None:
     def answered(outcome: StartOutcome) -> None:
         if outcome is StartOutcome.NOT_READY:
             inputs.challengerNotReady()
+        if core.on_start is not None:
+            core.on_start(outcome)
 
     core.service.start_match(core.seat).addCallback(answered)
 
@@ -360,6 +365,25 @@ def parse_role(uri: str) -> Role | Refusal:
         return frames.BAD_QUERY_VALUE
 
 
+def feed_command(machine: MatchInputs, message: dict[str, Any]) -> None:
+    """
+    One client message as its input of a connection's machine: a socket's frame, or a
+    program's C{send} (gameproto.processor.match_engine).
+    """
+    if "command" not in message:
+        machine.noCommand()
+        return
+    command = message["command"]
+    if command == "ready":
+        machine.ready()
+    elif command == "start_match":
+        machine.startMatch()
+    elif isinstance(command, str) and (paddle := PaddleCommand.parse(command)) is not None:
+        machine.paddle(paddle)
+    else:
+        machine.invalidCommand()
+
+
 def match_id_of(postpath: tuple[bytes, ...]) -> str:
     """
     The match id of the path below the endpoint's resource: C{12} of C{/ws/game/12/}
@@ -396,18 +420,7 @@ class MatchProtocol(wire.JSONProtocol):
         self.machine.join(match_id_of(self.postpath), self.user.username, role)
 
     def objectReceived(self, message: dict[str, Any]) -> None:
-        if "command" not in message:
-            self._input(self.machine.noCommand)
-            return
-        command = message["command"]
-        if command == "ready":
-            self._input(self.machine.ready)
-        elif command == "start_match":
-            self._input(self.machine.startMatch)
-        elif isinstance(command, str) and (paddle := PaddleCommand.parse(command)) is not None:
-            self._input(self.machine.paddle, paddle)
-        else:
-            self._input(self.machine.invalidCommand)
+        self._input(feed_command, self.machine, message)
 
     def malformedFrame(self, problem: Malformed) -> None:
         self._input(self.machine.invalidCommand)

@@ -25,7 +25,9 @@ from twisted.python.failure import Failure
 from gameproto.arena.arena import ArenaHandle
 from gameproto.arena.service import ArenaService
 from gameproto.processor.admission import RunRefused, ServerBusy
+from gameproto.match.frames import Role
 from gameproto.processor.engines import ArenaEngine, ClientEngine, Engine
+from gameproto.processor.match_engine import MatchEngine, MatchSeats
 from gameproto.processor.messages import (
     ARENAS_UNREACHABLE,
     INTERPRETER_ERROR,
@@ -104,8 +106,12 @@ class ProcessorInputs(Protocol):
     def invalid(self, reason: str) -> None:
         """A frame that is wrong in any state (binary, a bad message)."""
 
-    # The arena engine's arena (at once with the client engine).
+    # The arena engine's arena, the match engine's seat (at once with the client engine,
+    # or a match engine that matchmakes).
     def located(self, arena: ArenaHandle | None, code: str) -> None: ...
+
+    # The match engine's seat is gone (its match is over): the run is stopped.
+    def engineOver(self) -> None: ...
 
     # The run.
     def runRefused(self, message: str) -> None: ...
@@ -133,6 +139,7 @@ class ProcessorCore:
         C{anonymous@ADDRESS} with C{--processor-anonymous}.
     @ivar username: the authenticated user, if any (arena players are attributed to it).
     @ivar inputs: the machine itself, for the run's callbacks.
+    @ivar seats: the match engine's parts (None: the engine is not offered).
     """
 
     connection: Connection
@@ -146,6 +153,13 @@ class ProcessorCore:
     run: RunHandle | None = None
     engine: Engine | None = None
     early_output: list[tuple[str, str]] = attrs.Factory(list)
+    seats: MatchSeats | None = None
+
+    def release_engine(self) -> None:
+        """The run is not started: what its engine holds (a match seat) is given back."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.close()
 
     def send(self, kind: str, message: Any = "", **fields: Any) -> None:
         self.connection.sendObject(
@@ -232,6 +246,9 @@ for _state in _LIVE:
 def _code(inputs: ProcessorInputs, core: ProcessorCore, text: str, problem: str) -> None:
     context = core.context
     assert context is not None
+    if context.engine == "match":
+        _take_seat(inputs, core, context, text)
+        return
     if context.engine != "arena":
         inputs.located(None, text)
         return
@@ -252,8 +269,28 @@ def _code(inputs: ProcessorInputs, core: ProcessorCore, text: str, problem: str)
     found.addErrback(lambda f: _log.failure("processor: locating an arena", f))
 
 
+def _take_seat(inputs: ProcessorInputs, core: ProcessorCore, context: Context, text: str) -> None:
+    """The match engine, seated in the context's match before the program starts."""
+    assert core.seats is not None and core.username is not None
+    engine = core.engine = MatchEngine(core.seats, core.username, core.clock, _max_wait(core),
+                                       done=lambda: inputs.engineOver())
+    if context.match is None:
+        inputs.located(None, text)  # the program matchmakes
+        return
+
+    def joined(refusal: dict[str, Any] | None) -> None:
+        if refusal is None:
+            inputs.located(None, text)
+        else:
+            inputs.runRefused(f"match: {refusal['error']}" + (
+                f" (code {refusal['code']})" if "code" in refusal else ""))
+
+    engine.take_seat(context.match, Role(context.role)).addCallback(joined)
+
+
 @Locating.upon(ProcessorInputs.runRefused).to(AwaitingCode)
 def _arena_refused(inputs: ProcessorInputs, core: ProcessorCore, message: str) -> None:
+    core.release_engine()
     core.error(message)
 
 
@@ -278,22 +315,25 @@ def _start(inputs: ProcessorInputs, core: ProcessorCore, arena: ArenaHandle | No
         # made them; the arena engine's calls are seen by no one.
         run = core.runs.start_run(
             core.user, context.language, text, on_output, on_engine,
-            output_before_calls=arena is None,
+            output_before_calls=context.engine == "client",
         )
     except ServerBusy as e:
+        core.release_engine()
         inputs.busy(e.message, e.retry_after)
         return
     except RunRefused as e:
+        core.release_engine()
         inputs.runRefused(e.message)
         return
     except Exception:
         _log.failure("processor: starting a run of {user} failed", user=core.user)
+        core.release_engine()
         inputs.spawnFailed()
         return
     core.run = run
     if arena is not None:
         core.engine = ArenaEngine(arena, core.username, core.clock, _max_wait(core))
-    else:
+    elif core.engine is None:  # the match engine is made (and seated) while locating
         core.engine = ClientEngine(lambda i, c: core.send("command", c, id=i))
     run.started.addCallbacks(lambda _: inputs.started(), lambda f: _spawn_failed(inputs, f))
     run.ended.addCallback(lambda result: _run_over(inputs, core, result))
@@ -318,6 +358,7 @@ def _run_over(inputs: ProcessorInputs, core: ProcessorCore, result: RunResult) -
 
 @Starting.upon(ProcessorInputs.runRefused).to(AwaitingCode)
 def _run_refused(inputs: ProcessorInputs, core: ProcessorCore, message: str) -> None:
+    core.release_engine()
     core.error(message)
 
 
@@ -358,6 +399,8 @@ def _stop(inputs: ProcessorInputs, core: ProcessorCore) -> None:
 
 Starting.upon(ProcessorInputs.stop).loop()(_stop)
 Running.upon(ProcessorInputs.stop).loop()(_stop)
+Starting.upon(ProcessorInputs.engineOver).loop()(_stop)
+Running.upon(ProcessorInputs.engineOver).loop()(_stop)
 
 
 @Running.upon(ProcessorInputs.output).loop()
@@ -391,7 +434,9 @@ def _lost_mid_run(inputs: ProcessorInputs, core: ProcessorCore) -> None:
         core.run.stop()
 
 
-Locating.upon(ProcessorInputs.lost).to(Closed).returns(None)
+@Locating.upon(ProcessorInputs.lost).to(Closed)
+def _lost_while_locating(inputs: ProcessorInputs, core: ProcessorCore) -> None:
+    core.release_engine()  # a seat being taken is given back once taken
 Starting.upon(ProcessorInputs.lost).to(Closed)(_lost_mid_run)
 Running.upon(ProcessorInputs.lost).to(Closed)(_lost_mid_run)
 AwaitingContext.upon(ProcessorInputs.lost).to(Closed).returns(None)
@@ -403,13 +448,14 @@ Ended.upon(ProcessorInputs.lost).to(Closed).returns(None)
 _RUN_EVENTS = (
     ProcessorInputs.runRefused, ProcessorInputs.busy, ProcessorInputs.started,
     ProcessorInputs.spawnFailed, ProcessorInputs.output, ProcessorInputs.ended,
+    ProcessorInputs.engineOver,
 )
 _IGNORED: dict[Any, tuple[Any, ...]] = {
     Opening: _RUN_EVENTS,
     AwaitingContext: _RUN_EVENTS,
     AwaitingCode: _RUN_EVENTS,
     Locating: (ProcessorInputs.busy, ProcessorInputs.started, ProcessorInputs.spawnFailed,
-               ProcessorInputs.output, ProcessorInputs.ended),
+               ProcessorInputs.output, ProcessorInputs.ended, ProcessorInputs.engineOver),
     Starting: (ProcessorInputs.ended,),
     Running: (ProcessorInputs.runRefused, ProcessorInputs.busy, ProcessorInputs.started,
               ProcessorInputs.spawnFailed),

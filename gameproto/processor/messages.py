@@ -17,7 +17,9 @@ SERVER_ERROR = "SERVER_ERROR"
 INTERPRETER_ERROR = "INTERPRETER_ERROR"
 NO_SUCH_ARENA = "no such arena"
 ARENAS_UNREACHABLE = "the arena's node cannot be reached; try again"
-ENGINES = ("client", "arena")
+ENGINES = ("client", "arena", "match")
+#: The seats a program may take in a match.
+SEAT_ROLES = ("host", "challenger")
 _ECHO_LIMIT = 50
 
 
@@ -28,6 +30,9 @@ class Context:
     language: str
     engine: str = "client"
     arena: str | None = None
+    # The match engine's seat; none when the program matchmakes.
+    match: str | None = None
+    role: str | None = None
 
 
 class BadContext(ValueError):
@@ -43,9 +48,11 @@ def echo(value: str) -> str:
 
 def parse_context(message: dict[str, Any]) -> Context:
     """
-    C{{"type": "context", "language": ..., "engine": "client"|"arena", "arena": id}}.
-    C{engine} defaults to C{"client"}; C{arena} is required with the arena engine and
-    ignored otherwise, like any other member.
+    C{{"type": "context", "language": ..., "engine": "client"|"arena"|"match", "arena": id,
+    "match": id, "role": "host"|"challenger"}}.  C{engine} defaults to C{"client"};
+    C{arena} is required with the arena engine; C{match} and C{role} go together with
+    the match engine (without them the program matchmakes); each is ignored with the
+    other engines, like any other member.
 
     @raise BadContext: with the SERVER_ERROR text.
     """
@@ -56,7 +63,7 @@ def parse_context(message: dict[str, Any]) -> Context:
         raise BadContext(f"unknown language: {echo(language)}")
     engine = message.get("engine", "client")
     if engine not in ENGINES:
-        raise BadContext('context: engine must be "client" or "arena"')
+        raise BadContext('context: engine must be "client", "arena" or "match"')
     arena = None
     if engine == "arena":
         arena = message.get("arena")
@@ -64,7 +71,22 @@ def parse_context(message: dict[str, Any]) -> Context:
             raise BadContext("context: the arena engine needs an arena id")
         if wire.parse_name_id(arena) is None:
             raise BadContext(f"no such arena: {echo(arena)}")
+    if engine == "match":
+        return _match_context(language, message)
     return Context(language, engine, arena)
+
+
+def _match_context(language: str, message: dict[str, Any]) -> Context:
+    match, role = message.get("match"), message.get("role")
+    if match is None and role is None:
+        return Context(language, "match")  # the program matchmakes
+    if isinstance(match, int) and not isinstance(match, bool) and match >= 0:
+        match = str(match)
+    if not isinstance(match, str) or wire.parse_id(match) is None:
+        raise BadContext('context: "match" must be a match id (with "role")')
+    if role not in SEAT_ROLES:
+        raise BadContext('context: "role" must be "host" or "challenger" (with "match")')
+    return Context(language, "match", match=match, role=role)
 
 
 def now_ms(clock: IReactorTime) -> str:

@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 from gameproto import wire
 from gameproto.arena.service import ArenaService
 from gameproto.processor.connection_machine import ProcessorCore, ProcessorMachine, Runs
+from gameproto.processor.match_engine import MatchSeats
 from gameproto.processor.messages import (
     ARENAS_UNREACHABLE,
     NO_SUCH_ARENA,
@@ -75,7 +76,8 @@ class ProcessorProtocol(wire.JSONProtocol):
         username = getattr(self.user, "username", None)
         anonymous: bool = self.factory.anonymous
         user = username.casefold() if username else f"anonymous@{self._address}"
-        core = ProcessorCore(self, self.context.clock, self.runs, self.factory.arenas, user, username)
+        core = ProcessorCore(self, self.context.clock, self.runs, self.factory.arenas, user,
+                             username, seats=self.factory.matches)
         self._machine = core.inputs = ProcessorMachine(core)
         if username is None and not anonymous:
             self._machine.refused("unauthenticated", CloseCode.UNAUTHENTICATED)
@@ -123,6 +125,11 @@ class ProcessorProtocol(wire.JSONProtocol):
         refusal = self.runs.language_refusal(context.language)
         if refusal is not None:
             raise BadContext(refusal)
+        if context.engine == "match":
+            if self.factory.matches is None:
+                raise BadContext('engine "match" is not available on this server')
+            if self.user is None:
+                raise BadContext("the match engine needs an authenticated user")
         return context
 
     def _arena_checked(self, context: Context) -> None:
@@ -185,10 +192,12 @@ def processor_resource(
     context: wire.WireContext,
     arenas: ArenaService | None = None,
     anonymous: bool = False,
+    matches: MatchSeats | None = None,
 ) -> WebSocketResource:
-    """The resource to mount at C{/ws/processor}."""
+    """The resource to mount at C{/ws/processor}; C{matches} offers the match engine."""
     factory = wire.make_factory(
-        ProcessorProtocol, limits, context, runs=runs, arenas=arenas, anonymous=anonymous
+        ProcessorProtocol, limits, context, runs=runs, arenas=arenas, anonymous=anonymous,
+        matches=matches,
     )
     return WebSocketResource(factory)
 
