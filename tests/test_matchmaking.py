@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError
 
+from gameproto.matchmaking.rules import Ticket
 from gameproto.matchmaking.service import InAMatch
 from gameproto.auth import token_digest
 from gameproto.store import TokenRecord, User
@@ -220,6 +221,35 @@ class PairingTests(MatchmakingTestCase):
         self.advance(1)
         self.assertIsNone(self.ticket("cole"))
         self.assertEqual(self.ticket("hana")["state"], "waiting")  # type: ignore[index]
+
+    def held_by_a_dead_matcher(self) -> None:
+        """hana and cole held as a pair by a matcher that died before committing it."""
+        self.user("hana", 1000)
+        self.user("cole", 1000)
+        self.queue("hana")
+        self.clock.advance(0.5)
+        self.successResultOf(self.mm.queue.join(
+            Ticket("cole", 1000, self.clock.seconds())))
+        self.assertTrue(self.successResultOf(self.mm.queue.claim("hana", "cole", "dead")))
+
+    def test_dead_matcher_pair_with_its_match(self) -> None:
+        """A held pair whose match the dead matcher created is committed to that match."""
+        self.held_by_a_dead_matcher()
+        match_id = self.create_match("hana")
+        self.advance(1)
+        self.assertEqual(self.ticket("hana")["match_id"], match_id)  # type: ignore[index]
+        self.assertEqual(self.ticket("cole")["role"], "challenger")  # type: ignore[index]
+        self.assertEqual(len(self.call("GET", "/api/ongoing_matches/", "hana").json()), 1)
+
+    def test_dead_matcher_pair_without_a_match(self) -> None:
+        """A held pair with no match yet is released, then paired again into one match."""
+        self.held_by_a_dead_matcher()
+        self.advance(2)
+        hana, cole = self.ticket("hana"), self.ticket("cole")
+        assert hana is not None and cole is not None
+        self.assertEqual((hana["state"], hana["role"], cole["role"], hana["match_id"]),
+                         ("matched", "host", "challenger", cole["match_id"]))
+        self.assertEqual(len(self.call("GET", "/api/ongoing_matches/", "hana").json()), 1)
 
 
 class PythonAPITests(MatchmakingTestCase):
