@@ -208,6 +208,9 @@ class MatchmakingService(Service):
                 ticket = await self.join(username)
             except AlreadyQueued as e:
                 ticket = e.ticket
+            if result.called:  # cancelled while queueing: leave after all
+                await self.leave(username)
+                return
             if ticket.state is TicketState.MATCHED and ticket.role is not None:
                 heard(matched_event(ticket))
 
