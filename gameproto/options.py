@@ -21,6 +21,7 @@ from gameproto.option_types import (
     size_in_bytes,
     uid_range,
 )
+from gameproto.matchmaking.rules import MatchmakingConfig, Window
 from gameproto.processor.sandbox import RunLimits, parse_uid_range
 from gameproto.server import ServerConfig
 from gameproto.store import check_store_description
@@ -198,6 +199,41 @@ class Options(usage.Options):
             None,
             _DEFAULTS.match_lobby_timeout,
             "Seconds an unstarted match may wait without its host connected before it is deleted.",
+            positive(float),
+        ],
+        [
+            "matchmaking-window",
+            None,
+            _DEFAULTS.matchmaking.window.base,
+            "Elo difference within which matchmaking pairs two users at first.",
+            positive(int),
+        ],
+        [
+            "matchmaking-window-step",
+            None,
+            _DEFAULTS.matchmaking.window.step,
+            "Elo added to a queued user's window every --matchmaking-window-interval.",
+            positive(int),
+        ],
+        [
+            "matchmaking-window-interval",
+            None,
+            _DEFAULTS.matchmaking.window.interval,
+            "Seconds of waiting after which a queued user's window widens by one step.",
+            positive(float),
+        ],
+        [
+            "matchmaking-seat-timeout",
+            None,
+            _DEFAULTS.matchmaking.seat_timeout,
+            "Seconds a matched user has to connect to the match before losing the ticket.",
+            positive(float),
+        ],
+        [
+            "matchmaking-interval",
+            None,
+            _DEFAULTS.matchmaking.round_interval,
+            "Seconds between two pairing rounds of the matchmaking queue.",
             positive(float),
         ],
         [
@@ -453,6 +489,15 @@ class Options(usage.Options):
             chat_connect_timeout=self["chat-connect-timeout"],
             match_tick=self["match-tick"],
             match_lobby_timeout=self["match-lobby-timeout"],
+            matchmaking=MatchmakingConfig(
+                window=Window(
+                    base=self["matchmaking-window"],
+                    step=self["matchmaking-window-step"],
+                    interval=self["matchmaking-window-interval"],
+                ),
+                seat_timeout=self["matchmaking-seat-timeout"],
+                round_interval=self["matchmaking-interval"],
+            ),
             arena_owner=self["arena-owner"] or None,
             arena_idle_timeout=self["arena-idle-timeout"],
             arena_max_per_user=self["arena-max-per-user"],

@@ -43,6 +43,11 @@ from gameproto.match.protocol import MatchProtocol
 from gameproto.match.redis_directory import RedisMatchDirectory
 from gameproto.match.relay import RelaySink
 from gameproto.match.service import MatchService
+from gameproto.matchmaking.api import MatchmakingAPI
+from gameproto.matchmaking.protocol import matchmaking_resource
+from gameproto.matchmaking.redis_queue import RedisMatchQueue
+from gameproto.matchmaking.rules import MatchmakingConfig
+from gameproto.matchmaking.service import MATCHER, MatchmakingService
 from gameproto.node import Node
 from gameproto.page import mount_page
 from gameproto.processor.match_engine import MatchSeats
@@ -78,6 +83,7 @@ class ServerConfig:
     auto_ping_timeout: float = 10.0
     match_tick: float = 0.01
     match_lobby_timeout: float = 600.0
+    matchmaking: MatchmakingConfig = MatchmakingConfig()
     arena_owner: str | None = None
     arena_idle_timeout: float = 600.0
     arena_max_per_user: int = DEFAULT_MAX_PER_USER
@@ -189,6 +195,7 @@ class GameprotoServer(MultiService):
         SessionAPI(self.accounts_api, origins, config.token_ttl).install(self.router)
         HealthAPI(self.store, self.bus, reactor, self._health_details).install(self.router)
         MatchAPI(self.matches, self.accounts_api).install(self.router)
+        self._mount_matchmaking()
         self._mount_chat()
         self._mount_arenas()
         self._mount_processor()
@@ -222,6 +229,21 @@ class GameprotoServer(MultiService):
         )
         # The match id is the segment below this resource, wherever the tree is mounted.
         web.mount(self.root, "/ws/game", web.WebSocketEndpoint(factory))
+
+    def _mount_matchmaking(self) -> None:
+        queue = ownership = None
+        if self.cluster is not None:
+            # One queue in Redis; the node holding the matcher's lease pairs.
+            ownership = self.cluster.ownership("matchmaking")
+            queue = RedisMatchQueue(self.cluster, ownership.key(MATCHER))
+        self.matchmaking = MatchmakingService(
+            self.matches, self.store, self.reactor, self.bus, queue=queue, ownership=ownership,
+            config=self.config.matchmaking,
+        )
+        self.addService(self.matchmaking)
+        MatchmakingAPI(self.matchmaking).install(self.router)
+        web.mount(self.root, "/ws/matchmaking",
+                  matchmaking_resource(self.matchmaking, self.config.game_limits, self.context))
 
     def _mount_chat(self) -> None:
         presence = relay = None

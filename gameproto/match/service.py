@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from twisted.application.service import Service
@@ -117,6 +117,9 @@ class MatchService(Service):
         self._seat_numbers = itertools.count(1)
         self._joining: dict[int, int] = {}  # joins in progress, by match
         self._pending: set[Deferred[Any]] = set()
+        # Called with (match id, username, role) each time a socket here takes a seat:
+        # how matchmaking learns that a matched user showed up.
+        self.seat_taken: list[Callable[[int, str, Role], None]] = []
         self.games = GameRunner(clock, tick, self.rules, self.directory, self.ownership,
                                 self.sink, self._farewell, self._track, self.now, metrics)
         self.lobby_timers = LobbyTimers(clock, self.directory, lobby_timeout, self._deleted,
@@ -299,6 +302,8 @@ class MatchService(Service):
         if seat.lobby_changed:
             self.sink.tell(match.id, LobbyChanged(changed.seq, changed.after))
         self.sink.tell(match.id, SeatTaken(username.lower(), role, ref))
+        for hook in self.seat_taken:
+            hook(match.id, username, role)
         if changed.after.is_started:
             self.owners.watch(match.id)  # the game runs elsewhere: its node is watched
         if old is not None and old.socket is not socket:
