@@ -291,10 +291,10 @@ class GameprotoServer(MultiService):
     def _mount_processor(self) -> None:
         config = self.config
         # Programs take seats in matches as their users (the match endpoint's rate limit
-        # applies); matchmaking, when the server has it, is plugged in here.
+        # applies), and queue for one through the same matchmaking as the REST API's.
         self.match_seats = MatchSeats(
             self.matches, config.game_limits, self.context.server_limits.rate_limit_grace,
-            matchmake=None,
+            matchmake=self.matchmaking.matched,
         )
         self.processor = ProcessorService(
             self.reactor,

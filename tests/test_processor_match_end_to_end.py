@@ -11,9 +11,10 @@ import os
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 
 from gameproto.client import match as match_client
+from gameproto.client.base import JSONClient, open_client
 from tests.nodes import http_json
 from tests.processor_support import interpreter
 from tests.test_processor_end_to_end import ProcessorEndToEndTestCase
@@ -121,6 +122,46 @@ class PythonBotBeatsHumanTests(MatchEngineEndToEndTestCase):
             [0.5] * statuses)  # the host never moved
         # Replay: the match's replay is checked here against host.frames (the frames a
         # player saw) once replays exist.
+
+
+class MatchmadeBotTests(MatchEngineEndToEndTestCase):
+    timeout = 120
+
+    async def test_bot_matchmade_against_a_human(self) -> None:
+        """
+        A human queues through the REST API and listens on /ws/matchmaking/; the Python
+        example bot, run without a seat, queues through the engine's Matchmake: the two are
+        paired, the human (who waited longer) hosts, the bot takes the challenger seat it
+        was given and readies, and once the host starts it plays.
+        """
+        interpreter("python")
+        hana = await self.sign_up("hana")
+        cole = await self.sign_up("cole")
+        status, ticket = await http_json("POST", self.node.url("/api/matchmaking/"), {},
+                                         token=hana)
+        self.assertEqual((status, ticket["state"]), (201, "waiting"))
+        listener = await open_client(reactor, self.node.ws_url("/ws/matchmaking/"), JSONClient,
+                                     hana)
+        self.sockets.append(listener)
+        processor = await self.connect(cole)
+        running = ensureDeferred(
+            processor.run("python", example_bot("python"), engine="match", timeout=100))
+        matched = await listener.next_message(timeout=60)
+        self.assertEqual((matched["type"], matched["role"]), ("matched", "host"))
+        socket = await match_client.connect(reactor, self.node.ws_url(""), hana,
+                                            matched["match_id"], "host")
+        self.sockets.append(socket)
+        host = HumanHost(socket)
+        moved = await host.when(lambda f: f.get("message_type") == "status"
+                                and f["right_paddle_y"] != 0.5)
+        self.assertTrue(host.started)
+        processor.stop()
+        outcome = await running
+        self.assertEqual(outcome.errors(), [], outcome.output)
+        self.assertNotEqual(moved["right_paddle_y"], 0.5)
+        status, match = await http_json(
+            "GET", self.node.url(f"/api/ongoing_matches/{matched['match_id']}/"), token=hana)
+        self.assertEqual((status, match["host"], match["challenger"]), (200, "hana", "cole"))
 
 
 class ExampleBotTestsMixin:
