@@ -289,8 +289,8 @@ class FakeMatchmaking:
 
 class MatchmakeTests(EngineTestCase):
     def test_unavailable(self) -> None:
-        """Without matchmaking, Matchmake is refused."""
-        program = self.engine("cole")
+        """Mounted without matchmaking (an application's choice), Matchmake is refused."""
+        program = self.engine("cole", attrs.evolve(self.server.match_seats, matchmake=None))
         self.assertEqual(self.send(program, {"type": "Matchmake"}),
                          {"error": "matchmaking is not available"})
 
