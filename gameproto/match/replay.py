@@ -266,3 +266,8 @@ def parse_speed(raw: str) -> float | None:
     if not math.isfinite(speed) or not MIN_SPEED <= speed <= MAX_SPEED:
         return None
     return speed
+
+
+def number(value: float) -> float | int:
+    """C{10.0} → C{10}: a whole number (of milliseconds, of times real time) reads as one."""
+    return int(value) if float(value).is_integer() else value
