@@ -497,3 +497,38 @@ class ReplayOfAMatchTests(MatchTestCase):
         nothing = self.watch(ongoing + 100)
         self.assertEqual(raw_texts(nothing), ([
             b'{"error":"non existent requested match","code":5}'], [4004]))
+
+
+class OptionsTests(SynchronousTestCase):
+    def parse(self, *argv: str) -> Any:
+        from gameproto.options import Options
+
+        options = Options()
+        options.parseOptions(list(argv))
+        return options.config().replays
+
+    def test_documented_defaults(self) -> None:
+        """docs/operations.md's limits: 1 MiB, 30 days, 100 streams a node, 2 a user."""
+        self.assertEqual(self.parse(), ReplayLimits(1024 * 1024, 30 * 24 * 3600, 100, 2))
+
+    def test_flags_and_environment(self) -> None:
+        """The --replay-* flags and their GAMEPROTO_REPLAY_* variables set the limits."""
+        import os
+
+        self.patch(os, "environ", {"GAMEPROTO_REPLAY_STREAMS": "7",
+                                   "GAMEPROTO_REPLAY_MAX_SIZE": "64KiB"})
+        self.assertEqual(
+            self.parse("--replay-max-size", "2MiB", "--replay-retention", "3600",
+                       "--replay-streams-per-user", "1"),
+            ReplayLimits(2 * 1024 * 1024, 3600.0, 7, 1),
+        )
+        self.assertEqual(self.parse().max_size, 64 * 1024)
+
+    def test_bad_values(self) -> None:
+        """A size, duration or count that is not positive stops the start with a usage error."""
+        from twisted.python.usage import UsageError
+
+        for flag, value in [("--replay-max-size", "0"), ("--replay-retention", "-1"),
+                            ("--replay-streams", "none")]:
+            with self.assertRaises(UsageError):
+                self.parse(flag, value)
