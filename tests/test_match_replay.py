@@ -9,7 +9,7 @@ holds exactly the frames a spectator got.
 from __future__ import annotations
 
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
@@ -29,7 +29,6 @@ from gameproto.match.replay import (
 from gameproto.match.replay_service import ReplayService
 from gameproto.match.replay_stream import ReplayPlayer, replay_query
 from gameproto.server import ServerConfig
-from gameproto.store import ReplayRecord
 from gameproto.store.memory import MemoryStore
 from gameproto.testing import CLOSE, TEXT, WebSocketClient
 from tests.matchsupport import MatchTestCase, read

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from gameproto import wire
@@ -64,17 +64,20 @@ class ReplayEndToEndTests(TestCase):
         self.sockets.append(socket)
         return socket
 
-    async def play(self, node: Node) -> tuple[dict[str, str], int, list[bytes]]:
+    async def play(self, node: Node, watched_from: Node | None = None
+                   ) -> tuple[dict[str, str], int, list[bytes]]:
         """
         A whole match on C{node}: the challenger steers into the top wall, the host
-        wins 5-0; a spectator, there from before the start, records every frame.
-        The game frames the spectator got, as bytes.
+        wins 5-0; a spectator (on C{watched_from}, C{node} by default), there from
+        before the start, records every frame.  The game frames the spectator got,
+        as bytes.
         """
+        watched_from = watched_from or node
         tokens = {name: await self.user(node, name) for name in ("hana", "cole", "sam")}
         match_id = (await RestClient(reactor, node.http, tokens["hana"]).create_match())["id"]
         host = await self.connect(node, tokens["hana"], match_id, "?role=host")
         challenger = await self.connect(node, tokens["cole"], match_id, "?role=challenger")
-        spectator = await self.connect(node, tokens["sam"], match_id, "?role=spectator",
+        spectator = await self.connect(watched_from, tokens["sam"], match_id, "?role=spectator",
                                        RecordingClient)
         for socket in (host, challenger, spectator):
             self.assertEqual(await socket.next_frame(FRAME_TIMEOUT), SUCCESS)
@@ -138,7 +141,10 @@ class ReplayEndToEndTests(TestCase):
         return ensureDeferred(check())
 
     def test_two_nodes_sharing_redis(self) -> None:
-        """Played on node A, replayed from node B: the same frames, byte for byte."""
+        """
+        Played on node A, watched live from node B (its frames relayed through Redis),
+        replayed from node B: the same frames, byte for byte.
+        """
 
         async def check() -> None:
             from tests.redisserver import started_redis
@@ -148,7 +154,7 @@ class ReplayEndToEndTests(TestCase):
             b = stop_on_cleanup(self, Node("--redis", redis.url))
             await a.start()
             await b.start()
-            tokens, match_id, live = await self.play(a)
+            tokens, match_id, live = await self.play(a, watched_from=b)
             await self.check_replay(b, tokens["sam"], match_id, live)
             for node in (a, b):
                 self.assertEqual(await node.stop(), 0, node.log())
