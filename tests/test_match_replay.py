@@ -303,8 +303,8 @@ def raw_texts(ws: WebSocketClient) -> tuple[list[bytes], list[int]]:
 GAME_TYPES = (b'{"message_type":"init"', b'{"message_type":"status"', b'{"message_type":"end"')
 
 
-class ReplayOfAMatchTests(MatchTestCase):
-    """A whole match on the in-memory server, then its replay."""
+class PlayedMatchTestCase(MatchTestCase):
+    """A whole match played on the in-memory server, watched by a spectator."""
 
     config = ServerConfig(store="memory:", port=None,
                           replays=ReplayLimits(max_streams_per_user=1))
@@ -333,6 +333,9 @@ class ReplayOfAMatchTests(MatchTestCase):
         self.assertEqual(closes, [1000])
         return match_id, [t for t in live if t.startswith(GAME_TYPES)]
 
+
+class ReplayOfAMatchTests(PlayedMatchTestCase):
+    """A whole match, then its replay."""
     def test_rest_replay_is_what_was_sent(self) -> None:
         """
         GET .../replay/ gives every game frame the spectator got, init to end, byte for
@@ -496,6 +499,37 @@ class ReplayOfAMatchTests(MatchTestCase):
         nothing = self.watch(ongoing + 100)
         self.assertEqual(raw_texts(nothing), ([
             b'{"error":"non existent requested match","code":5}'], [4004]))
+
+
+
+class ReplayStoreDown(MemoryStore):
+    """A store that keeps everything but replays."""
+
+    def save_replay(self, replay: Any) -> Any:
+        from twisted.internet.defer import fail
+
+        from gameproto.store import StoreError
+
+        return fail(StoreError("replays are down"))
+
+
+class ReplayNotKeptTests(PlayedMatchTestCase):
+    def make_store(self) -> MemoryStore:
+        return ReplayStoreDown()
+
+    def test_the_match_ends_all_the_same(self) -> None:
+        """
+        A replay that cannot be stored is logged; the match ends as usual (end frame,
+        close 1000, the result stored) and has no replay.
+        """
+        match_id, live = self.play()
+        self.assertTrue(live[-1].startswith(GAME_TYPES[2]))
+        self.assertEqual(self.call("GET", f"/api/completed_matches/{match_id}/", "sam").status,
+                         200)
+        response = self.call("GET", f"/api/completed_matches/{match_id}/replay/", "sam")
+        self.assertEqual((response.status, response.json()),
+                         (404, {"error": "no replay of this match"}))
+        self.assertEqual(len(self.flushLoggedErrors()), 1)
 
 
 class OptionsTests(SynchronousTestCase):

@@ -185,6 +185,7 @@ class GameRunner:
         record = match.record
         assert record.challenger is not None and record.start_timestamp is not None
         names = {Side.LEFT: record.host, Side.RIGHT: record.challenger}
+        recorder, match.recorder = match.recorder, None
         outcome = MatchOutcome(
             id=match.id,
             winner=names[game.winner],
@@ -206,11 +207,9 @@ class GameRunner:
         else:
             last = frames.end(completed)
             self._won(completed)
-            # Kept before the end goes out: whoever saw the end finds the replay.
-            recorder, match.recorder = match.recorder, None
             if recorder is not None:
+                # Kept before the end goes out: whoever got the end finds the replay.
                 await self.replays.keep(match.id, recorder, wire.encode(last))
-        match.recorder = None
         self.report(match, "ended")
         self._farewell(match, last)
 
