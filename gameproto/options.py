@@ -14,6 +14,7 @@ import attrs
 from twisted.python import usage
 
 import gameproto
+from gameproto.match.replay import ReplayLimits
 from gameproto.option_types import (
     log_format,
     positive,
@@ -235,6 +236,35 @@ class Options(usage.Options):
             _DEFAULTS.matchmaking.round_interval,
             "Seconds between two pairing rounds of the matchmaking queue.",
             positive(float),
+        ],
+        [
+            "replay-max-size",
+            None,
+            _DEFAULTS.replays.max_size,
+            "Largest replay of one match, encoded; a longer match keeps its beginning and is "
+            "marked truncated.",
+            size_in_bytes,
+        ],
+        [
+            "replay-retention",
+            None,
+            _DEFAULTS.replays.retention,
+            "Seconds a match's replay is kept after its end [default: 30 days].",
+            positive(float),
+        ],
+        [
+            "replay-streams",
+            None,
+            _DEFAULTS.replays.max_streams,
+            "Replay streams this node serves at once.",
+            positive(int),
+        ],
+        [
+            "replay-streams-per-user",
+            None,
+            _DEFAULTS.replays.max_streams_per_user,
+            "Replay streams one user may watch at once on this node.",
+            positive(int),
         ],
         [
             "arena-owner",
@@ -497,6 +527,12 @@ class Options(usage.Options):
                 ),
                 seat_timeout=self["matchmaking-seat-timeout"],
                 round_interval=self["matchmaking-interval"],
+            ),
+            replays=ReplayLimits(
+                max_size=self["replay-max-size"],
+                retention=self["replay-retention"],
+                max_streams=self["replay-streams"],
+                max_streams_per_user=self["replay-streams-per-user"],
             ),
             arena_owner=self["arena-owner"] or None,
             arena_idle_timeout=self["arena-idle-timeout"],

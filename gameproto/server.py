@@ -39,7 +39,10 @@ from gameproto.chat import mount_chat
 from gameproto.chat.cluster import RedisPresence, RoomRelay
 from gameproto.match.api import MatchAPI
 from gameproto.metrics import Metrics, metrics_site
-from gameproto.match.protocol import MatchProtocol
+from gameproto.match.replay import ReplayLimits
+from gameproto.match.replay_api import ReplayAPI
+from gameproto.match.replay_service import ReplayService
+from gameproto.match.replay_stream import ReplayMatchProtocol
 from gameproto.match.redis_directory import RedisMatchDirectory
 from gameproto.match.relay import RelaySink
 from gameproto.match.service import MatchService
@@ -84,6 +87,8 @@ class ServerConfig:
     match_tick: float = 0.01
     match_lobby_timeout: float = 600.0
     matchmaking: MatchmakingConfig = MatchmakingConfig()
+    # Replays of completed matches: size cap, retention, streams (gameproto.match.replay).
+    replays: ReplayLimits = ReplayLimits()
     arena_owner: str | None = None
     arena_idle_timeout: float = 600.0
     arena_max_per_user: int = DEFAULT_MAX_PER_USER
@@ -196,6 +201,7 @@ class GameprotoServer(MultiService):
         HealthAPI(self.store, self.bus, reactor, self._health_details).install(self.router)
         MatchAPI(self.matches, self.accounts_api).install(self.router)
         self._mount_matchmaking()
+        ReplayAPI(self.replays, self.accounts_api).install(self.router)
         self._mount_chat()
         self._mount_arenas()
         self._mount_processor()
@@ -219,13 +225,18 @@ class GameprotoServer(MultiService):
                 ownership=self.cluster.ownership("match"),
                 sink=RelaySink(self.bus, reactor, self.cluster.node_id),
             )
+        # Every game run here is recorded; any node streams any completed match's replay.
+        self.replays = ReplayService(self.store, reactor, config.replays, config.match_tick)
+        self.addService(self.replays)
         self.matches = MatchService(
             self.store, reactor, tick=config.match_tick,
-            lobby_timeout=config.match_lobby_timeout, metrics=self.metrics, **seams,
+            lobby_timeout=config.match_lobby_timeout, metrics=self.metrics,
+            replays=self.replays, **seams,
         )
         self.addService(self.matches)
         factory = wire.make_factory(
-            MatchProtocol, config.game_limits, self.context, service=self.matches
+            ReplayMatchProtocol, config.game_limits, self.context, service=self.matches,
+            replays=self.replays,
         )
         # The match id is the segment below this resource, wherever the tree is mounted.
         web.mount(self.root, "/ws/game", web.WebSocketEndpoint(factory))

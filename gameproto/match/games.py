@@ -53,8 +53,11 @@ class GameRunner:
         track: Callable[[Deferred[Any]], None],
         now: Callable[[], datetime],
         metrics: Any = None,
+        replays: Any = None,
     ) -> None:
         self.clock = clock
+        # Records every game run here and keeps its replay (gameproto.match.replay_service).
+        self.replays = replays
         # Every tick of every game run here (the shutdown log line, the metrics).
         self.ticks = TickTimes("match", metrics)
         self.tick = tick
@@ -129,7 +132,9 @@ class GameRunner:
         )
         for socket in match.player_sockets():
             socket.gameStarted()
-        self.sink.frame(match, wire.encode(game.init_frame()))
+        if self.replays is not None:
+            match.recorder = self.replays.recorder()
+        self._frame(match, wire.encode(game.init_frame()))
         match.loop = LoopingCall.withCount(lambda count: self._tick(match, count))
         match.loop.clock = self.clock
         d = match.loop.start(self.tick, now=False)
@@ -152,11 +157,17 @@ class GameRunner:
         match.lateness.late(late)
         self.ticks.late(late)
         began = time.perf_counter()
-        self.sink.frame(match, wire.encode(match.game.step()))
+        self._frame(match, wire.encode(match.game.step()))
         self.ticks.took(time.perf_counter() - began)
         if match.game.finished:
             self.stop(match)
             self._track(Deferred.fromCoroutine(self._finish(match)))
+
+    def _frame(self, match: LiveMatch, payload: bytes) -> None:
+        """A game frame for every socket of the match, and for its replay."""
+        if match.recorder is not None:
+            match.recorder.frame(payload)
+        self.sink.frame(match, payload)
 
     def stop(self, match: LiveMatch) -> None:
         """Stop the loop; give the lease up if this node holds it."""
@@ -174,6 +185,7 @@ class GameRunner:
         record = match.record
         assert record.challenger is not None and record.start_timestamp is not None
         names = {Side.LEFT: record.host, Side.RIGHT: record.challenger}
+        recorder, match.recorder = match.recorder, None
         outcome = MatchOutcome(
             id=match.id,
             winner=names[game.winner],
@@ -195,6 +207,9 @@ class GameRunner:
         else:
             last = frames.end(completed)
             self._won(completed)
+            if recorder is not None:
+                # Kept before the end goes out: whoever got the end finds the replay.
+                await self.replays.keep(match.id, recorder, wire.encode(last))
         self.report(match, "ended")
         self._farewell(match, last)
 

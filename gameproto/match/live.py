@@ -74,6 +74,8 @@ class LiveMatch:
     ticks: int = 0
     # How late its ticks ran here, for its log line.
     lateness: TickTimes = attrs.Factory(lambda: TickTimes("match"))
+    # Its replay being recorded, on the node that runs the game (gameproto.match.replay).
+    recorder: Any = None
 
     @property
     def id(self) -> int:

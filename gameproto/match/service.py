@@ -103,6 +103,7 @@ class MatchService(Service):
         watch_interval: float = WATCH_INTERVAL,
         discover_interval: float = DISCOVER_INTERVAL,
         metrics: Any = None,
+        replays: Any = None,
     ) -> None:
         self.store = store  # what the REST API reads
         self.clock = clock
@@ -121,7 +122,8 @@ class MatchService(Service):
         # how matchmaking learns that a matched user showed up.
         self.seat_taken: list[Callable[[int, str, Role], None]] = []
         self.games = GameRunner(clock, tick, self.rules, self.directory, self.ownership,
-                                self.sink, self._farewell, self._track, self.now, metrics)
+                                self.sink, self._farewell, self._track, self.now, metrics,
+                                replays=replays)
         self.lobby_timers = LobbyTimers(clock, self.directory, lobby_timeout, self._deleted,
                                         self._track)
         self.owners = OwnerWatch(

@@ -107,6 +107,22 @@ class ArenaRecord:
     created: datetime
 
 
+@attrs.frozen
+class ReplayRecord:
+    """
+    The replay of a completed match (same C{id}): its frames in an encoding the store
+    does not read (gameproto.match.replay), and what is shown without decoding it.
+    C{recorded} is when it was kept, from which its retention counts.
+    """
+
+    id: int
+    recorded: datetime
+    tick_ms: float
+    duration_ms: int
+    truncated: bool
+    data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+
+
 # rate(winner_elo, loser_elo) -> (winner_elo_after, loser_elo_after)
 Rating = Callable[[int, int], tuple[int, int]]
 
@@ -254,6 +270,22 @@ class IStore(Interface):
         Completed matches, most recently completed first (ties: higher id first);
         C{user} matches either player; the filters combine with AND.
         """
+
+    # -- replays ---------------------------------------------------------------
+    #
+    # The replay of a completed match is kept next to it, until it is pruned.
+
+    def save_replay(replay: ReplayRecord) -> Deferred[None]:
+        """
+        Keep the replay of the completed match C{replay.id} (replacing one kept
+        before); L{NoSuchMatch} if there is no such completed match.
+        """
+
+    def get_replay(match_id: int) -> Deferred[ReplayRecord | None]:
+        """The replay of the completed match C{match_id}, or C{None}."""
+
+    def prune_replays(recorded_before: datetime) -> Deferred[int]:
+        """Delete every replay recorded before C{recorded_before}; how many were deleted."""
 
     # -- arenas ---------------------------------------------------------------
     #

@@ -18,6 +18,7 @@ from gameproto.store import (
     NoSuchMatch,
     OngoingMatch,
     Rating,
+    ReplayRecord,
     TokenRecord,
     TooManyArenas,
     User,
@@ -46,6 +47,7 @@ class MemoryStore:
         self._completed: dict[int, CompletedMatch] = {}
         self._last_match_id = 0
         self._arenas: dict[str, ArenaRecord] = {}  # in creation order
+        self._replays: dict[int, ReplayRecord] = {}
 
     def start(self) -> Deferred[None]:
         return succeed(None)
@@ -141,6 +143,23 @@ class MemoryStore:
             reverse=True,
         )
         return succeed(matches[offset : offset + limit])
+
+    # -- replays ---------------------------------------------------------------
+
+    def save_replay(self, replay: ReplayRecord) -> Deferred[None]:
+        if replay.id not in self._completed:
+            return fail(NoSuchMatch(replay.id))
+        self._replays[replay.id] = replay
+        return succeed(None)
+
+    def get_replay(self, match_id: int) -> Deferred[ReplayRecord | None]:
+        return succeed(self._replays.get(match_id))
+
+    def prune_replays(self, recorded_before: datetime) -> Deferred[int]:
+        old = [i for i, r in self._replays.items() if r.recorded < recorded_before]
+        for match_id in old:
+            del self._replays[match_id]
+        return succeed(len(old))
 
     # -- arenas ----------------------------------------------------------------
 

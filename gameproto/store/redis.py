@@ -17,6 +17,7 @@ the same JSON (L{ongoing_json}, L{ongoing_record}).
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,6 +36,7 @@ from gameproto.store import (
     NoSuchMatch,
     OngoingMatch,
     Rating,
+    ReplayRecord,
     StoreError,
     TokenRecord,
     TooManyArenas,
@@ -115,6 +117,25 @@ return 1
 """
 
 
+# KEYS: the completed match, the replay, the index of replays by time.
+# ARGV: match id, replay JSON, recorded (epoch seconds).  Returns 0 if no such match.
+_SAVE_REPLAY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: the index of replays by time.  ARGV: recorded before (exclusive), the
+# replays' key prefix.  Returns how many were deleted.
+_PRUNE_REPLAYS = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+for _, id in ipairs(old) do redis.call('DEL', ARGV[2] .. id) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+return #old
+"""
+
+
 def _key(username: str) -> str:
     return username.lower()
 
@@ -187,6 +208,23 @@ def _completed(raw: str | None) -> CompletedMatch | None:
     d["start_timestamp"] = _dt(d["start_timestamp"])
     d["completion_timestamp"] = _dt(d["completion_timestamp"])
     return CompletedMatch(**d)
+
+
+def _replay_json(replay: ReplayRecord) -> str:
+    # Binary data travels as base64: the Redis client decodes replies as UTF-8.
+    return wire.encode({
+        "id": replay.id, "recorded": _ts(replay.recorded), "tick_ms": replay.tick_ms,
+        "duration_ms": replay.duration_ms, "truncated": replay.truncated,
+        "data": base64.b64encode(replay.data).decode("ascii"),
+    }).decode()
+
+
+def _replay(raw: str | None) -> ReplayRecord | None:
+    if raw is None:
+        return None
+    d = wire.decode(raw)
+    return ReplayRecord(d["id"], _dt(d["recorded"]), d["tick_ms"], d["duration_ms"],
+                        d["truncated"], base64.b64decode(d["data"]))
 
 
 def _arena_json(record: ArenaRecord) -> str:
@@ -432,6 +470,27 @@ class RedisStore:
             return matches[offset : offset + limit]
 
         return ensureDeferred(select())
+
+    # -- replays ---------------------------------------------------------------
+
+    def save_replay(self, replay: ReplayRecord) -> Deferred[None]:
+        def check(saved: Any) -> None:
+            if int(saved) != 1:
+                raise NoSuchMatch(replay.id)
+
+        d = self._eval("save replay", _SAVE_REPLAY,
+                       [self.k("completed", replay.id), self.k("replay", replay.id),
+                        self.k("replays")],
+                       [replay.id, _replay_json(replay), repr(replay.recorded.timestamp())])
+        return d.addCallback(check)
+
+    def get_replay(self, match_id: int) -> Deferred[ReplayRecord | None]:
+        return self._call("get replay", "get", self.k("replay", match_id)).addCallback(_replay)
+
+    def prune_replays(self, recorded_before: datetime) -> Deferred[int]:
+        d = self._eval("prune replays", _PRUNE_REPLAYS, [self.k("replays")],
+                       [repr(recorded_before.timestamp()), self.k("replay", "")])
+        return d.addCallback(int)
 
     # -- arenas ---------------------------------------------------------------
 

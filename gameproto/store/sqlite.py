@@ -30,6 +30,7 @@ from gameproto.store import (
     NoSuchMatch,
     OngoingMatch,
     Rating,
+    ReplayRecord,
     StoreError,
     TokenRecord,
     TooManyArenas,
@@ -44,6 +45,7 @@ from gameproto.store.sqlite_schema import (
     completed_from_row,
     ongoing_from_row,
     parse_timestamp,
+    replay_from_row,
     timestamp_text,
     user_from_row,
 )
@@ -363,6 +365,37 @@ class SQLiteStore:
             return [completed_from_row(row) for row in self.db.execute(query, (*args, limit, offset))]
 
         return self._run(select)
+
+    # -- replays ---------------------------------------------------------------
+
+    def save_replay(self, replay: ReplayRecord) -> Deferred[None]:
+        def insert() -> None:
+            try:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO replays (id, recorded, recorded_order, tick_ms,"
+                    " duration_ms, truncated, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (replay.id, timestamp_text(replay.recorded), replay.recorded.timestamp(),
+                     replay.tick_ms, replay.duration_ms, int(replay.truncated), replay.data),
+                )
+            except sqlite3.IntegrityError:  # the foreign key: no such completed match
+                raise NoSuchMatch(replay.id) from None
+
+        return self._run(insert)
+
+    def get_replay(self, match_id: int) -> Deferred[ReplayRecord | None]:
+        def select() -> ReplayRecord | None:
+            row = self.db.execute("SELECT * FROM replays WHERE id = ?", (match_id,)).fetchone()
+            return None if row is None else replay_from_row(row)
+
+        return self._run(select)
+
+    def prune_replays(self, recorded_before: datetime) -> Deferred[int]:
+        def delete() -> int:
+            cursor = self.db.execute("DELETE FROM replays WHERE recorded_order < ?",
+                                     (recorded_before.timestamp(),))
+            return cursor.rowcount
+
+        return self._run(delete)
 
     # -- arenas ---------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from gameproto.store import (
     ArenaRecord,
     CompletedMatch,
     OngoingMatch,
+    ReplayRecord,
     User,
 )
 
@@ -62,6 +63,18 @@ CREATE TABLE IF NOT EXISTS completed_matches (
 CREATE INDEX IF NOT EXISTS completed_by_time ON completed_matches(completion_order, id);
 CREATE INDEX IF NOT EXISTS completed_by_winner ON completed_matches(winner_key);
 CREATE INDEX IF NOT EXISTS completed_by_loser ON completed_matches(loser_key);
+-- A completed match's replay: data is its encoding (gameproto.match.replay);
+-- recorded_order (epoch seconds) is what pruning compares.
+CREATE TABLE IF NOT EXISTS replays (
+    id INTEGER PRIMARY KEY REFERENCES completed_matches(id) ON DELETE CASCADE,
+    recorded TEXT NOT NULL,
+    recorded_order REAL NOT NULL,
+    tick_ms REAL NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    truncated INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS replays_by_time ON replays(recorded_order);
 -- seq gives the creation order.
 CREATE TABLE IF NOT EXISTS arenas (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -139,4 +152,15 @@ def arena_from_row(row: sqlite3.Row) -> ArenaRecord:
         owner=row["owner"],
         config=json.loads(row["config"]),
         created=parse_timestamp(row["created"]),
+    )
+
+
+def replay_from_row(row: sqlite3.Row) -> ReplayRecord:
+    return ReplayRecord(
+        id=row["id"],
+        recorded=parse_timestamp(row["recorded"]),
+        tick_ms=row["tick_ms"],
+        duration_ms=row["duration_ms"],
+        truncated=bool(row["truncated"]),
+        data=bytes(row["data"]),
     )
