@@ -91,7 +91,8 @@ class PythonBotBeatsHumanTests(MatchEngineEndToEndTestCase):
         The Python example bot takes the challenger seat, readies, and plays the match the
         human host starts to the end, winning 5 to nothing: the end frame and the REST API
         show the Elo of both changed by 16 (two players at 1000); the program printed the
-        end frame it read and exited by itself; nothing was relayed to the processor client.
+        end frame it read and exited by itself; nothing was relayed to the processor client;
+        the match's replay is the frames the host saw.
         """
         interpreter("python")
         match_id, host, cole = await self.hosted_match()
@@ -120,8 +121,13 @@ class PythonBotBeatsHumanTests(MatchEngineEndToEndTestCase):
         self.assertEqual(
             [f["left_paddle_y"] for f in host.frames if f.get("message_type") == "status"],
             [0.5] * statuses)  # the host never moved
-        # Replay: the match's replay is checked here against host.frames (the frames a
-        # player saw) once replays exist.
+        # The match's replay holds the frames the host saw, from init to the end.
+        status, replay = await http_json(
+            "GET", self.node.url(f"/api/completed_matches/{match_id}/replay/"), token=cole)
+        self.assertEqual(status, 200)
+        self.assertFalse(replay["truncated"])
+        played = [f for f in host.frames if f.get("message_type") in ("init", "status", "end")]
+        self.assertEqual([json.loads(f["frame"]) for f in replay["frames"]], played)
 
 
 class MatchmadeBotTests(MatchEngineEndToEndTestCase):
