@@ -169,6 +169,49 @@ class PairingTests(MatchmakingTestCase):
         self.advance(31)  # past the deadline: nothing left to miss
         self.assertEqual(self.where("cole"), (match_id, "challenger"))
 
+    def refused_as_challenger(self, match_id: int, user: str) -> None:
+        """C{user} connects as the challenger and is told the match is full (code 9)."""
+        got = read(self.connect(match_id, "challenger", user))
+        self.assertEqual(got.messages, [{"error": "trying to join a match while already in "
+                                         "another match or the match is full", "code": 9}])
+        self.assertEqual([code for code, _ in got.closes], [1000])
+
+    def test_the_challengers_seat_is_held_for_the_matched_user(self) -> None:
+        """
+        A third user cannot take the challenger's seat of a match made for a pair,
+        before or after the host connects; the matched challenger can.  Once both are
+        seated and the challenger leaves before the start, the match is an ordinary
+        one: the seat is anyone's.
+        """
+        match_id = self.matched_pair("hana", "cole")
+        self.user("zed", 1000)
+        self.refused_as_challenger(match_id, "zed")
+        self.joined(match_id, "host", "hana")
+        self.refused_as_challenger(match_id, "zed")
+        self.assertEqual(self.where("zed"), (None, None))
+        cole = self.joined(match_id, "challenger", "cole")
+        self.assertEqual(self.where("cole"), (match_id, "challenger"))
+        cole.send_close()
+        self.assertEqual(self.where("cole"), (None, None))
+        self.joined(match_id, "challenger", "zed")
+        self.assertEqual(self.where("zed"), (match_id, "challenger"))
+
+    def test_the_seat_is_held_while_the_pair_is_being_made(self) -> None:
+        """Held by a matcher that has not committed yet: still only the partner gets in."""
+        self.held_by_a_dead_matcher()
+        match_id = self.create_match("hana")
+        self.user("zed", 1000)
+        self.refused_as_challenger(match_id, "zed")
+        self.joined(match_id, "challenger", "cole")
+
+    def test_a_hosts_own_match_is_open_to_anyone(self) -> None:
+        """A queued (waiting) host's own match is not held for anybody."""
+        self.user("hana", 1000)
+        self.user("zed", 1000)
+        self.queue("hana")
+        match_id = self.create_match("hana")
+        self.joined(match_id, "challenger", "zed")
+
     def test_no_show_loses_the_ticket(self) -> None:
         """
         The challenger does not connect within 30 s: their ticket is gone, the match

@@ -121,6 +121,11 @@ class MatchService(Service):
         # Called with (match id, username, role) each time a socket here takes a seat:
         # how matchmaking learns that a matched user showed up.
         self.seat_taken: list[Callable[[int, str, Role], None]] = []
+        # Asked (record, username) before a challenger's seat is taken; a
+        # Refusal keeps them out: how matchmaking holds a matched pair's seat for
+        # the challenger it chose.
+        self.challenger_admission: list[
+            Callable[[OngoingMatch, str], Deferred[Refusal | None]]] = []
         self.games = GameRunner(clock, tick, self.rules, self.directory, self.ownership,
                                 self.sink, self._farewell, self._track, self.now, metrics,
                                 replays=replays)
@@ -268,6 +273,8 @@ class MatchService(Service):
 
         self._joining[match_id] = self._joining.get(match_id, 0) + 1
         try:
+            if role is Role.CHALLENGER:
+                await self._admit_challenger(match_id, username)
             await self.sink.listen(match_id, lambda event: self._heard(match_id, event))
             result = await update(self.directory, match_id, decide)
             if isinstance(result, Refusal):
@@ -290,6 +297,17 @@ class MatchService(Service):
                     self._detach_if_idle(match)
                 else:
                     self.sink.forget(match_id)
+
+    async def _admit_challenger(self, match_id: int, username: str) -> None:
+        if not self.challenger_admission:
+            return
+        record = await self.directory.get(match_id)
+        if record is None:
+            return  # the join's own step answers for a missing match
+        for admit in self.challenger_admission:
+            refusal = await admit(record, username)
+            if refusal is not None:
+                raise JoinRefused(refusal)
 
     def _seated(self, changed: Changed, username: str, role: Role, socket: Any,
                 ref: SeatRef) -> Seat:

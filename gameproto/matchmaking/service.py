@@ -41,7 +41,8 @@ from twisted.logger import Logger
 
 from gameproto import wire
 from gameproto.bus import IBus, Subscription
-from gameproto.match.frames import Role
+from gameproto.match import frames
+from gameproto.match.frames import Refusal, Role
 from gameproto.match.lobby import AlreadyInMatch, MatchStarted, NotTheHost
 from gameproto.match.service import MatchService
 from gameproto.matchmaking import rules
@@ -54,7 +55,7 @@ from gameproto.matchmaking.rules import (
     user_key,
 )
 from gameproto.ownership import Ownership
-from gameproto.store import IStore, StoreError
+from gameproto.store import IStore, OngoingMatch, StoreError
 
 CHANNEL = "matchmaking"
 MATCHER = "matcher"
@@ -120,6 +121,7 @@ class MatchmakingService(Service):
         await self.queue.open()
         self._subscription = await self.bus.subscribe(CHANNEL, self._heard)
         self.matches.seat_taken.append(self._seat_taken)
+        self.matches.challenger_admission.append(self._admit_challenger)
         self._loop = LoopingCall(self._round)
         self._loop.clock = self.clock
         self._loop.start(self.config.round_interval, now=True)
@@ -133,6 +135,8 @@ class MatchmakingService(Service):
             self._loop.stop()
         if self._seat_taken in self.matches.seat_taken:
             self.matches.seat_taken.remove(self._seat_taken)
+        if self._admit_challenger in self.matches.challenger_admission:
+            self.matches.challenger_admission.remove(self._admit_challenger)
         if self._subscription is not None:
             self._subscription.cancel()
             self._subscription = None
@@ -361,6 +365,23 @@ class MatchmakingService(Service):
             pass
 
     # -- seats and events -------------------------------------------------------------
+
+    def _admit_challenger(self, record: OngoingMatch, username: str
+                          ) -> Deferred[Refusal | None]:
+        """
+        The challenger's seat of a match made for a pair is its challenger's until
+        the pair's tickets are done: anyone else is told the match is full.  (While
+        the pair is held, before the match is committed, the host's ticket has no
+        match id yet; a host can hold one unstarted match only, so it is this one.)
+        """
+        def decide(host: Ticket | None) -> Refusal | None:
+            if (host is None or host.role is not MatchRole.HOST
+                    or host.state not in (TicketState.PAIRING, TicketState.MATCHED)
+                    or host.match_id not in (None, record.id)):
+                return None
+            return None if host.partner == user_key(username) else frames.ALREADY_ELSEWHERE
+
+        return self.queue.get(user_key(record.host)).addCallback(decide)
 
     def _seat_taken(self, match_id: int, username: str, role: Role) -> None:
         if role in (Role.HOST, Role.CHALLENGER):
