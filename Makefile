@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 ARGS ?=
 TESTS ?= tests
 
-.PHONY: run test venv test-deps vendor screenshots clean
+.PHONY: run test venv test-deps bench-deps vendor screenshots clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ run: venv
 test-deps: venv
 	bash .ci/test-deps
 
+# What bench/ needs beyond the tests' dependencies: the peers bench/chat_fanout.py
+# compares gameproto with (python-socketio, Node's socket.io pinned by its lock file)
+# and py-spy.
+bench-deps: test-deps
+	$(VPY) -m pip install --quiet -r bench/requirements.txt
+	cd bench/peers/node && npm ci --no-audit --no-fund
+
 # The web page's browser libraries are committed (gameproto/page/static/assets/vendor);
 # this refreshes them from npm, pinned by web/package-lock.json (web/vendor-files.txt
 # lists what is copied).
@@ -46,4 +53,4 @@ test: test-deps
 	$(VPY) -m tests.summary .trial-output.log
 
 clean:
-	rm -rf $(VENV) _trial_temp* .trial-output.log twisted/plugins/dropin.cache *.egg-info tests/interop/node_modules tests/socketio-protocol/node_modules web/node_modules
+	rm -rf $(VENV) _trial_temp* .trial-output.log twisted/plugins/dropin.cache *.egg-info tests/interop/node_modules tests/socketio-protocol/node_modules web/node_modules bench/peers/node/node_modules

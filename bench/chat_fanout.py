@@ -16,11 +16,15 @@ on a small machine can be the limit; the nodes and redis-server share the machin
 Peer comparison (--peer, on by default when what it needs is there): the same room
 and load driven by the official socket.io-client (npm, WebSocket transport, all
 clients in one node process: bench/chat_fanout_clients.js) against one gameproto node
-and then, in the same run, against the same chat on python-socketio's server with
-aiohttp (bench/peers/python_socketio_chat.py).  It needs node, `npm ci` in
-tests/interop, and the peer's packages, which gameproto itself does not use:
+and then, in the same run, against the same chat on Node's official Socket.IO server
+(bench/peers/node_socketio_chat.js, socket.io pinned by bench/peers/node's lock file)
+and on python-socketio's server with aiohttp (bench/peers/python_socketio_chat.py).
+The last lines are gameproto's ratios to each peer.  It needs node, `npm ci` in
+tests/interop and in bench/peers/node, and the Python peer's packages, which
+gameproto itself does not use (`make bench-deps` does all three):
 
     .venv/bin/pip install python-socketio aiohttp
+    (cd bench/peers/node && npm ci)
 
     .venv/bin/python bench/chat_fanout.py --peer-only --clients 200 --senders 4 --rounds 2
 """
@@ -28,6 +32,7 @@ tests/interop, and the peer's packages, which gameproto itself does not use:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -57,6 +62,8 @@ ACK_TIMEOUT = 2.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENTS_JS = os.path.join(HERE, "chat_fanout_clients.js")
 PEER = os.path.join(HERE, "peers", "python_socketio_chat.py")
+NODE_PEER = os.path.join(HERE, "peers", "node_socketio_chat.js")
+NODE_PEER_MODULES = os.path.join(HERE, "peers", "node", "node_modules", "socket.io")
 SOCKETIO_CLIENT = os.path.join(HERE, "..", "tests", "interop", "node_modules", "socket.io-client")
 
 
@@ -182,6 +189,8 @@ def peer_missing() -> str | None:
         return "node is not on PATH"
     if not os.path.isdir(SOCKETIO_CLIENT):
         return "socket.io-client is not installed: run `npm ci` in tests/interop"
+    if not os.path.isdir(NODE_PEER_MODULES):
+        return "socket.io is not installed for the Node peer: run `npm ci` in bench/peers/node"
     missing = [name for name in ("socketio", "aiohttp") if importlib.util.find_spec(name) is None]
     if missing:
         return (f"{' and '.join(missing)} not installed for the python-socketio peer: "
@@ -207,12 +216,24 @@ class _Output(protocol.ProcessProtocol):
         self.ended.callback(None)
 
 
-async def drive(reactor: Any, port: int, clients: int, senders: int, duration: float) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """What the node clients do: how many, in how many rooms, over which transport."""
+
+    clients: int
+    senders: int
+    duration: float
+    transport: str = "websocket"
+    rooms: int = 1
+
+
+async def drive(reactor: Any, port: int, load: Load) -> dict[str, Any]:
     """Run bench/chat_fanout_clients.js against the chat on C{port}; its JSON figures."""
     node = shutil.which("node")
     assert node is not None
     output = _Output()
-    argv = [node, CLIENTS_JS, f"http://127.0.0.1:{port}", str(clients), str(senders), str(duration), ROOM]
+    argv = [node, CLIENTS_JS, f"http://127.0.0.1:{port}", str(load.clients), str(load.senders),
+            str(load.duration), ROOM, load.transport, str(load.rooms)]
     reactor.spawnProcess(output, node, argv, env=os.environ)
     await output.ended
     try:
@@ -224,17 +245,25 @@ async def drive(reactor: Any, port: int, clients: int, senders: int, duration: f
     return figures
 
 
-async def run_peer(reactor: Any, server: str, clients: int, senders: int, duration: float) -> dict[str, Any]:
+async def run_peer(reactor: Any, server: str, load: Load) -> dict[str, Any]:
     """One server (a fresh process) under the node clients' load."""
     if server == "gameproto":
         process: ServerProcess = Node("--store", "memory:")
+    elif server == "node socket.io":
+        node = shutil.which("node")
+        assert node is not None
+        process = ServerProcess([node, NODE_PEER, "--port", "0"])
     else:
         process = ServerProcess([sys.executable, PEER, "--port", "0"])
     port = await process.start()
     try:
-        return await drive(reactor, port, clients, senders, duration)
+        return await drive(reactor, port, load)
     finally:
         await process.stop()
+
+
+# Each round runs the three servers in this order, one after the other.
+SERVERS = ("gameproto", "node socket.io", "python-socketio")
 
 
 def main(reactor: Any) -> defer.Deferred[None]:
@@ -244,17 +273,21 @@ def main(reactor: Any) -> defer.Deferred[None]:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=None,
-                        help="compare with the python-socketio peer under socket.io-client load "
-                             "(default: when node, socket.io-client, python-socketio and aiohttp "
+                        help="compare with Node's socket.io and python-socketio under "
+                             "socket.io-client load (default: when node and the peers' packages "
                              "are installed)")
     parser.add_argument("--peer-only", action="store_true",
                         help="only the peer comparison, not the --nodes one")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="peer comparison: alternate the two servers this many times")
+                        help="peer comparison: alternate the three servers this many times")
+    parser.add_argument("--transport", choices=("websocket", "polling"), default="websocket",
+                        help="peer comparison: the clients' one transport")
+    parser.add_argument("--rooms", type=int, default=1,
+                        help="peer comparison: spread the members over this many rooms")
     options = parser.parse_args()
     missing = peer_missing()
     if (options.peer or options.peer_only) and missing:
-        print(f"cannot compare with the python-socketio peer: {missing}", file=sys.stderr)
+        print(f"cannot compare with the peers: {missing}", file=sys.stderr)
         sys.exit(2)
     peer = missing is None if options.peer is None else options.peer
     if options.peer_only:
@@ -273,16 +306,28 @@ def main(reactor: Any) -> defer.Deferred[None]:
                 print(f"      {r['lost']} message(s) not acknowledged within {ACK_TIMEOUT:g} s")
 
     async def peer_comparison() -> None:
-        print(f"# {options.clients} socket.io-client members (websocket) in one room, "
-              f"{options.senders} senders, {options.duration:g} s; one server process")
+        load = Load(options.clients, options.senders, options.duration, options.transport,
+                    options.rooms)
+        where = "one room" if load.rooms == 1 else f"{load.rooms} rooms"
+        print(f"# {load.clients} socket.io-client members ({load.transport}) in {where}, "
+              f"{load.senders} senders, {load.duration:g} s; one server process; load average "
+              + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         print(f"{'server':<16} {'sent/s':>9} {'delivered/s':>12} {'of expected':>12} "
               f"{'latency p50':>12} {'p99':>9}")
+        rates: dict[str, list[float]] = {server: [] for server in SERVERS}
         for _ in range(options.rounds):
-            for server in ("gameproto", "python-socketio"):
-                r = await run_peer(reactor, server, options.clients, options.senders, options.duration)
+            for server in SERVERS:
+                r = await run_peer(reactor, server, load)
+                rates[server].append(r["delivered_per_s"])
                 print(f"{server:<16} {r['sent_per_s']:>9,.0f} {r['delivered_per_s']:>12,.0f} "
                       f"{r['delivered'] / max(r['expected'], 1):>11.1%} {r['p50_ms']:>9.2f} ms "
                       f"{r['p99_ms']:>6.2f} ms", flush=True)
+        ours = rates["gameproto"]
+        for peer_name in SERVERS[1:]:
+            theirs = rates[peer_name]
+            each = ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs) if b)
+            print(f"gameproto / {peer_name}: deliveries/s {sum(ours) / sum(theirs):.2f}x "
+                  f"(rounds: {each})")
 
     async def everything() -> None:
         if not options.peer_only:
@@ -290,7 +335,7 @@ def main(reactor: Any) -> defer.Deferred[None]:
         if peer:
             await peer_comparison()
         elif missing:
-            print(f"# no comparison with the python-socketio peer: {missing}")
+            print(f"# no comparison with the peers: {missing}")
 
     return defer.ensureDeferred(everything())
 
