@@ -318,7 +318,16 @@ class JSONProtocol(WebSocketServerProtocol):
         # A frame prepared once for many sockets (a broadcast): its payload, or its
         # framed bytes when Autobahn kept only those.
         payload = getattr(preparedMsg, "payload", None)
-        self._traffic.sent(len(payload if payload is not None else preparedMsg.payloadHybi))
+        framed = preparedMsg.payloadHybi
+        self._traffic.sent(len(payload if payload is not None else framed))
+        if (self._perMessageCompress is None and not self.send_queue and not self.logOctets
+                and self.state == self.STATE_OPEN):
+            # What Autobahn's sendData does for a frame nothing waits behind, less its
+            # debug line, whose arguments it formats on every call (a tenth of a chat
+            # broadcast's time, profiled): the hot path of every broadcast.
+            self.trafficStats.outgoingOctetsWireLevel += len(framed)
+            self.transport.write(framed)
+            return
         super().sendPreparedMessage(preparedMsg)
 
     def closeWith(self, code: CloseCode, reason: str) -> None:

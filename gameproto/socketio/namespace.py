@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 
 from gameproto import wire
 from gameproto.socketio.engineio import Session
+from gameproto.socketio.engineio.framing import EnginePacket
 from gameproto.socketio.packets import SocketPacket, SocketType, deconstruct, encode_socket_packet
 
 if TYPE_CHECKING:
@@ -62,15 +63,24 @@ def _ack_arguments(result: Any) -> list[Any]:
 
 @attrs.frozen
 class EncodedPacket:
-    """A packet encoded once, ready for any number of sessions."""
+    """
+    A packet encoded once, ready for any number of sessions: its Engine.IO message
+    packets too are built once, so that a room broadcast frames each for WebSocket
+    once (L{EnginePacket.websocket_message}) rather than once per member.
+    """
 
     text: str
     attachments: list[bytes]
+    packets: tuple[EnginePacket, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        packets = (EnginePacket.message(self.text),
+                   *(EnginePacket.message(a) for a in self.attachments))
+        object.__setattr__(self, "packets", packets)
 
     def send_to(self, session: Session) -> None:
-        session.send(self.text)
-        for attachment in self.attachments:
-            session.send(attachment)
+        for packet in self.packets:
+            session.send_packet(packet)
 
 
 def _encode(

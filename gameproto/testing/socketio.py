@@ -38,6 +38,10 @@ class FakeSession:
         if not self.closed:
             self.sent.append(data)
 
+    def send_packet(self, packet: Any) -> None:
+        """A message packet built once for many sessions: recorded as its data."""
+        self.send(packet.data)
+
     def take(self) -> list[str | bytes]:
         """What was sent since the last call."""
         sent, self.sent = self.sent, []

@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 from typing import Sequence
 
 import attrs
+from autobahn.websocket.protocol import PreparedMessage
 
 
 class PacketError(ValueError):
@@ -42,6 +44,17 @@ class EnginePacket:
     @classmethod
     def message(cls, data: str | bytes) -> "EnginePacket":
         return cls(EngineType.MESSAGE, data)
+
+    @functools.cached_property
+    def websocket_message(self) -> PreparedMessage:
+        """
+        The packet as one WebSocket frame from a server (unmasked, so the same bytes
+        for every connection): built on first use and kept, so that a packet sent to
+        many sockets is framed once.
+        """
+        if isinstance(self.data, bytes):
+            return PreparedMessage(self.data, True, False, False)  # binary data bare
+        return PreparedMessage((self.type.value + self.data).encode("utf-8"), False, False, False)
 
 
 RECORD_SEPARATOR = "\x1e"

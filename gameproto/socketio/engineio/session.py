@@ -117,6 +117,13 @@ class Session:
         """
         self._core.outgoing.send_packet(EnginePacket(EngineType.MESSAGE, data), alone)
 
+    def send_packet(self, packet: EnginePacket) -> None:
+        """
+        Send a message packet built once for many sessions (a broadcast): over
+        WebSocket its frame is built once too (L{EnginePacket.websocket_message}).
+        """
+        self._core.outgoing.send_packet(packet, False)
+
     def close(self, reason: str = "server disconnect") -> None:
         """Close the session; over polling, messages already sent are still delivered."""
         self._machine.appClosed(reason)

@@ -120,11 +120,9 @@ class EngineIOWebSocket(wire.JSONProtocol):
     def _write(self, packet: EnginePacket) -> None:
         if self.state != self.STATE_OPEN:
             return
-        # One packet a frame (framing.py): binary data bare, text behind its type.
-        if isinstance(packet.data, bytes):
-            self.sendMessage(packet.data, isBinary=True)
-        else:
-            self.sendMessage((packet.type.value + packet.data).encode("utf-8"), isBinary=False)
+        # One packet a frame (framing.py): binary data bare, text behind its type;
+        # framed once per packet, however many sockets it goes to.
+        self.sendPreparedMessage(packet.websocket_message)
 
     def closeWith(self, code: wire.CloseCode, reason: str) -> None:
         # A session may end while its socket is already closing: nothing left to say.
