@@ -17,7 +17,7 @@ from gameproto.client import match as match_client
 from gameproto.client.base import JSONClient, open_client
 from tests.nodes import http_json
 from tests.processor_support import interpreter
-from tests.test_processor_end_to_end import ProcessorEndToEndTestCase
+from tests.processor_node import ProcessorEndToEndTestCase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXTENSIONS = {"python": "py", "javascript": "js", "ruby": "rb", "php": "php"}

@@ -20,7 +20,7 @@ from gameproto.processor.match_engine import MatchEngine, MatchSeats
 from gameproto.processor.protocol import processor_resource
 from gameproto.testing import TEXT, WebSocketClient
 from tests.matchsupport import MatchTestCase, non_status, read
-from tests.test_processor_protocol import FakeRuns
+from tests.processor_fakes import FakeRuns
 
 OK = {"status": "ok"}
 INVALID = {"error": "invalid command", "code": 2}
