@@ -201,8 +201,8 @@ class PlayTests(BrowserTestCase):
                                   "tab-play", "tab-arena", "tab-code"}, visitor)
             sign_up(page, "ann")
             home = set(tab_stops(page))
-            self.assertLessEqual({"log-out", "create-match", "chat-input", "chat-send",
-                                  "chat-log"}, home)
+            self.assertLessEqual({"log-out", "create-match", "play-now", "chat-input",
+                                  "chat-send", "chat-log"}, home)
             page.goto(self.url + "#/code")
             code = tab_stops(page)
             self.assertLessEqual({"code-language", "code-engine", "code-example",
@@ -367,6 +367,95 @@ class PlayTests(BrowserTestCase):
     async def restart_end(self) -> None:
         self.node = self.new_node(self.port)
         await self.node.start()
+
+
+class MatchmakingTests(BrowserTestCase):
+    def test_play_now_pairs_two_users(self) -> Deferred[None]:
+        """
+        ann and bob each press "Play now": ann searches until bob queues too, then both
+        pages open the same match, ann (who waited longer) as its host and bob as its
+        challenger; bob gets ready, ann starts, and the game runs.
+        """
+
+        def scenario(browser: Browser) -> int:
+            ann = browser.page(self.url, "ann")
+            sign_up(ann, "ann")
+            bob = browser.page(self.url, "bob")
+            sign_up(bob, "bob")
+            ann.get_by_role("button", name="Play now", exact=True).click()
+            expect(ann.get_by_role("status", name="Matchmaking")).to_have_text("Searching…")
+            # The focus moves from Play now to Cancel, which takes its place.
+            expect(ann.get_by_role("button", name="Cancel", exact=True)).to_be_focused()
+            expect(ann.get_by_role("button", name="Play now", exact=True)).to_be_hidden()
+            expect(ann.get_by_role("button", name="Create match")).to_be_disabled()
+            screenshot(ann, "matchmaking")
+
+            bob.get_by_role("button", name="Play now", exact=True).click()
+            match_id = match_id_of(ann)
+            self.assertEqual(match_id_of(bob), match_id)
+            expect(ann.locator("#match-role")).to_have_text("You are the host (left paddle).")
+            expect(bob.locator("#match-role")).to_have_text("You are the challenger (right paddle).")
+            expect(ann.get_by_role("status", name="Matchmaking")).to_have_text(
+                f"Matched: match {match_id}, as host.")
+            expect(ann.locator("#start-reason")).to_have_text("Waiting for bob to be ready.")
+            bob.get_by_role("button", name="Ready").click()
+            start = ann.get_by_role("button", name="Start")
+            expect(start).to_be_enabled()
+            start.click()
+            expect(ann.locator("#controls-hint")).to_be_visible()
+            expect(bob.get_by_label("Match time")).not_to_have_text("0:00", timeout=20_000)
+            return match_id
+
+        async def check(match_id: int) -> None:
+            status, match = await http_json(
+                "GET", self.node.url(f"/api/ongoing_matches/{match_id}/"), token=await self.token("ann"))
+            self.assertEqual(status, 200)
+            self.assertEqual((match["host"], match["challenger"], match["is_started"]),
+                             ("ann", "bob", True))
+            for name in ("ann", "bob"):  # seated: the tickets are done
+                status, _ = await http_json("GET", self.node.url("/api/matchmaking/"),
+                                            token=await self.token(name))
+                self.assertEqual(status, 404)
+
+        return in_browser(scenario).addCallback(lambda match_id: ensureDeferred(check(match_id)))
+
+    def test_searching_after_a_reload_then_cancel(self) -> Deferred[None]:
+        """
+        cat queues with "Play now" and reloads: the lobby still says "Searching…" (the
+        ticket is the server's); Cancel leaves the queue (GET /api/matchmaking/ answers
+        404) and brings "Play now" back.
+        """
+
+        def scenario(browser: Browser) -> None:
+            cat = browser.page(self.url, "cat")
+            sign_up(cat, "cat")
+            searching = cat.get_by_role("status", name="Matchmaking")
+            cat.get_by_role("button", name="Play now", exact=True).click()
+            expect(searching).to_have_text("Searching…")
+            status, ticket = browser.call(self.ticket, "cat")
+            self.assertEqual((status, ticket["state"], ticket["match_id"]), (200, "waiting", None))
+
+            cat.reload()
+            expect(cat.locator("#me")).to_have_text("cat · Elo 1000")
+            expect(searching).to_have_text("Searching…")
+            expect(cat.get_by_role("button", name="Play now", exact=True)).to_be_hidden()
+            cat.get_by_role("button", name="Cancel", exact=True).click()
+            expect(searching).to_have_text("Search cancelled.")
+            expect(cat.get_by_role("button", name="Play now", exact=True)).to_be_enabled()
+            expect(cat.get_by_role("button", name="Cancel", exact=True)).to_be_hidden()
+            self.assertEqual(browser.call(self.ticket, "cat")[0], 404)
+
+            # A reload now finds nothing to resume.
+            cat.reload()
+            expect(cat.locator("#me")).to_have_text("cat · Elo 1000")
+            expect(cat.get_by_role("status", name="Lobby connection")).to_have_text("Live")
+            expect(searching).to_have_text("")
+            expect(cat.get_by_role("button", name="Play now", exact=True)).to_be_enabled()
+
+        return in_browser(scenario)
+
+    async def ticket(self, username: str) -> tuple[int, Any]:
+        return await http_json("GET", self.node.url("/api/matchmaking/"), token=await self.token(username))
 
 
 class ChatTests(BrowserTestCase):
