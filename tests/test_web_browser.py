@@ -34,6 +34,29 @@ EXAMPLE_BOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 NETWORK_FAILURE = r"ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|WebSocket connection to .* failed"
 
 
+# An init script: every WebSocket of a match the page opens, recorded in
+# window.gameSockets as {url, sent, replays (the replay and replay_end messages), closed
+# (the close code)}.
+RECORD_GAME_SOCKETS = """
+window.gameSockets = [];
+window.WebSocket = class extends window.WebSocket {
+  constructor(url, protocols) {
+    super(url, protocols);
+    if (!String(url).includes("/ws/game/")) return;
+    const seen = { url: String(url), sent: [], replays: [], closed: null };
+    window.gameSockets.push(seen);
+    this.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (/^replay/.test(message.message_type || "")) seen.replays.push(message);
+    });
+    this.addEventListener("close", (event) => { seen.closed = event.code; });
+    const send = this.send.bind(this);
+    this.send = (data) => { seen.sent.push(JSON.parse(data)); send(data); };
+  }
+};
+"""
+
+
 def expect(locator: Any) -> Any:
     from playwright.sync_api import expect as playwright_expect
 
@@ -123,6 +146,35 @@ class BrowserTestCase(TestCase):
 
     async def token(self, username: str) -> str:
         return await RestClient(reactor, self.node.http).token(username, PASSWORD)
+
+    async def bots_in_lobby(self) -> int:
+        """hana hosts a match, cole (ready) is its challenger, both Python clients: its id."""
+        api = RestClient(reactor, self.node.http)
+        tokens = {}
+        for name in ("hana", "cole"):
+            await api.sign_up(name, PASSWORD)
+            tokens[name] = await api.token(name, PASSWORD)
+        created = await api.as_user(tokens["hana"]).create_match()
+        self.host = await match_client.connect(reactor, self.node.ws, tokens["hana"],
+                                               created["id"], "host")
+        self.challenger = await match_client.connect(reactor, self.node.ws, tokens["cole"],
+                                                     created["id"], "challenger")
+        for socket in (self.host, self.challenger):
+            self.addCleanup(lambda s=socket: s.state == s.STATE_OPEN and s.dropConnection(abort=True))
+        await self.host.wait_for(lambda f: f.get("challenger") == "cole", 10)
+        self.challenger.command("ready")
+        await self.host.wait_for(lambda f: f.get("challenger_ready") is True, 10)
+        return created["id"]
+
+    async def start_bots(self) -> None:
+        # The challenger parks his paddle at the top: the ball, always served toward
+        # him, misses it five times.
+        self.challenger.keep_frames = False
+        self.challenger.on_frame = lambda frame: (
+            frame.get("message_type") == "status" and not frame["right_paddle_margin_reached"]
+            and self.challenger.command("fup"))
+        self.host.command("start_match")
+        await self.host.wait_for_type("init", 10)
 
 
 class PlayTests(BrowserTestCase):
@@ -458,6 +510,102 @@ class MatchmakingTests(BrowserTestCase):
         return await http_json("GET", self.node.url("/api/matchmaking/"), token=await self.token(username))
 
 
+class ReplayTests(BrowserTestCase):
+    def test_watch_replay_seek_speed_and_end(self) -> Deferred[None]:
+        """
+        cat watches hana beat cole live; at the end, "Watch replay" replays the match:
+        its frames are drawn and the position advances; Home on the position slider
+        seeks to the start, the speed 0.5× streams again from where it was, End seeks
+        to the end: "Replay ended", the server closes the stream and the page does not
+        reconnect.  The lobby's recent results offer the same replay.
+        """
+
+        def sockets(page: Any) -> list[dict[str, Any]]:
+            return page.evaluate("window.gameSockets")
+
+        def scenario(browser: Browser) -> None:
+            page = browser.page(self.url, "cat")
+            page.add_init_script(RECORD_GAME_SOCKETS)
+            sign_up(page, "cat")
+            page.reload()
+            expect(page.locator("#me")).to_have_text("cat · Elo 1000")
+            match_id = browser.call(self.bots_in_lobby)
+            lobby_row(page, match_id).get_by_role("button", name="Watch").click()
+            expect(page.get_by_role("status", name="Match connection")).to_have_text("Connected")
+            browser.call(self.start_bots)
+            expect(page.locator("#end-title")).to_have_text("hana wins", timeout=60_000)
+            self.assertEqual(len(sockets(page)), 1)
+
+            page.locator("#match-end").get_by_role("button", name="Watch replay").click()
+            page.wait_for_url(re.compile(rf"#/replay/{match_id}$"))
+            expect(page.locator("#match-title")).to_have_text(f"Replay of match {match_id}")
+            connection = page.get_by_role("status", name="Match connection")
+            expect(connection).to_have_text("Replaying at 1×")
+            expect(page.locator("#match-players")).to_have_text("hana beat cole 5 – 0")
+            replay = sockets(page)[1]["replays"][0]
+            self.assertEqual((replay["message_type"], replay["id"], replay["position_ms"],
+                              replay["speed"]), ("replay", match_id, 0, 1))
+            self.assertNotIn("speed", sockets(page)[1]["url"])
+            duration = replay["duration_ms"]
+            total = f"{duration // 60000}:{duration // 1000 % 60:02d}"
+            position = page.locator("#replay-position")
+            expect(position).to_have_text(re.compile(rf"^0:0[1-9] / {total}$"))
+            before = page.locator("#pong").get_attribute("data-drawn")
+            page.wait_for_function("before => document.getElementById('pong').dataset.drawn !== before",
+                                   arg=before)
+            expect(page.locator("#match-end")).to_be_hidden()
+            screenshot(page, "replay")
+
+            slider = page.get_by_label("Position")
+            slider.focus()
+            page.keyboard.press("Home")
+            page.wait_for_function("() => window.gameSockets[1].replays.length === 2")
+            self.assertIn({"command": "seek", "ms": 0}, sockets(page)[1]["sent"])
+            self.assertEqual(sockets(page)[1]["replays"][1]["position_ms"], 0)
+            expect(position).to_have_text(re.compile(rf"^0:0[1-9] / {total}$"))
+
+            page.get_by_label("Speed").select_option("0.5")
+            expect(connection).to_have_text("Replaying at 0.5×")
+            page.wait_for_function("() => window.gameSockets[1].closed !== null"
+                                   " && window.gameSockets[2].replays.length === 2")
+            first, second = sockets(page)[1:]
+            self.assertEqual(first["closed"], 1000)  # closed by the page
+            self.assertIn("speed=0.5", second["url"])
+            # The new stream goes on from where the first one was.
+            seek = second["sent"][0]
+            self.assertEqual(seek["command"], "seek")
+            self.assertGreater(seek["ms"], 0)
+            self.assertEqual([r["position_ms"] for r in second["replays"]], [0, seek["ms"]])
+            self.assertEqual(second["replays"][1]["speed"], 0.5)
+
+            slider.focus()
+            page.keyboard.press("End")
+            page.wait_for_function("() => window.gameSockets[2].closed !== null")
+            # Closed by the server after the end: no reconnection.
+            expect(connection).to_have_text("Replay ended")
+            expect(position).to_have_text(f"{total} / {total}")
+            result = page.locator("#match-end")
+            expect(result.locator("#end-title")).to_have_text("hana wins")
+            expect(result.locator("#end-score")).to_have_text("hana 5 – 0 cole")
+            second = sockets(page)[2]
+            self.assertEqual(second["closed"], 1000)
+            self.assertIn({"command": "seek", "ms": duration}, second["sent"])
+            self.assertEqual(second["replays"][-2]["position_ms"], duration)
+            self.assertEqual(second["replays"][-1], {"message_type": "replay_end", "id": match_id})
+            self.assertEqual(len(sockets(page)), 3)
+            screenshot(page, "replay-ended")
+
+            # The lobby's recent results lead to the same replay.
+            row = page.locator(f'#recent li[data-match-id="{match_id}"]')
+            expect(row).to_contain_text("hana 5 – 0 cole")
+            row.get_by_role("button", name="Watch replay").click()
+            expect(connection).to_have_text("Replaying at 1×")
+            page.wait_for_function("() => window.gameSockets.length === 4")
+            self.assertEqual(sockets(page)[3]["replays"][0]["position_ms"], 0)
+
+        return in_browser(scenario)
+
+
 class ChatTests(BrowserTestCase):
     def test_match_room_and_lobby(self) -> Deferred[None]:
         """ann and bob talk in their match's room, then in the lobby, under their names."""
@@ -635,7 +783,7 @@ class PhoneTests(BrowserTestCase):
         """
         At 390×844 the view comes first and the lobby is a folded panel; a visitor signs
         up, opens the lobby, watches a match two bots play, and sees the score change
-        and the result.
+        and the result, then its replay.
         """
 
         def scenario(browser: Browser) -> None:
@@ -659,34 +807,13 @@ class PhoneTests(BrowserTestCase):
             expect(page.locator("#end-title")).to_have_text("hana wins", timeout=60_000)
             expect(score).to_have_text("5 – 0")
             screenshot(page, "phone-end")
+            # The replay fits the phone too.
+            page.locator("#match-end").get_by_role("button", name="Watch replay").click()
+            expect(page.get_by_role("status", name="Match connection")).to_have_text("Replaying at 1×")
+            for control in (page.get_by_label("Speed"), page.get_by_label("Position")):
+                box = control.bounding_box()
+                self.assertLessEqual(box["x"] + box["width"], PHONE["width"])
+            expect(page.locator("#replay-position")).not_to_have_text(re.compile(r"^0:00 "))
+            screenshot(page, "phone-replay")
 
         return in_browser(scenario)
-
-    async def bots_in_lobby(self) -> int:
-        api = RestClient(reactor, self.node.http)
-        tokens = {}
-        for name in ("hana", "cole"):
-            await api.sign_up(name, PASSWORD)
-            tokens[name] = await api.token(name, PASSWORD)
-        created = await api.as_user(tokens["hana"]).create_match()
-        self.host = await match_client.connect(reactor, self.node.ws, tokens["hana"],
-                                               created["id"], "host")
-        self.challenger = await match_client.connect(reactor, self.node.ws, tokens["cole"],
-                                                     created["id"], "challenger")
-        for socket in (self.host, self.challenger):
-            self.addCleanup(lambda s=socket: s.state == s.STATE_OPEN and s.dropConnection(abort=True))
-        await self.host.wait_for(lambda f: f.get("challenger") == "cole", 10)
-        self.challenger.command("ready")
-        await self.host.wait_for(lambda f: f.get("challenger_ready") is True, 10)
-        return created["id"]
-
-    async def start_bots(self) -> None:
-        # The challenger parks his paddle at the top: the ball, always served toward
-        # him, misses it five times.
-        self.challenger.keep_frames = False
-        self.challenger.on_frame = lambda frame: (
-            frame.get("message_type") == "status" and not frame["right_paddle_margin_reached"]
-            and self.challenger.command("fup"))
-        self.host.command("start_match")
-        await self.host.wait_for_type("init", 10)
-

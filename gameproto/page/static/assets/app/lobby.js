@@ -1,5 +1,6 @@
 // The lobby: ongoing matches (polled every 2 s, so it stays live without a reload),
-// create / play now / join / watch, the leaderboard and the recent results.
+// create / play now / join / watch, the leaderboard and the recent results (with their
+// replays).
 
 import { api } from "./api.js";
 import { StateLabel, backoff } from "./connection.js";
@@ -137,8 +138,10 @@ export class Lobby {
 
     const results = recent.map((match) => {
       const mine = match.winner === me || match.loser === me;
-      return h("li", { class: mine ? "mine" : "" },
-        `${match.winner} ${match.winner_score} – ${match.loser_score} ${match.loser}`);
+      return h("li", { class: mine ? "mine" : "", dataset: { matchId: match.id } },
+        h("span", { class: "what" }, `${match.winner} ${match.winner_score} – ${match.loser_score} ${match.loser}`),
+        h("button", { type: "button", class: "secondary", onclick: () => this.navigate(`#/replay/${match.id}`) },
+          "Watch replay"));
     });
     $("recent").replaceChildren(...(results.length ? results : [h("li", { class: "empty" }, "No finished games yet.")]));
   }
