@@ -260,6 +260,8 @@ class PlayTests(BrowserTestCase):
             self.assertLessEqual({"code-language", "code-engine", "code-example",
                                   "code-load-example", "code-editor", "run", "output"}, set(code))
             self.assertLess(code.index("code-editor"), code.index("run"))
+            page.get_by_label("Engine", exact=True).select_option("match")
+            self.assertLessEqual({"code-match", "code-seat"}, set(tab_stops(page)))
             page.goto(self.url + "#/arena/default")
             arena = set(tab_stops(page))
             self.assertLessEqual({"arena-select", "arena-watch", "arena-create"}, arena)
@@ -776,6 +778,86 @@ class CodeTests(BrowserTestCase):
             expect(output.locator(".end-line")).to_contain_text("time limit exceeded (1 s)")
 
         return in_browser(scenario)
+
+
+class CodeMatchTests(BrowserTestCase):
+    # A whole match is longer than the engine wait limit's default (docs/processor.md).
+    node_options = ("--processor-engine-wait-limit", "300")
+
+    def test_pong_bot_from_the_editor(self) -> Deferred[None]:
+        """
+        hana hosts a match (a Python client that starts it once the challenger is
+        ready, then keeps her paddle away from the ball); ann, in the Code view,
+        chooses the match engine, which offers the Pong bot, loads it, enters the match
+        id and the challenger's seat and runs it: the bot readies, plays and wins 5 – 0,
+        and the page shows its output, the end frame and how many frames it read.
+        """
+        EXAMPLE = os.path.join(os.path.dirname(EXAMPLE_BOT), "pong_bot.py")
+
+        def scenario(browser: Browser) -> dict[str, Any]:
+            page = browser.page(self.url + "#/code", "ann")
+            sent: list[Any] = []
+            page.on("websocket", lambda socket: "/ws/processor/" in socket.url and socket.on(
+                "framesent", lambda payload: sent.append(payload)))
+            sign_up(page, "ann")
+            match_id = browser.call(self.hana_hosts)
+
+            page.get_by_label("Language").select_option("python")
+            page.get_by_label("Engine", exact=True).select_option("match")
+            expect(page.get_by_label("Example")).to_have_value("pong")
+            page.get_by_role("button", name="Load example").click()
+            with open(EXAMPLE) as f:
+                self.assertEqual(page.evaluate("document.querySelector('.CodeMirror').CodeMirror.getValue()"),
+                                 f.read())
+            expect(page.get_by_label("Engine", exact=True)).to_have_value("match")
+            expect(page.locator("#engine-calls")).to_be_hidden()
+            page.get_by_label("Match id").fill(str(match_id))
+            page.get_by_label("Seat").select_option("challenger")
+            page.get_by_role("button", name="Run").click()
+            expect(page.get_by_role("status", name="Run state")).to_contain_text("Running")
+
+            output = page.get_by_role("log", name="Output")
+            expect(output.locator(".end-line")).to_contain_text("exited with code 0", timeout=180_000)
+            expect(output).to_contain_text('end {"message_type": "end", "id": ' + str(match_id))
+            expect(output).to_contain_text('"winner": "ann"')
+            expect(output).to_contain_text(re.compile(r"frames read: [1-9]\d*"))
+            screenshot(page, "code-match")
+            contexts = [json.loads(text) for text in sent if '"context"' in text]
+            return {"match": match_id, "contexts": contexts}
+
+        async def check(seen: dict[str, Any]) -> None:
+            self.assertEqual(seen["contexts"], [{"type": "context", "language": "python",
+                                                 "engine": "match", "match": seen["match"],
+                                                 "role": "challenger"}])
+            status, completed = await http_json(
+                "GET", self.node.url(f"/api/completed_matches/{seen['match']}/"),
+                token=await self.token("hana"))
+            self.assertEqual(status, 200)
+            self.assertEqual((completed["winner"], completed["winner_score"], completed["loser"],
+                              completed["loser_score"]), ("ann", 5, "hana", 0))
+
+        return in_browser(scenario).addCallback(lambda seen: ensureDeferred(check(seen)))
+
+    async def hana_hosts(self) -> int:
+        """hana hosts a match that she starts when the challenger is ready: its id."""
+        api = RestClient(reactor, self.node.http)
+        await api.sign_up("hana", PASSWORD)
+        token = await api.token("hana", PASSWORD)
+        created = await api.as_user(token).create_match()
+        host = await match_client.connect(reactor, self.node.ws, token, created["id"], "host")
+        self.addCleanup(lambda: host.state == host.STATE_OPEN and host.dropConnection(abort=True))
+        host.keep_frames = False
+
+        def frame(frame: dict[str, Any]) -> None:
+            kind = frame.get("message_type")
+            if kind == "lobby" and frame.get("challenger_ready"):
+                host.command("start_match")
+            elif kind == "status":
+                # Away from the ball: every shot the bot returns is a goal.
+                host.command("fdown" if frame["ball_y"] < 0.5 else "fup")
+
+        host.on_frame = frame
+        return created["id"]
 
 
 class PhoneTests(BrowserTestCase):
