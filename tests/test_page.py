@@ -167,6 +167,19 @@ class NoInlineScriptTests(SynchronousTestCase):
         self.assertEqual(len(ids), len(set(ids)))
 
 
+class ExamplesTests(SynchronousTestCase):
+    def test_pong_bot_examples_are_the_example_files(self) -> None:
+        """
+        The Code view's "Pong bot" example in each language is examples/pong_bot.* as
+        it is, in a JavaScript template literal.
+        """
+        source = (STATIC / "assets" / "app" / "examples.js").read_text("utf-8")
+        for extension in ("py", "js", "rb", "php"):
+            text = (REPOSITORY / "examples" / f"pong_bot.{extension}").read_text("utf-8")
+            literal = text.replace("\\", "\\\\").replace("`", "\\`").replace("${", "\\${")
+            self.assertIn(f"    pong: `{literal}`,\n", source, extension)
+
+
 class VendoredFilesTests(SynchronousTestCase):
     """The committed browser libraries are exactly the npm packages web/package-lock.json pins."""
 

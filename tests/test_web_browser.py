@@ -34,6 +34,29 @@ EXAMPLE_BOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 NETWORK_FAILURE = r"ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|WebSocket connection to .* failed"
 
 
+# An init script: every WebSocket of a match the page opens, recorded in
+# window.gameSockets as {url, sent, replays (the replay and replay_end messages), closed
+# (the close code)}.
+RECORD_GAME_SOCKETS = """
+window.gameSockets = [];
+window.WebSocket = class extends window.WebSocket {
+  constructor(url, protocols) {
+    super(url, protocols);
+    if (!String(url).includes("/ws/game/")) return;
+    const seen = { url: String(url), sent: [], replays: [], closed: null };
+    window.gameSockets.push(seen);
+    this.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (/^replay/.test(message.message_type || "")) seen.replays.push(message);
+    });
+    this.addEventListener("close", (event) => { seen.closed = event.code; });
+    const send = this.send.bind(this);
+    this.send = (data) => { seen.sent.push(JSON.parse(data)); send(data); };
+  }
+};
+"""
+
+
 def expect(locator: Any) -> Any:
     from playwright.sync_api import expect as playwright_expect
 
@@ -124,6 +147,35 @@ class BrowserTestCase(TestCase):
     async def token(self, username: str) -> str:
         return await RestClient(reactor, self.node.http).token(username, PASSWORD)
 
+    async def bots_in_lobby(self) -> int:
+        """hana hosts a match, cole (ready) is its challenger, both Python clients: its id."""
+        api = RestClient(reactor, self.node.http)
+        tokens = {}
+        for name in ("hana", "cole"):
+            await api.sign_up(name, PASSWORD)
+            tokens[name] = await api.token(name, PASSWORD)
+        created = await api.as_user(tokens["hana"]).create_match()
+        self.host = await match_client.connect(reactor, self.node.ws, tokens["hana"],
+                                               created["id"], "host")
+        self.challenger = await match_client.connect(reactor, self.node.ws, tokens["cole"],
+                                                     created["id"], "challenger")
+        for socket in (self.host, self.challenger):
+            self.addCleanup(lambda s=socket: s.state == s.STATE_OPEN and s.dropConnection(abort=True))
+        await self.host.wait_for(lambda f: f.get("challenger") == "cole", 10)
+        self.challenger.command("ready")
+        await self.host.wait_for(lambda f: f.get("challenger_ready") is True, 10)
+        return created["id"]
+
+    async def start_bots(self) -> None:
+        # The challenger parks his paddle at the top: the ball, always served toward
+        # him, misses it five times.
+        self.challenger.keep_frames = False
+        self.challenger.on_frame = lambda frame: (
+            frame.get("message_type") == "status" and not frame["right_paddle_margin_reached"]
+            and self.challenger.command("fup"))
+        self.host.command("start_match")
+        await self.host.wait_for_type("init", 10)
+
 
 class PlayTests(BrowserTestCase):
     def test_sign_up_by_keyboard_and_form_errors(self) -> Deferred[None]:
@@ -201,13 +253,15 @@ class PlayTests(BrowserTestCase):
                                   "tab-play", "tab-arena", "tab-code"}, visitor)
             sign_up(page, "ann")
             home = set(tab_stops(page))
-            self.assertLessEqual({"log-out", "create-match", "chat-input", "chat-send",
-                                  "chat-log"}, home)
+            self.assertLessEqual({"log-out", "create-match", "play-now", "chat-input",
+                                  "chat-send", "chat-log"}, home)
             page.goto(self.url + "#/code")
             code = tab_stops(page)
             self.assertLessEqual({"code-language", "code-engine", "code-example",
                                   "code-load-example", "code-editor", "run", "output"}, set(code))
             self.assertLess(code.index("code-editor"), code.index("run"))
+            page.get_by_label("Engine", exact=True).select_option("match")
+            self.assertLessEqual({"code-match", "code-seat"}, set(tab_stops(page)))
             page.goto(self.url + "#/arena/default")
             arena = set(tab_stops(page))
             self.assertLessEqual({"arena-select", "arena-watch", "arena-create"}, arena)
@@ -367,6 +421,191 @@ class PlayTests(BrowserTestCase):
     async def restart_end(self) -> None:
         self.node = self.new_node(self.port)
         await self.node.start()
+
+
+class MatchmakingTests(BrowserTestCase):
+    def test_play_now_pairs_two_users(self) -> Deferred[None]:
+        """
+        ann and bob each press "Play now": ann searches until bob queues too, then both
+        pages open the same match, ann (who waited longer) as its host and bob as its
+        challenger; bob gets ready, ann starts, and the game runs.
+        """
+
+        def scenario(browser: Browser) -> int:
+            ann = browser.page(self.url, "ann")
+            sign_up(ann, "ann")
+            bob = browser.page(self.url, "bob")
+            sign_up(bob, "bob")
+            ann.get_by_role("button", name="Play now", exact=True).click()
+            expect(ann.get_by_role("status", name="Matchmaking")).to_have_text("Searching…")
+            # The focus moves from Play now to Cancel, which takes its place.
+            expect(ann.get_by_role("button", name="Cancel", exact=True)).to_be_focused()
+            expect(ann.get_by_role("button", name="Play now", exact=True)).to_be_hidden()
+            expect(ann.get_by_role("button", name="Create match")).to_be_disabled()
+            screenshot(ann, "matchmaking")
+
+            bob.get_by_role("button", name="Play now", exact=True).click()
+            match_id = match_id_of(ann)
+            self.assertEqual(match_id_of(bob), match_id)
+            expect(ann.locator("#match-role")).to_have_text("You are the host (left paddle).")
+            expect(bob.locator("#match-role")).to_have_text("You are the challenger (right paddle).")
+            expect(ann.get_by_role("status", name="Matchmaking")).to_have_text(
+                f"Matched: match {match_id}, as host.")
+            expect(ann.locator("#start-reason")).to_have_text("Waiting for bob to be ready.")
+            bob.get_by_role("button", name="Ready").click()
+            start = ann.get_by_role("button", name="Start")
+            expect(start).to_be_enabled()
+            start.click()
+            expect(ann.locator("#controls-hint")).to_be_visible()
+            expect(bob.get_by_label("Match time")).not_to_have_text("0:00", timeout=20_000)
+            return match_id
+
+        async def check(match_id: int) -> None:
+            status, match = await http_json(
+                "GET", self.node.url(f"/api/ongoing_matches/{match_id}/"), token=await self.token("ann"))
+            self.assertEqual(status, 200)
+            self.assertEqual((match["host"], match["challenger"], match["is_started"]),
+                             ("ann", "bob", True))
+            for name in ("ann", "bob"):  # seated: the tickets are done
+                status, _ = await http_json("GET", self.node.url("/api/matchmaking/"),
+                                            token=await self.token(name))
+                self.assertEqual(status, 404)
+
+        return in_browser(scenario).addCallback(lambda match_id: ensureDeferred(check(match_id)))
+
+    def test_searching_after_a_reload_then_cancel(self) -> Deferred[None]:
+        """
+        cat queues with "Play now" and reloads: the lobby still says "Searching…" (the
+        ticket is the server's); Cancel leaves the queue (GET /api/matchmaking/ answers
+        404) and brings "Play now" back.
+        """
+
+        def scenario(browser: Browser) -> None:
+            cat = browser.page(self.url, "cat")
+            sign_up(cat, "cat")
+            searching = cat.get_by_role("status", name="Matchmaking")
+            cat.get_by_role("button", name="Play now", exact=True).click()
+            expect(searching).to_have_text("Searching…")
+            status, ticket = browser.call(self.ticket, "cat")
+            self.assertEqual((status, ticket["state"], ticket["match_id"]), (200, "waiting", None))
+
+            cat.reload()
+            expect(cat.locator("#me")).to_have_text("cat · Elo 1000")
+            expect(searching).to_have_text("Searching…")
+            expect(cat.get_by_role("button", name="Play now", exact=True)).to_be_hidden()
+            cat.get_by_role("button", name="Cancel", exact=True).click()
+            expect(searching).to_have_text("Search cancelled.")
+            expect(cat.get_by_role("button", name="Play now", exact=True)).to_be_enabled()
+            expect(cat.get_by_role("button", name="Cancel", exact=True)).to_be_hidden()
+            self.assertEqual(browser.call(self.ticket, "cat")[0], 404)
+
+            # A reload now finds nothing to resume.
+            cat.reload()
+            expect(cat.locator("#me")).to_have_text("cat · Elo 1000")
+            expect(cat.get_by_role("status", name="Lobby connection")).to_have_text("Live")
+            expect(searching).to_have_text("")
+            expect(cat.get_by_role("button", name="Play now", exact=True)).to_be_enabled()
+
+        return in_browser(scenario)
+
+    async def ticket(self, username: str) -> tuple[int, Any]:
+        return await http_json("GET", self.node.url("/api/matchmaking/"), token=await self.token(username))
+
+
+class ReplayTests(BrowserTestCase):
+    def test_watch_replay_seek_speed_and_end(self) -> Deferred[None]:
+        """
+        cat watches hana beat cole live; at the end, "Watch replay" replays the match:
+        its frames are drawn and the position advances; Home on the position slider
+        seeks to the start, the speed 0.5× streams again from where it was, End seeks
+        to the end: "Replay ended", the server closes the stream and the page does not
+        reconnect.  The lobby's recent results offer the same replay.
+        """
+
+        def sockets(page: Any) -> list[dict[str, Any]]:
+            return page.evaluate("window.gameSockets")
+
+        def scenario(browser: Browser) -> None:
+            page = browser.page(self.url, "cat")
+            page.add_init_script(RECORD_GAME_SOCKETS)
+            sign_up(page, "cat")
+            page.reload()
+            expect(page.locator("#me")).to_have_text("cat · Elo 1000")
+            match_id = browser.call(self.bots_in_lobby)
+            lobby_row(page, match_id).get_by_role("button", name="Watch").click()
+            expect(page.get_by_role("status", name="Match connection")).to_have_text("Connected")
+            browser.call(self.start_bots)
+            expect(page.locator("#end-title")).to_have_text("hana wins", timeout=60_000)
+            self.assertEqual(len(sockets(page)), 1)
+
+            page.locator("#match-end").get_by_role("button", name="Watch replay").click()
+            page.wait_for_url(re.compile(rf"#/replay/{match_id}$"))
+            expect(page.locator("#match-title")).to_have_text(f"Replay of match {match_id}")
+            connection = page.get_by_role("status", name="Match connection")
+            expect(connection).to_have_text("Replaying at 1×")
+            expect(page.locator("#match-players")).to_have_text("hana beat cole 5 – 0")
+            replay = sockets(page)[1]["replays"][0]
+            self.assertEqual((replay["message_type"], replay["id"], replay["position_ms"],
+                              replay["speed"]), ("replay", match_id, 0, 1))
+            self.assertNotIn("speed", sockets(page)[1]["url"])
+            duration = replay["duration_ms"]
+            total = f"{duration // 60000}:{duration // 1000 % 60:02d}"
+            position = page.locator("#replay-position")
+            expect(position).to_have_text(re.compile(rf"^0:0[1-9] / {total}$"))
+            before = page.locator("#pong").get_attribute("data-drawn")
+            page.wait_for_function("before => document.getElementById('pong').dataset.drawn !== before",
+                                   arg=before)
+            expect(page.locator("#match-end")).to_be_hidden()
+            screenshot(page, "replay")
+
+            slider = page.get_by_label("Position")
+            slider.focus()
+            page.keyboard.press("Home")
+            page.wait_for_function("() => window.gameSockets[1].replays.length === 2")
+            self.assertIn({"command": "seek", "ms": 0}, sockets(page)[1]["sent"])
+            self.assertEqual(sockets(page)[1]["replays"][1]["position_ms"], 0)
+            expect(position).to_have_text(re.compile(rf"^0:0[1-9] / {total}$"))
+
+            page.get_by_label("Speed").select_option("0.5")
+            expect(connection).to_have_text("Replaying at 0.5×")
+            page.wait_for_function("() => window.gameSockets[1].closed !== null"
+                                   " && window.gameSockets[2].replays.length === 2")
+            first, second = sockets(page)[1:]
+            self.assertEqual(first["closed"], 1000)  # closed by the page
+            self.assertIn("speed=0.5", second["url"])
+            # The new stream goes on from where the first one was.
+            seek = second["sent"][0]
+            self.assertEqual(seek["command"], "seek")
+            self.assertGreater(seek["ms"], 0)
+            self.assertEqual([r["position_ms"] for r in second["replays"]], [0, seek["ms"]])
+            self.assertEqual(second["replays"][1]["speed"], 0.5)
+
+            slider.focus()
+            page.keyboard.press("End")
+            page.wait_for_function("() => window.gameSockets[2].closed !== null")
+            # Closed by the server after the end: no reconnection.
+            expect(connection).to_have_text("Replay ended")
+            expect(position).to_have_text(f"{total} / {total}")
+            result = page.locator("#match-end")
+            expect(result.locator("#end-title")).to_have_text("hana wins")
+            expect(result.locator("#end-score")).to_have_text("hana 5 – 0 cole")
+            second = sockets(page)[2]
+            self.assertEqual(second["closed"], 1000)
+            self.assertIn({"command": "seek", "ms": duration}, second["sent"])
+            self.assertEqual(second["replays"][-2]["position_ms"], duration)
+            self.assertEqual(second["replays"][-1], {"message_type": "replay_end", "id": match_id})
+            self.assertEqual(len(sockets(page)), 3)
+            screenshot(page, "replay-ended")
+
+            # The lobby's recent results lead to the same replay.
+            row = page.locator(f'#recent li[data-match-id="{match_id}"]')
+            expect(row).to_contain_text("hana 5 – 0 cole")
+            row.get_by_role("button", name="Watch replay").click()
+            expect(connection).to_have_text("Replaying at 1×")
+            page.wait_for_function("() => window.gameSockets.length === 4")
+            self.assertEqual(sockets(page)[3]["replays"][0]["position_ms"], 0)
+
+        return in_browser(scenario)
 
 
 class ChatTests(BrowserTestCase):
@@ -541,12 +780,92 @@ class CodeTests(BrowserTestCase):
         return in_browser(scenario)
 
 
+class CodeMatchTests(BrowserTestCase):
+    # A whole match is longer than the engine wait limit's default (docs/processor.md).
+    node_options = ("--processor-engine-wait-limit", "300")
+
+    def test_pong_bot_from_the_editor(self) -> Deferred[None]:
+        """
+        hana hosts a match (a Python client that starts it once the challenger is
+        ready, then keeps her paddle away from the ball); ann, in the Code view,
+        chooses the match engine, which offers the Pong bot, loads it, enters the match
+        id and the challenger's seat and runs it: the bot readies, plays and wins 5 – 0,
+        and the page shows its output, the end frame and how many frames it read.
+        """
+        EXAMPLE = os.path.join(os.path.dirname(EXAMPLE_BOT), "pong_bot.py")
+
+        def scenario(browser: Browser) -> dict[str, Any]:
+            page = browser.page(self.url + "#/code", "ann")
+            sent: list[Any] = []
+            page.on("websocket", lambda socket: "/ws/processor/" in socket.url and socket.on(
+                "framesent", lambda payload: sent.append(payload)))
+            sign_up(page, "ann")
+            match_id = browser.call(self.hana_hosts)
+
+            page.get_by_label("Language").select_option("python")
+            page.get_by_label("Engine", exact=True).select_option("match")
+            expect(page.get_by_label("Example")).to_have_value("pong")
+            page.get_by_role("button", name="Load example").click()
+            with open(EXAMPLE) as f:
+                self.assertEqual(page.evaluate("document.querySelector('.CodeMirror').CodeMirror.getValue()"),
+                                 f.read())
+            expect(page.get_by_label("Engine", exact=True)).to_have_value("match")
+            expect(page.locator("#engine-calls")).to_be_hidden()
+            page.get_by_label("Match id").fill(str(match_id))
+            page.get_by_label("Seat").select_option("challenger")
+            page.get_by_role("button", name="Run").click()
+            expect(page.get_by_role("status", name="Run state")).to_contain_text("Running")
+
+            output = page.get_by_role("log", name="Output")
+            expect(output.locator(".end-line")).to_contain_text("exited with code 0", timeout=180_000)
+            expect(output).to_contain_text('end {"message_type": "end", "id": ' + str(match_id))
+            expect(output).to_contain_text('"winner": "ann"')
+            expect(output).to_contain_text(re.compile(r"frames read: [1-9]\d*"))
+            screenshot(page, "code-match")
+            contexts = [json.loads(text) for text in sent if '"context"' in text]
+            return {"match": match_id, "contexts": contexts}
+
+        async def check(seen: dict[str, Any]) -> None:
+            self.assertEqual(seen["contexts"], [{"type": "context", "language": "python",
+                                                 "engine": "match", "match": seen["match"],
+                                                 "role": "challenger"}])
+            status, completed = await http_json(
+                "GET", self.node.url(f"/api/completed_matches/{seen['match']}/"),
+                token=await self.token("hana"))
+            self.assertEqual(status, 200)
+            self.assertEqual((completed["winner"], completed["winner_score"], completed["loser"],
+                              completed["loser_score"]), ("ann", 5, "hana", 0))
+
+        return in_browser(scenario).addCallback(lambda seen: ensureDeferred(check(seen)))
+
+    async def hana_hosts(self) -> int:
+        """hana hosts a match that she starts when the challenger is ready: its id."""
+        api = RestClient(reactor, self.node.http)
+        await api.sign_up("hana", PASSWORD)
+        token = await api.token("hana", PASSWORD)
+        created = await api.as_user(token).create_match()
+        host = await match_client.connect(reactor, self.node.ws, token, created["id"], "host")
+        self.addCleanup(lambda: host.state == host.STATE_OPEN and host.dropConnection(abort=True))
+        host.keep_frames = False
+
+        def frame(frame: dict[str, Any]) -> None:
+            kind = frame.get("message_type")
+            if kind == "lobby" and frame.get("challenger_ready"):
+                host.command("start_match")
+            elif kind == "status":
+                # Away from the ball: every shot the bot returns is a goal.
+                host.command("fdown" if frame["ball_y"] < 0.5 else "fup")
+
+        host.on_frame = frame
+        return created["id"]
+
+
 class PhoneTests(BrowserTestCase):
     def test_watching_on_a_phone(self) -> Deferred[None]:
         """
         At 390×844 the view comes first and the lobby is a folded panel; a visitor signs
         up, opens the lobby, watches a match two bots play, and sees the score change
-        and the result.
+        and the result, then its replay.
         """
 
         def scenario(browser: Browser) -> None:
@@ -570,34 +889,13 @@ class PhoneTests(BrowserTestCase):
             expect(page.locator("#end-title")).to_have_text("hana wins", timeout=60_000)
             expect(score).to_have_text("5 – 0")
             screenshot(page, "phone-end")
+            # The replay fits the phone too.
+            page.locator("#match-end").get_by_role("button", name="Watch replay").click()
+            expect(page.get_by_role("status", name="Match connection")).to_have_text("Replaying at 1×")
+            for control in (page.get_by_label("Speed"), page.get_by_label("Position")):
+                box = control.bounding_box()
+                self.assertLessEqual(box["x"] + box["width"], PHONE["width"])
+            expect(page.locator("#replay-position")).not_to_have_text(re.compile(r"^0:00 "))
+            screenshot(page, "phone-replay")
 
         return in_browser(scenario)
-
-    async def bots_in_lobby(self) -> int:
-        api = RestClient(reactor, self.node.http)
-        tokens = {}
-        for name in ("hana", "cole"):
-            await api.sign_up(name, PASSWORD)
-            tokens[name] = await api.token(name, PASSWORD)
-        created = await api.as_user(tokens["hana"]).create_match()
-        self.host = await match_client.connect(reactor, self.node.ws, tokens["hana"],
-                                               created["id"], "host")
-        self.challenger = await match_client.connect(reactor, self.node.ws, tokens["cole"],
-                                                     created["id"], "challenger")
-        for socket in (self.host, self.challenger):
-            self.addCleanup(lambda s=socket: s.state == s.STATE_OPEN and s.dropConnection(abort=True))
-        await self.host.wait_for(lambda f: f.get("challenger") == "cole", 10)
-        self.challenger.command("ready")
-        await self.host.wait_for(lambda f: f.get("challenger_ready") is True, 10)
-        return created["id"]
-
-    async def start_bots(self) -> None:
-        # The challenger parks his paddle at the top: the ball, always served toward
-        # him, misses it five times.
-        self.challenger.keep_frames = False
-        self.challenger.on_frame = lambda frame: (
-            frame.get("message_type") == "status" and not frame["right_paddle_margin_reached"]
-            and self.challenger.command("fup"))
-        self.host.command("start_match")
-        await self.host.wait_for_type("init", 10)
-

@@ -1,6 +1,8 @@
 // The code view: CodeMirror with a language picker and examples; "Run" sends the code to
 // /ws/processor/ and streams its output; with the client engine this page answers the
-// program's engine calls; an error's line is marked in the editor.
+// program's engine calls, with the arena engine the program is a bot in an arena, with
+// the match engine it plays Pong in a seat of a match (or one Matchmake finds); an
+// error's line is marked in the editor.
 
 import { api, socketURL } from "./api.js";
 import { StateLabel } from "./connection.js";
@@ -63,7 +65,11 @@ export class CodeView {
       h("option", { value: key }, example.title)));
     $("code-language").value = this.language;
     $("code-language").addEventListener("change", (event) => this.switchLanguage(event.target.value));
-    $("code-engine").addEventListener("change", () => this.renderEngine());
+    $("code-engine").addEventListener("change", () => {
+      this.renderEngine();
+      this.offerExample();
+    });
+    $("code-match").addEventListener("input", () => $("code-match").removeAttribute("aria-invalid"));
     $("code-load-example").addEventListener("click", () => this.loadExample($("code-example").value));
     $("run").addEventListener("click", () => this.run());
     $("stop").addEventListener("click", () => this.stop());
@@ -136,11 +142,37 @@ export class CodeView {
   }
 
   renderEngine() {
-    const arena = $("code-engine").value === "arena";
+    const engine = $("code-engine").value;
+    const arena = engine === "arena";
     $("code-arena").hidden = !arena;
     $("code-arena-label").hidden = !arena;
-    $("calls-title").hidden = arena;
-    $("engine-calls").hidden = arena;
+    $("code-match-fields").hidden = engine !== "match";
+    // Only this page's own engine has calls to list.
+    $("calls-title").hidden = engine !== "client";
+    $("engine-calls").hidden = engine !== "client";
+  }
+
+  // An engine was chosen: offer its example (the arena bot, the Pong bot).
+  offerExample() {
+    const engine = $("code-engine").value;
+    const select = $("code-example");
+    if (EXAMPLES[select.value]?.engine === engine) return;
+    const offered = Object.keys(EXAMPLES).find((key) => EXAMPLES[key].engine === engine);
+    if (offered) select.value = offered;
+  }
+
+  // The match engine's seat: {match, role}, {} to matchmake, or null (not a match id).
+  matchSeat() {
+    const input = $("code-match");
+    const id = input.value.trim();
+    if (id === "") return {};
+    if (!/^\d{1,15}$/.test(id)) {
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+      this.runState.set("error", "The match id is a number (or nothing, to matchmake).");
+      return null;
+    }
+    return { match: Number(id), role: $("code-seat").value };
   }
 
   async loadArenas() {
@@ -173,6 +205,11 @@ export class CodeView {
     const engine = $("code-engine").value;
     const context = { type: "context", language, engine };
     if (engine === "arena") context.arena = $("code-arena").value || "default";
+    if (engine === "match") {
+      const seat = this.matchSeat();
+      if (seat === null) return;
+      Object.assign(context, seat);
+    }
     const output = $("output");
     output.replaceChildren();
     $("engine-calls").replaceChildren();

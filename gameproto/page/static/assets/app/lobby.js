@@ -1,9 +1,11 @@
 // The lobby: ongoing matches (polled every 2 s, so it stays live without a reload),
-// create / join / watch, the leaderboard and the recent results.
+// create / play now / join / watch, the leaderboard and the recent results (with their
+// replays).
 
 import { api } from "./api.js";
 import { StateLabel, backoff } from "./connection.js";
 import { $, h } from "./dom.js";
+import { Matchmaking } from "./matchmaking.js";
 import { seats } from "./seats.js";
 
 const POLL_MS = 2000;
@@ -24,15 +26,28 @@ export class Lobby {
     this.timer = null;
     this.failures = 0;
     this.generation = 0;
+    this.matchmaking = new Matchmaking(session, navigate, () => this.renderButtons());
     $("create-match").addEventListener("click", () => this.createMatch());
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && this.session.user) this.refreshSoon();
     });
     session.onChange((user, changed) => {
-      $("create-match").disabled = !user || user.ongoing_match !== null;
+      this.renderButtons();
       if (changed) this.restart();
     });
     this.restart();
+  }
+
+  // Create match and Play now need a user who plays nowhere yet; while queued, Cancel
+  // takes the place of Play now.
+  renderButtons() {
+    const user = this.session.user;
+    const busy = !user || user.ongoing_match !== null;
+    const { searching, starting } = this.matchmaking;
+    $("create-match").disabled = busy || searching || starting;
+    $("play-now").disabled = busy || starting;
+    $("play-now").hidden = searching;
+    $("matchmaking-cancel").hidden = !searching;
   }
 
   restart() {
@@ -123,8 +138,10 @@ export class Lobby {
 
     const results = recent.map((match) => {
       const mine = match.winner === me || match.loser === me;
-      return h("li", { class: mine ? "mine" : "" },
-        `${match.winner} ${match.winner_score} – ${match.loser_score} ${match.loser}`);
+      return h("li", { class: mine ? "mine" : "", dataset: { matchId: match.id } },
+        h("span", { class: "what" }, `${match.winner} ${match.winner_score} – ${match.loser_score} ${match.loser}`),
+        h("button", { type: "button", class: "secondary", onclick: () => this.navigate(`#/replay/${match.id}`) },
+          "Watch replay"));
     });
     $("recent").replaceChildren(...(results.length ? results : [h("li", { class: "empty" }, "No finished games yet.")]));
   }

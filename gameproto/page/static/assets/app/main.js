@@ -1,5 +1,6 @@
 // gameproto's page: one view at a time in the centre, chosen by the URL's hash
-// (#/, #/match/12, #/arena/default, #/code), the lobby on the left, the chat on the right.
+// (#/, #/match/12, #/replay/12, #/arena/default, #/code), the lobby on the left, the chat
+// on the right.
 
 import { ArenaView } from "./arena.js";
 import { Chat } from "./chat.js";
@@ -35,6 +36,9 @@ function parse(hash) {
     return { view: "home" };  // a malformed %-escape
   }
   if (path[0] === "match" && /^\d{1,15}$/.test(path[1] || "")) return { view: "match", id: Number(path[1]) };
+  if (path[0] === "replay" && /^\d{1,15}$/.test(path[1] || "")) {
+    return { view: "match", id: Number(path[1]), replay: true };
+  }
   if (path[0] === "arena") return { view: "arena", id: path[1] || "default" };
   if (path[0] === "code") return { view: "code" };
   return { view: "home" };
@@ -56,7 +60,10 @@ function route() {
   }
   currentHash = location.hash;
   current = next;
-  if (target.view === "match") {
+  if (target.view === "match" && target.replay) {
+    chat.setViewRoom(null);
+    next.controller.show(target.id, true);
+  } else if (target.view === "match") {
     chat.setViewRoom({ room: `match:${target.id}`, title: `Match ${target.id}` });
     next.controller.show(target.id);
   } else if (target.view === "arena") {
@@ -66,7 +73,8 @@ function route() {
     chat.setViewRoom(null);
     next.controller?.show();
   }
-  document.title = { home: "gameproto", match: `Match ${target.id} · gameproto`,
+  document.title = { home: "gameproto",
+    match: target.replay ? `Replay of match ${target.id} · gameproto` : `Match ${target.id} · gameproto`,
     arena: `Arena ${target.id} · gameproto`, code: "Code · gameproto" }[target.view];
 }
 

@@ -1,9 +1,12 @@
 // The Pong view: one match over /ws/game/{id}/?role=..., drawn at the display's refresh
-// rate between the server's 100 Hz status frames, with keyboard control for players.
+// rate between the server's 100 Hz status frames, with keyboard control for players;
+// or the replay of a completed match (#/replay/{id}: the spectator URL of a completed
+// match streams its frames, docs/match.md "Replays"), drawn the same way.
 
 import { api, socketURL } from "./api.js";
 import { JSONSocket, StateLabel } from "./connection.js";
 import { $, fitCanvas, formatClock, h } from "./dom.js";
+import { ReplayBar } from "./replay.js";
 import { seats } from "./seats.js";
 
 // Draw about one frame (10 ms) behind the newest frame, so there are two frames to
@@ -26,6 +29,7 @@ const ROLE_TEXT = {
   challenger: "You are the challenger (right paddle).",
   spectator: "Watching.",
 };
+const REPLAY_ROLE_TEXT = "Watching the replay.";
 
 // What a key means to the server (docs/match.md: up, down, fup, fdown).
 function commandFor(direction, fast) {
@@ -59,6 +63,11 @@ export class MatchView {
     $("ready").addEventListener("click", () => this.send("ready"));
     $("start").addEventListener("click", () => this.send("start_match"));
     $("rematch").addEventListener("click", () => this.rematch());
+    $("watch-replay").addEventListener("click", () => this.navigate(`#/replay/${this.matchId}`));
+    this.replayBar = new ReplayBar({
+      onSeek: (ms) => this.seek(ms),
+      onSpeed: () => this.changeSpeed(),
+    });
     $("back-to-lobby").addEventListener("click", () => this.navigate("#/"));
   }
 
@@ -75,13 +84,17 @@ export class MatchView {
     this.finalText = null;
     this.hintShown = false;
     this.lastScore = null;
+    this.replay = false;  // showing the replay of a completed match
+    this.replayStarted = false;  // a `replay` message came on this socket
+    this.replayEnded = false;
+    this.jump = false;  // the next frame starts elsewhere in the replay: no interpolation
   }
 
   // -- showing a match -----------------------------------------------------------
 
-  async show(matchId) {
+  async show(matchId, replay = false) {
     this.visible = true;
-    if (matchId === this.matchId && this.socket && !this.socket.closedForGood) {
+    if (matchId === this.matchId && replay === this.replay && this.socket && !this.socket.closedForGood) {
       this.resize();
       if (this.phase === "playing") this.loop();
       return;
@@ -89,10 +102,13 @@ export class MatchView {
     this.leave();
     this.reset();
     this.matchId = matchId;
-    $("match-title").textContent = `Match ${matchId}`;
+    this.replay = replay;
+    $("match-title").textContent = replay ? `Replay of match ${matchId}` : `Match ${matchId}`;
     this.renderScore({ left_score: 0, right_score: 0, match_time: 0, sudden_death: false });
     $("match-end").hidden = true;
-    $("lobby-phase").hidden = false;
+    $("lobby-phase").hidden = replay;
+    $("replay-bar").hidden = !replay;
+    this.replayBar.reset();
     $("controls-hint").hidden = true;
     $("match-players").textContent = "";
     $("match-role").textContent = "";
@@ -100,6 +116,10 @@ export class MatchView {
     this.draw();
     if (!this.session.user) {
       this.label.set("closed", "Log in to play or watch.");
+      return;
+    }
+    if (replay) {
+      this.showReplay(matchId);
       return;
     }
     await this.session.refresh();
@@ -158,6 +178,7 @@ export class MatchView {
   }
 
   decide(code, reason) {
+    if (this.replayEnded) return { retry: false, state: "connected", text: "Replay ended" };
     if (this.ended || this.finalText) {
       return { retry: false, state: this.ended ? "connected" : "closed", text: this.finalText || "Match over" };
     }
@@ -176,6 +197,7 @@ export class MatchView {
 
   received(message) {
     if (message.error !== undefined) return this.refused(message);
+    if (this.replay) return this.replayReceived(message);
     switch (message.message_type) {
       case "lobby": return this.renderLobby(message);
       case "init": return this.started(message);
@@ -205,7 +227,8 @@ export class MatchView {
         this.finalText = "This match was deleted.";
         break;
       case 5:
-        this.finalText = "This match does not exist (any more).";
+        this.finalText = this.replay && error === "no replay of this match"
+          ? "This match has no replay (any more)." : "This match does not exist (any more).";
         break;
       case 6:
         this.finalText = "Log in to play or watch.";
@@ -277,6 +300,10 @@ export class MatchView {
 
   status(frame) {
     if (this.phase === "lobby") this.started(this.sizes);  // joined a running game
+    if (this.jump) {
+      this.frames = [];
+      this.jump = false;
+    }
     this.frames.push({ at: performance.now(), frame });
     if (this.frames.length > KEEP_FRAMES) this.frames.shift();
     this.renderScore(frame);
@@ -311,6 +338,18 @@ export class MatchView {
       sudden_death: !$("sudden-death").hidden,
     });
     const me = this.session.username;
+    this.renderResult(end, me);
+    $("rematch").hidden = !(me === end.winner || me === end.loser);
+    $("watch-replay").hidden = false;
+    $("lobby-phase").hidden = true;
+    $("match-end").hidden = false;
+    this.finalText = "Match over";
+    this.session.refresh();
+    this.lobby.refreshSoon();
+  }
+
+  // The result box: who won (you, when `me` played), the score and the Elo changes.
+  renderResult(end, me) {
     let title = `${end.winner} wins`;
     if (me === end.winner) title = "You win!";
     else if (me === end.loser) title = `You lose: ${end.winner} wins`;
@@ -325,12 +364,6 @@ export class MatchView {
     $("end-elo").replaceChildren(
       change(end.winner, end.winner_elo_before_match, end.winner_elo_after_match),
       change(end.loser, end.loser_elo_before_match, end.loser_elo_after_match));
-    $("rematch").hidden = !(me === end.winner || me === end.loser);
-    $("lobby-phase").hidden = true;
-    $("match-end").hidden = false;
-    this.finalText = "Match over";
-    this.session.refresh();
-    this.lobby.refreshSoon();
   }
 
   // A match that ended before this page looked at it: show its result if it has one.
@@ -350,6 +383,105 @@ export class MatchView {
     this.renderPlayers();
     $("match-players").textContent = `${end.winner} beat ${end.loser}`;
     this.finished(end);
+  }
+
+  // -- replays -------------------------------------------------------------------------
+
+  async showReplay(matchId) {
+    this.role = "spectator";
+    $("match-role").textContent = REPLAY_ROLE_TEXT;
+    this.connectReplay(0);
+    let end;
+    try {
+      end = await api("GET", `api/completed_matches/${matchId}/`);
+    } catch (error) {
+      return;  // the stream says why there is nothing to replay
+    }
+    if (this.matchId !== matchId || !this.replay) return;
+    $("match-players").textContent = `${end.winner} beat ${end.loser} ${end.winner_score} – ${end.loser_score}`;
+  }
+
+  // Stream the replay at the chosen speed, from `position` ms.
+  connectReplay(position) {
+    this.leave();
+    this.replayStarted = false;
+    this.replayEnded = false;
+    this.finalText = null;
+    const speed = this.replayBar.speed;
+    const query = speed === 1 ? "role=spectator" : `role=spectator&speed=${speed}`;
+    this.socket = new JSONSocket({
+      url: socketURL(`ws/game/${this.matchId}/?${query}`),
+      label: this.label,
+      names: { connecting: "Connecting…", connected: "Connected" },
+      onOpen: () => {
+        if (position > 0) this.socket.send({ command: "seek", ms: Math.round(position) });
+      },
+      onMessage: (message) => this.received(message),
+      decide: (code, reason) => this.decide(code, reason),
+    });
+    this.socket.open();
+  }
+
+  replayReceived(message) {
+    switch (message.message_type) {
+      case "replay": {
+        this.replayStarted = true;
+        this.replayEnded = false;
+        this.jump = true;
+        this.replayBar.started(message);
+        $("match-end").hidden = true;
+        if (this.phase === "lobby") this.started(this.sizes);
+        this.phase = "playing";
+        this.loop();
+        const truncated = message.truncated ? " (the replay keeps only the beginning)" : "";
+        this.label.set("connected", `Replaying at ${message.speed}×${truncated}`);
+        return undefined;
+      }
+      case "init":
+        this.sizes = message;
+        return undefined;
+      case "status":
+        this.status(message);
+        this.replayBar.frame();
+        return undefined;
+      case "end":
+        // The result, as the players saw it at the end ("Watch replay" plays it again).
+        $("match-players").textContent = `${message.winner} beat ${message.loser} `
+          + `${message.winner_score} – ${message.loser_score}`;
+        this.renderResult(message, null);
+        $("rematch").hidden = true;
+        $("watch-replay").hidden = false;
+        $("match-end").hidden = false;
+        return undefined;
+      case "replay_end":
+        this.replayEnded = true;
+        this.phase = "ended";
+        this.replayBar.ended();
+        this.label.set("connected", "Replay ended");
+        return undefined;
+      case "lobby":
+        // Not completed: the spectator URL of an ongoing match watches it live.
+        if (!this.replayStarted) this.navigate(`#/match/${this.matchId}`);
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  // The slider moved: on the stream if it still runs, else on a new one from there.
+  seek(ms) {
+    if (this.socket && this.socket.connected && this.replayStarted && !this.replayEnded) {
+      this.socket.send({ command: "seek", ms });
+    } else if (this.matchId !== null) {
+      this.connectReplay(ms);
+    }
+  }
+
+  // The speed is the stream's query parameter: a new stream, from where this one is.
+  changeSpeed() {
+    if (this.matchId === null || !this.replay) return;
+    const { position, duration } = this.replayBar;
+    this.connectReplay(this.replayEnded || position >= duration ? 0 : position);
   }
 
   async rematch() {
