@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from zope.interface import implementer
 
 from gameproto import redis, wire
+from gameproto.store import redis_scripts as scripts
 from gameproto.store import (
     USER_ORDERINGS,
     ArenaRecord,
@@ -49,92 +50,6 @@ from gameproto.store import (
 # Elo is shifted into a fixed-width non-negative number so that lexicographic order
 # of "%010d:name" members is numeric order.
 _ELO_SHIFT = 10**9
-
-_CREATE_USER = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], 0, ARGV[2])
-redis.call('ZADD', KEYS[3], 0, ARGV[3])
-redis.call('ZADD', KEYS[4], 0, ARGV[4])
-return 1
-"""
-
-# KEYS: ongoing record, ongoing index, winner, loser, elo asc, elo desc, completed
-# record, completed index, winner's completed index, loser's completed index.
-# ARGV: match id, winner's and loser's Elo the rating was computed from, their
-# records after, old and new elo index members (asc w, asc l, desc w, desc l),
-# completed JSON, completed index member.
-# Returns 1 done, 0 no such match or player, -1 a rating changed meanwhile (retry).
-_COMPLETE_MATCH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local winner = redis.call('GET', KEYS[3])
-local loser = redis.call('GET', KEYS[4])
-if not winner or not loser then return 0 end
-if tostring(cjson.decode(winner)['elo']) ~= ARGV[2] then return -1 end
-if tostring(cjson.decode(loser)['elo']) ~= ARGV[3] then return -1 end
-redis.call('SET', KEYS[3], ARGV[4])
-redis.call('SET', KEYS[4], ARGV[5])
-redis.call('ZREM', KEYS[5], ARGV[6], ARGV[7])
-redis.call('ZADD', KEYS[5], 0, ARGV[8], 0, ARGV[9])
-redis.call('ZREM', KEYS[6], ARGV[10], ARGV[11])
-redis.call('ZADD', KEYS[6], 0, ARGV[12], 0, ARGV[13])
-redis.call('SET', KEYS[7], ARGV[14])
-redis.call('ZADD', KEYS[8], 0, ARGV[15])
-redis.call('ZADD', KEYS[9], 0, ARGV[15])
-redis.call('ZADD', KEYS[10], 0, ARGV[15])
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-"""
-
-_DELETE_ONGOING = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('DEL', KEYS[1])
-"""
-
-# KEYS: the arena record, the index (sorted by creation), the owner's set, the sequence.
-# ARGV: id, record JSON, max per owner, max in all.
-# Returns 1 created, 0 the id is taken, -1 the owner has too many, -2 too many in all.
-_CREATE_ARENA = """
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return -2 end
-if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[3]) then return -1 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local seq = redis.call('INCR', KEYS[4])
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], seq, ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-return 1
-"""
-
-# KEYS: the arena record, the index.  ARGV: id, prefix of the owners' sets.
-_DELETE_ARENA = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return 0 end
-redis.call('SREM', ARGV[2] .. cjson.decode(raw)['owner_key'], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-
-# KEYS: the completed match, the replay, the index of replays by time.
-# ARGV: match id, replay JSON, recorded (epoch seconds).  Returns 0 if no such match.
-_SAVE_REPLAY = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-return 1
-"""
-
-# KEYS: the index of replays by time.  ARGV: recorded before (exclusive), the
-# replays' key prefix.  Returns how many were deleted.
-_PRUNE_REPLAYS = """
-local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
-for _, id in ipairs(old) do redis.call('DEL', ARGV[2] .. id) end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
-return #old
-"""
-
 
 def _key(username: str) -> str:
     return username.lower()
@@ -299,7 +214,7 @@ class RedisStore:
             asc, desc = _elo_members(key, user.elo)
             created = await self._eval(
                 "create user",
-                _CREATE_USER,
+                scripts.CREATE_USER,
                 [self.k("user", key), self.k("users", "name"), self.k("users", "elo", "asc"),
                  self.k("users", "elo", "desc")],
                 [_user_json(user), key, asc, desc],
@@ -400,7 +315,7 @@ class RedisStore:
         return d.addCallback(check)
 
     def delete_ongoing_match(self, match_id: int) -> Deferred[bool]:
-        d = self._eval("delete match", _DELETE_ONGOING,
+        d = self._eval("delete match", scripts.DELETE_ONGOING,
                        [self.k("ongoing", match_id), self.k("ongoing")], [match_id])
         return d.addCallback(lambda n: int(n) > 0)
 
@@ -424,7 +339,7 @@ class RedisStore:
                 new_l = _elo_members(l, match.loser_elo_after_match)
                 done = int(await self._eval(
                     "complete match",
-                    _COMPLETE_MATCH,
+                    scripts.COMPLETE_MATCH,
                     [
                         self.k("ongoing", outcome.id), self.k("ongoing"),
                         self.k("user", w), self.k("user", l),
@@ -478,7 +393,7 @@ class RedisStore:
             if int(saved) != 1:
                 raise NoSuchMatch(replay.id)
 
-        d = self._eval("save replay", _SAVE_REPLAY,
+        d = self._eval("save replay", scripts.SAVE_REPLAY,
                        [self.k("completed", replay.id), self.k("replay", replay.id),
                         self.k("replays")],
                        [replay.id, _replay_json(replay), repr(replay.recorded.timestamp())])
@@ -488,7 +403,7 @@ class RedisStore:
         return self._call("get replay", "get", self.k("replay", match_id)).addCallback(_replay)
 
     def prune_replays(self, recorded_before: datetime) -> Deferred[int]:
-        d = self._eval("prune replays", _PRUNE_REPLAYS, [self.k("replays")],
+        d = self._eval("prune replays", scripts.PRUNE_REPLAYS, [self.k("replays")],
                        [repr(recorded_before.timestamp()), self.k("replay", "")])
         return d.addCallback(int)
 
@@ -506,7 +421,7 @@ class RedisStore:
             return record
 
         d = self._eval(
-            "create arena", _CREATE_ARENA,
+            "create arena", scripts.CREATE_ARENA,
             [self.k("arena", record.id), self.k("arenas"),
              self.k("arenas", "owner", _key(record.owner)), self.k("arenas", "seq")],
             [record.id, _arena_json(record), max_per_owner, max_arenas],
@@ -528,7 +443,7 @@ class RedisStore:
         return ensureDeferred(select())
 
     def delete_arena(self, arena_id: str) -> Deferred[bool]:
-        d = self._eval("delete arena", _DELETE_ARENA,
+        d = self._eval("delete arena", scripts.DELETE_ARENA,
                        [self.k("arena", arena_id), self.k("arenas")],
                        [arena_id, self.k("arenas", "owner", "")])
         return d.addCallback(lambda n: int(n) > 0)
