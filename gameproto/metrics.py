@@ -161,6 +161,19 @@ class Metrics:
 
         return d.addCallbacks(done, failed)
 
+    def redis_commands(self, pool: str) -> Callable[[str, Deferred[Any]], Deferred[Any]]:
+        """
+        What times the commands of the Redis pool named C{pool} (backend
+        C{redis-<pool>}, operation the command's name) in the store histogram.
+        """
+        backend = f"redis-{pool}"
+
+        def observe(command: str, d: Deferred[Any]) -> Deferred[Any]:
+            return self.timed(self.store_latency.labels(backend, command),
+                              self.store_errors.labels(backend, command), d)
+
+        return observe
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -62,9 +62,12 @@ class Node(TimerService):
         self.ttl = ttl
         self.on_beat: list[Callable[[], Deferred[Any]]] = []
         self._failing = False
+        # Told of every command the pool sends (the metrics), when set before start.
+        self.observe_command: redis.CommandObserver | None = None
 
     def startService(self) -> None:
-        self.pool = redis.connection_pool(self._reactor, self.url, poolsize=2)
+        self.pool = redis.connection_pool(self._reactor, self.url, poolsize=2,
+                                          observe=self.observe_command)
         super().startService()
 
     def stopService(self) -> Deferred[None]:

@@ -14,7 +14,7 @@ must not install a reactor before twistd has chosen one.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -74,8 +74,30 @@ def _tune(factory: Any) -> None:
     factory.deferred.addErrback(lambda _: None)
 
 
-def connection_pool(reactor: Any, url: RedisURL, poolsize: int = 4) -> Any:
-    """A lazy pool for ordinary commands: usable at once, connects in the background."""
+# Told of every command a pool sends: its name (C{"GET"}, C{"EVALSHA"}) and the
+# Deferred of its reply; returns that Deferred (timed, counted).
+CommandObserver = Callable[[str, Deferred[Any]], Deferred[Any]]
+
+
+def _observed_protocol(observe: CommandObserver) -> type:
+    """txredisapi's protocol, each command's reply passed through C{observe}."""
+    import txredisapi
+
+    class ObservedRedisProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
+        def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            d = super().execute_command(*args, **kwargs)
+            name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+            return observe(name.upper(), d)
+
+    return ObservedRedisProtocol
+
+
+def connection_pool(reactor: Any, url: RedisURL, poolsize: int = 4,
+                    observe: CommandObserver | None = None) -> Any:
+    """
+    A lazy pool for ordinary commands: usable at once, connects in the background.
+    With C{observe}, every command's reply goes through it (the metrics' timing).
+    """
     import txredisapi
 
     factory = txredisapi.RedisFactory(
@@ -88,6 +110,8 @@ def connection_pool(reactor: Any, url: RedisURL, poolsize: int = 4) -> Any:
         replyTimeout=COMMAND_TIMEOUT,
         convertNumbers=False,
     )
+    if observe is not None:
+        factory.protocol = _observed_protocol(observe)
     _tune(factory)
     factory.startConnecting(
         endpoints.HostnameEndpoint(reactor, url.host, url.port, timeout=COMMAND_TIMEOUT)

@@ -166,11 +166,13 @@ class GameprotoServer(MultiService):
         self.bus = bus_for_store(reactor, config.store)
         if hasattr(self.bus, "on_reconnect"):  # the Redis bus
             self.bus.on_reconnect = self.metrics.bus_reconnects.inc
+            self.bus.observe_command = self.metrics.redis_commands("bus")
         # With a Redis store the node is one of several: its heartbeat (and Redis
         # connections) comes first, so that the services after it can use them.
         self.cluster: Node | None = None
         if config.store.startswith("redis://"):
             self.cluster = Node(reactor, RedisURL.parse(config.store))
+            self.cluster.observe_command = self.metrics.redis_commands("node")
             self.addService(self.cluster)
         self.accounts = Accounts(self.store, reactor, run_in_thread, token_ttl=config.token_ttl)
         self.connections = wire.Connections(config.server_limits, reactor)

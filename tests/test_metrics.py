@@ -24,6 +24,7 @@ from gameproto.client import processor as processor_client
 from gameproto.client.rest import RestClient
 from tests.nodes import Node, stop_on_cleanup
 from tests.processor_support import HELLO, require_root, run_uids
+from tests.support import wait_for
 
 _METRICS_AT = re.compile(r"metrics on http://[^:]+:(\d+)/metrics")
 
@@ -134,5 +135,56 @@ class MetricsEndpointTests(TestCase):
             for socket in (host, player):
                 socket.close()
             self.assertEqual(await self.node.stop(), 0, self.node.text())
+
+        return ensureDeferred(scenario())
+
+
+class RedisCommandMetricsTests(TestCase):
+    """On Redis, the commands of the node's pool and of the bus are timed as well as the store's."""
+
+    timeout = 60
+
+    def test_node_and_bus_commands_are_timed(self) -> Deferred[None]:
+        async def scenario() -> None:
+            from tests.redisserver import started_redis
+
+            redis = await started_redis(self)
+            node = stop_on_cleanup(self, Node("--redis", redis.url,
+                                              "--metrics-port", "tcp:0:interface=127.0.0.1"))
+            await node.start()
+            found = _METRICS_AT.search(node.text())
+            assert found is not None, node.text()
+            metrics_url = f"http://127.0.0.1:{found.group(1)}/metrics"
+
+            api = RestClient(reactor, node.http)
+            await api.sign_up("ann", "password1")
+            token = await api.token("ann", "password1")
+            created = await RestClient(reactor, node.http, token).create_match()
+            host = await match_client.connect(reactor, node.ws, token, created["id"], "host")
+            await host.next_frame(10)
+
+            counts: dict[str, dict[str, float]] = {}
+
+            async def scrape() -> None:
+                code, body = await get(metrics_url)
+                self.assertEqual(code, 200)
+                counts.clear()
+                for (name, labels), value in samples(body).items():
+                    if name == "gameproto_store_operation_duration_seconds_count":
+                        label = dict(labels)
+                        counts.setdefault(label["backend"], {})[label["operation"]] = value
+
+            # A command is counted once its reply is in: the lobby frame's publication
+            # may still be on its way when the frame has arrived.
+            await wait_for(lambda: sum(counts.get("redis-bus", {}).values()) > 0, 10,
+                           action=scrape)
+            # The store's calls by method; the node's and the bus's by Redis command.
+            self.assertGreater(counts["redis"]["create_user"], 0)
+            self.assertGreater(counts["redis-node"]["SET"], 0)  # the heartbeat, at least
+            self.assertGreater(sum(counts["redis-node"].values()), counts["redis-node"]["SET"])
+            self.assertGreater(sum(counts["redis-bus"].values()), 0, counts)
+            self.assertTrue(all(op.isupper() for op in counts["redis-node"]), counts)
+            host.dropConnection(abort=True)
+            self.assertEqual(await node.stop(), 0, node.text())
 
         return ensureDeferred(scenario())

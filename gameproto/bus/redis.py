@@ -61,9 +61,11 @@ class RedisBus:
         self._was_connected = False
         # Called each time the subscriber is connected again after a loss (metrics).
         self.on_reconnect: Callable[[], None] | None = None
+        # Told of every command the publishing pool sends (the metrics), when set before start.
+        self.observe_command: redis.CommandObserver | None = None
 
     def start(self) -> Deferred[None]:
-        self._pool = redis.connection_pool(self._reactor, self.url)
+        self._pool = redis.connection_pool(self._reactor, self.url, observe=self.observe_command)
         self._factory = redis.subscriber(self._reactor, self.url, _Subscriber)
         self._factory.bus = self
         return succeed(None)
