@@ -1,7 +1,9 @@
 """
 Property-based tests of every protocol's connection machine, driven over the
 in-memory WebSocket client of L{gameproto.testing} into a whole server on a Clock:
-match, arena player and controller, processor, and Socket.IO (the chat).
+match, arena player and controller, processor, Socket.IO (the chat) over WebSocket,
+the matchmaking socket and a replay's stream.  (Engine.IO over polling, its upgrade
+and probe are driven by the seeded fuzzer of tests/test_socketio_fuzz.py.)
 
 Each example brings a connection to some state (a match with its host alone, its
 challenger ready, its game running...), then plays a sequence of frames -- commands
@@ -15,6 +17,7 @@ serves a well-behaved client afterwards.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from hypothesis import given, strategies as st
@@ -24,9 +27,11 @@ from gameproto import wire
 from gameproto.socketio.engineio.framing import EngineType, decode_text_packet
 from gameproto.socketio.packets import decode_socket_packet
 from tests.propertysupport import (
+    STEP,
     Heard,
     ServerUnderTest,
     commands,
+    json_objects,
     json_scalars,
     json_values,
     play,
@@ -292,3 +297,113 @@ class SocketIOProperties(MachineTestCase):
         server.clock.advance(0)
         replies = ws.messages()
         self.assertTrue(any(isinstance(r, str) and r.startswith("40{") for r in replies), replies)
+
+
+# ---------------------------------------------------------------------------
+# matchmaking
+
+MATCHMAKING_STATES = ["no ticket", "waiting", "matched"]
+MATCHMAKING_ERROR = {"type": "error", "message": "this socket only listens"}
+
+
+class MatchmakingProperties(MachineTestCase):
+    @given(st.sampled_from(MATCHMAKING_STATES), sequences(commands(json_objects)))
+    def test_any_frames_in_any_state(self, state: str, steps: list[tuple[str, Any]]) -> None:
+        def prepare(server: ServerUnderTest) -> Any:
+            if state != "no ticket":
+                self.assertEqual(server.call("POST", "/api/matchmaking/", "hana").status, 201)
+            if state == "matched":
+                self.assertEqual(server.call("POST", "/api/matchmaking/", "cole").status, 201)
+                server.clock.advance(1)  # a round of the matcher
+            return server.connect("/ws/matchmaking/", "hana")
+
+        self.explore(prepare, steps, self.check_matchmaking, self.matchmaking_still_served)
+
+    def check_matchmaking(self, heard: Heard) -> None:
+        for message in self.json_objects(heard):
+            if message["type"] == "error":
+                self.assertEqual(message, MATCHMAKING_ERROR)
+            elif message["type"] == "matched":
+                self.assertEqual(set(message), {"type", "match_id", "role"})
+            else:
+                # The seat timeout may pass in a long pause: the ticket's end is told.
+                self.assertIn(message["type"], {"requeued", "removed"})
+        self.check_closes(heard, {1000})
+
+    def matchmaking_still_served(self, server: ServerUnderTest) -> None:
+        for user in ("walt", "xena"):
+            self.assertEqual(server.call("POST", "/api/matchmaking/", user).status, 201)
+        ws = server.connect("/ws/matchmaking/", "walt")
+        server.clock.advance(1)
+        messages = ws.json_messages()
+        # walt is paired with xena, or with hana when her ticket still waits.
+        self.assertEqual([m["type"] for m in messages], ["matched"])
+        self.assertIn(messages[0]["role"], {"host", "challenger"})
+
+
+# ---------------------------------------------------------------------------
+# a replay's stream (a spectator of a completed match)
+
+REPLAY_FRAMES = 50
+REPLAY_COMMANDS = commands(
+    st.builds(lambda ms: {"command": "seek", "ms": ms},
+              st.integers(min_value=-10, max_value=REPLAY_FRAMES * 10 + 10) | json_scalars)
+    | st.sampled_from([{"command": "seek"}, {"command": "up"}, {"ms": 0}])
+)
+REPLAY_ERRORS = [
+    {"error": "invalid command", "code": 2},
+    {"error": "no command sent", "code": 2},
+    {"error": "rate limit exceeded, message dropped", "code": 2},
+]
+GAME_FRAMES = {"init", "status", "end"}
+
+
+def kept_replay(server: ServerUnderTest) -> int:
+    """A completed match of w and l with a replay of REPLAY_FRAMES frames; its id."""
+    from gameproto.match.elo import rate
+    from gameproto.match.pong import PongGame, PongRules
+    from gameproto.store import MatchOutcome, User
+
+    store, clock = server.store, server.clock
+    now = datetime.fromtimestamp(clock.seconds(), timezone.utc)
+    for name in ("w", "l"):
+        store.create_user(User(name, "x", now))
+    match = store.create_ongoing_match("w", now).result
+    store.complete_match(MatchOutcome(match.id, "w", "l", now, now, 5, 0), rate)
+    game = PongGame(PongRules())
+    recorder = server.server.replays.recorder()
+    recorder.frame(wire.encode(game.init_frame()))
+    for _ in range(REPLAY_FRAMES - 2):
+        clock.advance(STEP)
+        recorder.frame(wire.encode(game.step()))
+    clock.advance(STEP)
+    server.server.replays.keep(match.id, recorder, wire.encode(game.step()))
+    return match.id
+
+
+class ReplayProperties(MachineTestCase):
+    @given(st.sampled_from(["0.25", "1", "16"]), sequences(REPLAY_COMMANDS))
+    def test_any_frames_while_streaming(self, speed: str, steps: list[tuple[str, Any]]) -> None:
+        def prepare(server: ServerUnderTest) -> Any:
+            self.match_id = kept_replay(server)
+            return server.connect(f"/ws/game/{self.match_id}/?role=spectator&speed={speed}", "sam")
+
+        self.explore(prepare, steps, self.check_replay, self.replay_still_served)
+
+    def check_replay(self, heard: Heard) -> None:
+        for message in self.json_objects(heard):
+            if "error" in message:
+                self.assertIn(message, REPLAY_ERRORS)
+            elif "status" in message:
+                self.assertEqual(message, {"status": "success", "code": 0})
+            elif message["message_type"] in ("replay", "replay_end"):
+                self.assertEqual(message["id"], self.match_id)
+            else:
+                self.assertIn(message["message_type"], GAME_FRAMES)
+        self.check_closes(heard, {1000})
+
+    def replay_still_served(self, server: ServerUnderTest) -> None:
+        ws = server.connect(f"/ws/game/{self.match_id}/?role=spectator", "tom")
+        messages = ws.json_messages()
+        self.assertEqual(messages[0], {"status": "success", "code": 0})
+        self.assertEqual((messages[1]["message_type"], messages[1]["position_ms"]), ("replay", 0))
