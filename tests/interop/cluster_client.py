@@ -1,26 +1,27 @@
 """
 Two python-socketio clients on two gameproto nodes sharing one Redis, in one room.
 
-Usage: python cluster_client.py NODE_A_URL NODE_B_URL ROOM MODE
+Usage: python cluster_client.py NODE_A_URL NODE_B_URL ROOM MODE DEADLINE
 
 Prints one JSON line with what the clients saw, then the line READY.  Then, by MODE:
-- death: the caller kills node A; this prints a last JSON line with the leave
-  message bob (on node B) received for alice (who was on node A) and how long it
-  took;
+- death: the caller kills node A; this prints a last JSON line saying whether bob
+  (on node B) received the leave message of alice (who was on node A) within
+  DEADLINE seconds;
 - outage: the caller restarts Redis and writes a line to stdin; alice then sends a
-  message every 0.2 s until bob receives one, and this prints how long it took.
+  message every 0.2 s until bob receives one, and this prints whether one arrived
+  within DEADLINE seconds.
 """
 
 import json
 import sys
 import threading
-import time
 
 import socketio
 
 node_a, node_b, room, mode = sys.argv[1:5]
 WAIT = 10.0
-LEAVE_WAIT = 30.0
+# How long the last step may take: the test's documented limit with its slack.
+DEADLINE = float(sys.argv[5])
 
 
 class Member:
@@ -59,20 +60,18 @@ print(json.dumps(result), flush=True)
 print("READY", flush=True)
 
 if mode == "death":
-    killed = time.monotonic()
-    left = bob.wait_for({"from": "Server", "message": "alice left the chat"}, LEAVE_WAIT)
-    print(json.dumps({"leftSeen": left, "seconds": time.monotonic() - killed}), flush=True)
+    left = bob.wait_for({"from": "Server", "message": "alice left the chat"}, DEADLINE)
+    print(json.dumps({"leftSeen": left}), flush=True)
 else:
     sys.stdin.readline()
-    back = time.monotonic()
     arrived = False
-    for n in range(int(LEAVE_WAIT / 0.2)):
+    for n in range(int(DEADLINE / 0.2)):
         alice.sio.emit("message", {"message": f"after {n}"})
         with bob.changed:
             arrived = bob.changed.wait_for(
                 lambda: any(m.get("message", "").startswith("after") for m in bob.received), 0.2)
         if arrived:
             break
-    print(json.dumps({"arrived": arrived, "seconds": time.monotonic() - back}), flush=True)
+    print(json.dumps({"arrived": arrived}), flush=True)
     alice.sio.disconnect()
 bob.sio.disconnect()
