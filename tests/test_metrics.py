@@ -92,6 +92,20 @@ class MetricsEndpointTests(TestCase):
             await host.next_frame(10)
             host.command("start_match")  # refused: there is no challenger yet
             await host.next_frame(10)
+            # A challenger readies and the game starts: the match's loop ticks.
+            await api.sign_up("cole", "password1")
+            cole = await api.token("cole", "password1")
+            challenger = await match_client.connect(reactor, self.node.ws, cole, created["id"],
+                                                    "challenger")
+            self.sockets.append(challenger)
+            challenger.command("ready")
+            await host.wait_for(lambda f: f.get("challenger_ready") is True, 10)
+            host.command("start_match")
+            await host.wait_for_type("status", 10)
+            # Past the match's burst of 400 commands: some are dropped, and counted.
+            for _ in range(450):
+                challenger.command("up")
+            await challenger.wait_for(lambda f: f.get("code") == 2 and "rate" in f["error"], 10)
             player = await arena_client.connect(reactor, self.node.ws, "default", "player", token)
             self.sockets.append(player)
             await player.register()
@@ -106,7 +120,7 @@ class MetricsEndpointTests(TestCase):
 
             after = await self.scrape()
             open_ = "gameproto_connections_open"
-            self.assertEqual(after[(open_, (("protocol", "match"), ("transport", "websocket")))], 1)
+            self.assertEqual(after[(open_, (("protocol", "match"), ("transport", "websocket")))], 2)
             self.assertEqual(after[(open_, (("protocol", "arena"), ("transport", "websocket")))], 1)
             self.assertEqual(after[(open_, (("protocol", "chat"), ("transport", "polling")))], 1)
             self.assertEqual(
@@ -125,14 +139,20 @@ class MetricsEndpointTests(TestCase):
             self.assertEqual(after[("gameproto_processor_runs_total", (("reason", "exit 0"),))], 1)
             self.assertEqual(after[("gameproto_processor_spawn_seconds_count", ())], 1)
             self.assertEqual(after[("gameproto_http_requests_total", (
-                ("method", "POST"), ("route", "/api/users/sign_up"), ("status", "201")))], 1)
-            self.assertGreater(after[("gameproto_tick_duration_seconds_count",
-                                      (("game", "arena"),))], 0)
+                ("method", "POST"), ("route", "/api/users/sign_up"), ("status", "201")))], 2)
+            for game in ("arena", "match"):
+                self.assertGreater(after[("gameproto_tick_duration_seconds_count",
+                                          (("game", game),))], 0, game)
+                self.assertGreater(after[("gameproto_tick_lateness_seconds_count",
+                                          (("game", game),))], 0, game)
+            self.assertEqual(after[("gameproto_games_running", (("game", "match"),))], 1)
+            self.assertGreater(after[("gameproto_rate_limited_total",
+                                      (("limit", "messages"), ("protocol", "match")))], 0)
             self.assertGreater(after[("gameproto_reactor_delayed_calls", ())], 0)
             self.assertGreater(after[("gameproto_store_operation_duration_seconds_count",
                                       (("backend", "memory"), ("operation", "create_user")))], 0)
             self.assertGreater(after[("process_open_fds", ())], 0)
-            for socket in (host, player):
+            for socket in (host, challenger, player):
                 socket.close()
             self.assertEqual(await self.node.stop(), 0, self.node.text())
 
