@@ -1,0 +1,65 @@
+"""
+The arena's per-tick work without sockets: bench/arena_load.py's arena (four bots on its
+spawn points, each sending its next command every tick, shots that do no harm) on one
+L{ArenaEngine} in this process, and each tick's messages encoded as L{Arena.deliver}
+encodes them (once per message object).  Prints the time per tick, the engine's and the
+encoding's, after a warm-up that fills the arena with shots.
+
+    .venv/bin/python bench/arena_engine_tick.py --ticks 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.arena_load import COMMANDS, SPAWNS  # noqa: E402
+from gameproto import wire  # noqa: E402
+from gameproto.arena.commands import RegisterPlayerCommand, StartGameCommand, parse_command  # noqa: E402
+from gameproto.arena.config import ArenaConfig  # noqa: E402
+from gameproto.arena.engine import ArenaEngine  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--ticks", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=500)
+    options = parser.parse_args()
+    engine = ArenaEngine(ArenaConfig.from_dict({"shot_damage": 0, "spawn_points": SPAWNS}),
+                         random.Random(0))
+    bots = [f"bot{n}" for n in range(4)]
+    for bot in bots:
+        engine.submit(bot, RegisterPlayerCommand())
+    engine.tick()
+    engine.control(StartGameCommand())
+    commands = [parse_command(command) for command in COMMANDS]
+    ticking = encoding = 0.0
+    shots = 0
+    for tick in range(options.warmup + options.ticks):
+        for seat, bot in enumerate(bots):
+            engine.submit(bot, commands[(tick + seat) % len(commands)])
+        began = time.perf_counter()
+        out = engine.tick()
+        ticked = time.perf_counter()
+        encoded = {}
+        for _, message in out:
+            if id(message) not in encoded:
+                encoded[id(message)] = wire.encode(message)
+        done = time.perf_counter()
+        if tick >= options.warmup:
+            ticking += ticked - began
+            encoding += done - ticked
+            shots += len(engine.snapshot()["shots_snapshots"])
+    n = options.ticks
+    print(f"{n} ticks, {shots / n:.0f} shots in flight on average: engine "
+          f"{1e6 * ticking / n:.1f} us/tick, encoding {1e6 * encoding / n:.1f} us/tick, "
+          f"total {1e6 * (ticking + encoding) / n:.1f} us/tick")
+
+
+if __name__ == "__main__":
+    main()
