@@ -79,12 +79,13 @@ from gameproto.arena.world import (
     Shot,
     angle_between,
     coordinates,
+    first_reached,
     invalid_command_error,
     message,
+    reach_bands,
     refusal,
     rounded,
     scan_walls,
-    shot_snapshot,
 )
 
 __all__ = [
@@ -220,7 +221,7 @@ class ArenaEngine:
         """@return: the C{arena_snapshot} of C{GameSnapshotNotification}, as the arena is now."""
         return {
             "players_snapshots": [self._player_snapshot(player) for player in self._in_arena()],
-            "shots_snapshots": [shot_snapshot(shot) for shot in self._shots],
+            "shots_snapshots": [shot.snapshot for shot in self._shots],
         }
 
     def _player_snapshot(self, player: Player) -> Message:
@@ -254,29 +255,30 @@ class ArenaEngine:
 
         @return: the player each hitting shot reached, in shot order (with repeats).
         """
+        # This loop runs for every shot in flight at every tick: what it needs is in locals,
+        # and a shot far from every player costs one dict look-up (see reach_bands).
         width, height = self.config.width, self.config.height
         reach = self.config.player_radius + self.config.shot_radius
-        # Squared distances: this loop runs for every shot in flight at every tick.
         reach_squared = reach * reach
-        targets = [(p, p.pose.x, p.pose.y) for p in self._in_arena()]
+        # The shooter is a target like any other: it can run into its own shot.
+        bands = reach_bands(self._in_arena(), reach)
         hits: list[Player] = []
         flying: list[Shot] = []
         for shot in self._shots:
-            if shot.step is None:
-                moved = shot.pose.advanced(self.config.shot_speed)
-                shot.step = (moved.x - shot.pose.x, moved.y - shot.pose.y)
-            pose = shot.pose
-            x, y = pose.x + shot.step[0], pose.y + shot.step[1]
-            shot.pose = Pose(x, y, pose.rotation)
-            if x <= 0 or y <= 0 or x >= width or y >= height:
-                continue
-            # The shooter is a target like any other: it can run into its own shot.
-            for player, px, py in targets:
-                if (px - x) * (px - x) + (py - y) * (py - y) <= reach_squared:
-                    hits.append(player)  # the first in registration order
-                    break
-            else:
-                flying.append(shot)
+            x = shot.x = shot.x + shot.dx
+            y = shot.y = shot.y + shot.dy
+            if not (0 < x < width and 0 < y < height):
+                continue  # into a wall
+            nearby = bands.get(x // reach)
+            if nearby is not None:
+                player = first_reached(nearby, x, y, reach_squared)
+                if player is not None:
+                    hits.append(player)
+                    continue
+            # shot_snapshot(shot.id, x, y, shot.rotation), without the call:
+            shot.snapshot = {"id": shot.id, "coordinates": {"x": rounded(x), "y": rounded(y)},
+                             "rotation": shot.rotation}
+            flying.append(shot)
         self._shots = flying
         return hits
 
@@ -455,7 +457,7 @@ class ArenaEngine:
         player.tokens -= self.config.shot_cost
         # Born on the shooter's edge; it first moves, and can first hit, in the next tick.
         muzzle = player.pose.advanced(self.config.player_radius)
-        self._shots.append(Shot(id=str(next(self._shot_ids)), pose=muzzle))
+        self._shots.append(Shot(str(next(self._shot_ids)), muzzle, self.config.shot_speed))
         return [Outgoing(client, message("PlayerShotAck", shooting=self._shooting(player)))]
 
     def _configure(self, client: Hashable, command: ConfigurePlayerCommand) -> list[Outgoing]:
