@@ -311,11 +311,23 @@ class ArenaEngine:
     def _scan_radars(self) -> list[Outgoing]:
         """Step 4: what each player's radar sees."""
         players = self._in_arena()
-        return [
-            Outgoing(player.client, self._radar_scan(player, players)) for player in players
-        ]
+        out: list[Outgoing] = []
+        # A scan that sees nothing (the common case in a roomy arena) is one message shared
+        # by every player it goes to, so that it is encoded and framed once.
+        nothing: Message | None = None
+        for player in players:
+            elements, walls = self._radar_scan(player, players)
+            if elements or walls:
+                scan = message("RadarScanNotification", elements=elements, walls=walls)
+            else:
+                if nothing is None:
+                    nothing = message("RadarScanNotification", elements=[], walls=[])
+                scan = nothing
+            out.append(Outgoing(player.client, scan))
+        return out
 
-    def _radar_scan(self, scanner: Player, players: list[Player]) -> Message:
+    def _radar_scan(self, scanner: Player, players: list[Player]) -> tuple[list[Any], list[Any]]:
+        """@return: the elements and walls C{scanner}'s radar sees."""
         elements = [
             {"type": "unknown", "coordinates": coordinates(other.pose)}
             for other in players
@@ -327,7 +339,7 @@ class ArenaEngine:
                 scanner.pose.x, scanner.pose.y, self.config.circular_scan_radius,
                 self.config.width, self.config.height,
             )
-        return message("RadarScanNotification", elements=elements, walls=walls)
+        return elements, walls
 
     def _sees(self, scanner: Player, other: Player) -> bool:
         distance = scanner.pose.distance_to(other.pose)
