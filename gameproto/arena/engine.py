@@ -52,8 +52,6 @@ import random
 from collections.abc import Hashable
 from typing import Any, assert_never
 
-import attrs
-
 from gameproto.arena.commands import (
     Command,
     ConfigurePlayerCommand,
@@ -86,6 +84,7 @@ from gameproto.arena.world import (
     refusal,
     rounded,
     scan_walls,
+    shot_snapshots,
 )
 
 __all__ = [
@@ -221,7 +220,7 @@ class ArenaEngine:
         """@return: the C{arena_snapshot} of C{GameSnapshotNotification}, as the arena is now."""
         return {
             "players_snapshots": [self._player_snapshot(player) for player in self._in_arena()],
-            "shots_snapshots": [shot.snapshot for shot in self._shots],
+            "shots_snapshots": shot_snapshots(self._shots),
         }
 
     def _player_snapshot(self, player: Player) -> Message:
@@ -256,7 +255,8 @@ class ArenaEngine:
         @return: the player each hitting shot reached, in shot order (with repeats).
         """
         # This loop runs for every shot in flight at every tick: what it needs is in locals,
-        # and a shot far from every player costs one dict look-up (see reach_bands).
+        # a shot far from every player costs one dict look-up (see reach_bands), and the
+        # shots' snapshot is made later, by the snapshot.
         width, height = self.config.width, self.config.height
         reach = self.config.player_radius + self.config.shot_radius
         reach_squared = reach * reach
@@ -275,9 +275,6 @@ class ArenaEngine:
                 if player is not None:
                     hits.append(player)
                     continue
-            # shot_snapshot(shot.id, x, y, shot.rotation), without the call:
-            shot.snapshot = {"id": shot.id, "coordinates": {"x": rounded(x), "y": rounded(y)},
-                             "rotation": shot.rotation}
             flying.append(shot)
         self._shots = flying
         return hits
@@ -433,11 +430,11 @@ class ArenaEngine:
         moved = False
         for step in command.steps:
             if isinstance(step, Rotate):
-                pose = attrs.evolve(pose, rotation=step.degrees)
+                pose = Pose(pose.x, pose.y, step.degrees)
             else:
                 pose = pose.advanced(step.direction.sign * self.config.move_speed)
                 # Keep exactly what the ack reports, so a bot's arithmetic matches the engine's.
-                pose = attrs.evolve(pose, x=rounded(pose.x), y=rounded(pose.y))
+                pose = Pose(rounded(pose.x), rounded(pose.y), pose.rotation)
                 moved = True
         if moved:
             self._check_room(player, pose)
