@@ -50,7 +50,7 @@ import itertools
 import math
 import random
 from collections.abc import Hashable
-from typing import Any, assert_never
+from typing import assert_never
 
 from gameproto.arena.commands import (
     Command,
@@ -60,12 +60,12 @@ from gameproto.arena.commands import (
     parse_command,
     PlayerCommand,
     PlayerShootCommand,
-    RadarType,
     RegisterPlayerCommand,
     Rotate,
     StartGameCommand,
 )
 from gameproto.arena.config import ArenaConfig
+from gameproto.arena.radar import radar_radius, radar_scan
 from gameproto.arena.world import (
     CONTROLLER,
     Message,
@@ -75,7 +75,6 @@ from gameproto.arena.world import (
     Pose,
     Rejected,
     Shot,
-    angle_between,
     coordinates,
     first_reached,
     invalid_command_error,
@@ -230,7 +229,7 @@ class ArenaEngine:
             "rotation": player.pose.rotation,
             "life": player.life,
             "tokens": player.tokens,
-            "radar": {"type": player.radar.value, "radius": self._radar_radius(player.radar)},
+            "radar": {"type": player.radar.value, "radius": radar_radius(self.config, player.radar)},
             "user": player.user,
         }
 
@@ -313,7 +312,7 @@ class ArenaEngine:
         # by every player it goes to, so that it is encoded and framed once.
         nothing: Message | None = None
         for player in players:
-            elements, walls = self._radar_scan(player, players)
+            elements, walls = radar_scan(self.config, player, players)
             if elements or walls:
                 scan = message("RadarScanNotification", elements=elements, walls=walls)
             else:
@@ -322,41 +321,6 @@ class ArenaEngine:
                 scan = nothing
             out.append(Outgoing(player.client, scan))
         return out
-
-    def _radar_scan(self, scanner: Player, players: list[Player]) -> tuple[list[Any], list[Any]]:
-        """@return: the elements and walls C{scanner}'s radar sees."""
-        elements = [
-            {"type": "unknown", "coordinates": coordinates(other.pose)}
-            for other in players
-            if other is not scanner and self._sees(scanner, other)
-        ]
-        walls: list[Any] = []
-        if scanner.radar is RadarType.CIRCULAR_SCAN:
-            walls = scan_walls(
-                scanner.pose.x, scanner.pose.y, self.config.circular_scan_radius,
-                self.config.width, self.config.height,
-            )
-        return elements, walls
-
-    def _sees(self, scanner: Player, other: Player) -> bool:
-        distance = scanner.pose.distance_to(other.pose)
-        if distance > self._radar_radius(scanner.radar):
-            return False
-        if scanner.radar is RadarType.CIRCULAR_SCAN or distance == 0:
-            # A player on top of the scanner has no bearing; it is certainly close enough.
-            return True
-        bearing = math.degrees(
-            math.atan2(other.pose.y - scanner.pose.y, other.pose.x - scanner.pose.x)
-        )
-        return (
-            angle_between(scanner.pose.rotation, bearing)
-            <= self.config.long_range_scan_half_angle
-        )
-
-    def _radar_radius(self, radar: RadarType) -> float:
-        if radar is RadarType.LONG_RANGE_SCAN:
-            return self.config.long_range_scan_radius
-        return self.config.circular_scan_radius
 
     # -- step 5: player commands ---------------------------------------------
 
