@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from typing import Any, Callable, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -36,16 +36,14 @@ class Frame:
     message that every socket it goes to can send as is.
     """
 
-    __slots__ = ("message", "payload", "_prepared")
+    __slots__ = ("message", "payload", "type", "_prepared")
 
     def __init__(self, message: Message, payload: bytes) -> None:
         self.message = message
         self.payload = payload
+        # Read by every player connection it goes to: once here, not once per socket.
+        self.type = str(message.get("type"))
         self._prepared: Any = None
-
-    @property
-    def type(self) -> str:
-        return str(self.message.get("type"))
 
     def prepared(self, factory: Any) -> Any:
         """@return: the prepared message, built with C{factory.prepareMessage} the first time."""
@@ -249,10 +247,18 @@ class Arena:
         engine passes one dict) is encoded and framed once.  Recipients that are gone are
         skipped, like messages to a controller that is not connected.
         """
+        # Every tick of every arena comes through here with a message per player or more:
+        # the loop keeps to locals and catches a connection's failure itself.
         frames: dict[int, Frame] = {}
+        players = self._players
         for recipient, message in outgoing:
-            socket = self._socket(recipient)
-            if socket is None:
+            if recipient is CONTROLLER:
+                socket = self.controller
+                if socket is None:
+                    continue
+            elif recipient in players:
+                socket = recipient  # type: ignore[assignment]
+            else:
                 continue
             frame = frames.get(id(message))
             if frame is None:
@@ -263,14 +269,11 @@ class Arena:
                                    arena=self.id, why=str(e))
                     continue
                 frame = frames[id(message)] = Frame(message, payload)
-            self._guarded(socket.deliver, frame)
-
-    def _socket(self, recipient: Hashable) -> ArenaSocket | None:
-        if recipient is CONTROLLER:
-            return self.controller
-        if recipient in self._players:
-            return recipient  # type: ignore[return-value]
-        return None
+            try:
+                socket.deliver(frame)
+            except Exception:
+                # One broken connection must not keep the others from their messages.
+                self._log.failure("Arena {arena}: a connection failed", arena=self.id)
 
     def _guarded(self, call: Callable[..., Any], *args: Any) -> None:
         # One broken connection must not keep the others from their messages.

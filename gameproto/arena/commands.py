@@ -156,11 +156,17 @@ def _parse_step(item: object) -> Move | Rotate:
     return _parse_rotate(item["rotate"])
 
 
+# Every command of every bot goes through these: look-ups, not loops over an enum, and the
+# two moves are made once (they are frozen).
+_MOVES = {direction.value: Move(direction) for direction in Direction}
+_RADARS = {radar.value: radar for radar in RadarType}
+
+
 def _parse_move(value: object) -> Move:
-    for direction in Direction:
-        if value == direction.value:
-            return Move(direction)
-    raise InvalidCommand('move must be "forward" or "backward"')
+    move = _MOVES.get(value) if isinstance(value, str) else None
+    if move is None:
+        raise InvalidCommand('move must be "forward" or "backward"')
+    return move
 
 
 def _parse_rotate(value: object) -> Rotate:
@@ -201,9 +207,9 @@ def _parse_setting(item: object) -> RadarType:
         args = args[0]
     if not isinstance(args, str):
         raise InvalidCommand('radarType args must be one radar type, e.g. ["long_range_scan"]')
-    for radar in RadarType:
-        if args == radar.value:
-            return radar
+    radar = _RADARS.get(args)
+    if radar is not None:
+        return radar
     raise InvalidCommand(
         f"unknown radar type {args[:_ECHO_LIMIT]!r}; expected long_range_scan or circular_scan"
     )

@@ -50,9 +50,7 @@ import itertools
 import math
 import random
 from collections.abc import Hashable
-from typing import Any, assert_never
-
-import attrs
+from typing import assert_never
 
 from gameproto.arena.commands import (
     Command,
@@ -62,12 +60,12 @@ from gameproto.arena.commands import (
     parse_command,
     PlayerCommand,
     PlayerShootCommand,
-    RadarType,
     RegisterPlayerCommand,
     Rotate,
     StartGameCommand,
 )
 from gameproto.arena.config import ArenaConfig
+from gameproto.arena.radar import radar_radius, radar_scan
 from gameproto.arena.world import (
     CONTROLLER,
     Message,
@@ -77,14 +75,15 @@ from gameproto.arena.world import (
     Pose,
     Rejected,
     Shot,
-    angle_between,
     coordinates,
+    first_reached,
     invalid_command_error,
     message,
+    reach_bands,
     refusal,
     rounded,
     scan_walls,
-    shot_snapshot,
+    shot_snapshots,
 )
 
 __all__ = [
@@ -220,7 +219,7 @@ class ArenaEngine:
         """@return: the C{arena_snapshot} of C{GameSnapshotNotification}, as the arena is now."""
         return {
             "players_snapshots": [self._player_snapshot(player) for player in self._in_arena()],
-            "shots_snapshots": [shot_snapshot(shot) for shot in self._shots],
+            "shots_snapshots": shot_snapshots(self._shots),
         }
 
     def _player_snapshot(self, player: Player) -> Message:
@@ -230,7 +229,7 @@ class ArenaEngine:
             "rotation": player.pose.rotation,
             "life": player.life,
             "tokens": player.tokens,
-            "radar": {"type": player.radar.value, "radius": self._radar_radius(player.radar)},
+            "radar": {"type": player.radar.value, "radius": radar_radius(self.config, player.radar)},
             "user": player.user,
         }
 
@@ -254,29 +253,28 @@ class ArenaEngine:
 
         @return: the player each hitting shot reached, in shot order (with repeats).
         """
+        # This loop runs for every shot in flight at every tick: what it needs is in locals,
+        # a shot far from every player costs one dict look-up (see reach_bands), and the
+        # shots' snapshot is made later, by the snapshot.
         width, height = self.config.width, self.config.height
         reach = self.config.player_radius + self.config.shot_radius
-        # Squared distances: this loop runs for every shot in flight at every tick.
         reach_squared = reach * reach
-        targets = [(p, p.pose.x, p.pose.y) for p in self._in_arena()]
+        # The shooter is a target like any other: it can run into its own shot.
+        bands = reach_bands(self._in_arena(), reach)
         hits: list[Player] = []
         flying: list[Shot] = []
         for shot in self._shots:
-            if shot.step is None:
-                moved = shot.pose.advanced(self.config.shot_speed)
-                shot.step = (moved.x - shot.pose.x, moved.y - shot.pose.y)
-            pose = shot.pose
-            x, y = pose.x + shot.step[0], pose.y + shot.step[1]
-            shot.pose = Pose(x, y, pose.rotation)
-            if x <= 0 or y <= 0 or x >= width or y >= height:
-                continue
-            # The shooter is a target like any other: it can run into its own shot.
-            for player, px, py in targets:
-                if (px - x) * (px - x) + (py - y) * (py - y) <= reach_squared:
-                    hits.append(player)  # the first in registration order
-                    break
-            else:
-                flying.append(shot)
+            x = shot.x = shot.x + shot.dx
+            y = shot.y = shot.y + shot.dy
+            if not (0 < x < width and 0 < y < height):
+                continue  # into a wall
+            nearby = bands.get(x // reach)
+            if nearby is not None:
+                player = first_reached(nearby, x, y, reach_squared)
+                if player is not None:
+                    hits.append(player)
+                    continue
+            flying.append(shot)
         self._shots = flying
         return hits
 
@@ -309,43 +307,20 @@ class ArenaEngine:
     def _scan_radars(self) -> list[Outgoing]:
         """Step 4: what each player's radar sees."""
         players = self._in_arena()
-        return [
-            Outgoing(player.client, self._radar_scan(player, players)) for player in players
-        ]
-
-    def _radar_scan(self, scanner: Player, players: list[Player]) -> Message:
-        elements = [
-            {"type": "unknown", "coordinates": coordinates(other.pose)}
-            for other in players
-            if other is not scanner and self._sees(scanner, other)
-        ]
-        walls: list[Any] = []
-        if scanner.radar is RadarType.CIRCULAR_SCAN:
-            walls = scan_walls(
-                scanner.pose.x, scanner.pose.y, self.config.circular_scan_radius,
-                self.config.width, self.config.height,
-            )
-        return message("RadarScanNotification", elements=elements, walls=walls)
-
-    def _sees(self, scanner: Player, other: Player) -> bool:
-        distance = scanner.pose.distance_to(other.pose)
-        if distance > self._radar_radius(scanner.radar):
-            return False
-        if scanner.radar is RadarType.CIRCULAR_SCAN or distance == 0:
-            # A player on top of the scanner has no bearing; it is certainly close enough.
-            return True
-        bearing = math.degrees(
-            math.atan2(other.pose.y - scanner.pose.y, other.pose.x - scanner.pose.x)
-        )
-        return (
-            angle_between(scanner.pose.rotation, bearing)
-            <= self.config.long_range_scan_half_angle
-        )
-
-    def _radar_radius(self, radar: RadarType) -> float:
-        if radar is RadarType.LONG_RANGE_SCAN:
-            return self.config.long_range_scan_radius
-        return self.config.circular_scan_radius
+        out: list[Outgoing] = []
+        # A scan that sees nothing (the common case in a roomy arena) is one message shared
+        # by every player it goes to, so that it is encoded and framed once.
+        nothing: Message | None = None
+        for player in players:
+            elements, walls = radar_scan(self.config, player, players)
+            if elements or walls:
+                scan = message("RadarScanNotification", elements=elements, walls=walls)
+            else:
+                if nothing is None:
+                    nothing = message("RadarScanNotification", elements=[], walls=[])
+                scan = nothing
+            out.append(Outgoing(player.client, scan))
+        return out
 
     # -- step 5: player commands ---------------------------------------------
 
@@ -419,11 +394,11 @@ class ArenaEngine:
         moved = False
         for step in command.steps:
             if isinstance(step, Rotate):
-                pose = attrs.evolve(pose, rotation=step.degrees)
+                pose = Pose(pose.x, pose.y, step.degrees)
             else:
                 pose = pose.advanced(step.direction.sign * self.config.move_speed)
                 # Keep exactly what the ack reports, so a bot's arithmetic matches the engine's.
-                pose = attrs.evolve(pose, x=rounded(pose.x), y=rounded(pose.y))
+                pose = Pose(rounded(pose.x), rounded(pose.y), pose.rotation)
                 moved = True
         if moved:
             self._check_room(player, pose)
@@ -455,7 +430,7 @@ class ArenaEngine:
         player.tokens -= self.config.shot_cost
         # Born on the shooter's edge; it first moves, and can first hit, in the next tick.
         muzzle = player.pose.advanced(self.config.player_radius)
-        self._shots.append(Shot(id=str(next(self._shot_ids)), pose=muzzle))
+        self._shots.append(Shot(str(next(self._shot_ids)), muzzle, self.config.shot_speed))
         return [Outgoing(client, message("PlayerShotAck", shooting=self._shooting(player)))]
 
     def _configure(self, client: Hashable, command: ConfigurePlayerCommand) -> list[Outgoing]:
