@@ -47,7 +47,6 @@ Decisions DESIGN.md leaves open:
 from __future__ import annotations
 
 import itertools
-import math
 import random
 from collections.abc import Hashable
 from typing import assert_never
@@ -66,6 +65,7 @@ from gameproto.arena.commands import (
 )
 from gameproto.arena.config import ArenaConfig
 from gameproto.arena.radar import radar_radius, radar_scan
+from gameproto.arena.spawn import random_spawn
 from gameproto.arena.world import (
     CONTROLLER,
     Message,
@@ -96,11 +96,6 @@ __all__ = [
     "parse_command",
     "scan_walls",
 ]
-
-# A random spawn that keeps landing on other players gives up after this many draws: the arena
-# is full in practice, whatever max_players allows.
-_SPAWN_ATTEMPTS = 1000
-
 
 # ---------------------------------------------------------------------------
 # The engine
@@ -471,26 +466,8 @@ class ArenaEngine:
             if index not in held:
                 point = points[index]
                 return Pose(point.x, point.y, point.rotation), index
-        return self._random_spawn(), None
-
-    def _random_spawn(self) -> Pose:
-        """
-        A random integral spot, C{spawn_margin} from the walls, that overlaps no other player.
-        It faces 0: C{RegisterPlayerAck} carries no heading, so this is the one a bot can assume.
-        """
-        radius = self.config.player_radius
-        # The whole player stays inside even when spawn_margin is smaller than its radius.
-        margin = max(self.config.spawn_margin, math.ceil(radius))
         others = [player.pose for player in self._occupants()]
-        for _ in range(_SPAWN_ATTEMPTS):
-            pose = Pose(
-                self._rng.randint(margin, self.config.width - margin),
-                self._rng.randint(margin, self.config.height - margin),
-                0,
-            )
-            if all(pose.distance_to(other) > 2 * radius for other in others):
-                return pose
-        raise Rejected("no free spot to spawn in the arena")
+        return random_spawn(self.config, self._rng, others), None
 
     # -- step 6: rounds ------------------------------------------------------
 
