@@ -60,9 +60,12 @@ function socketioClient(url, transport, i, roomSize) {
     transports: [transport], auth: { room: `idle${Math.floor(i / roomSize)}` },
     forceNew: true, reconnection: false, localAddress: address(i),
   };
-  // Polling requests go through an agent: its own address, and kept-alive connections
-  // (a browser's), not a new one for each request.
-  if (transport === "polling") options.agent = new http.Agent({ keepAlive: true, localAddress: address(i) });
+  // Polling requests go through an agent for the member's own address. Not kept alive:
+  // while its long-poll GET waits, a member's POST would hold a second connection, and
+  // 10,000 members two each would be more than the servers' RLIMIT_NOFILE (a browser
+  // shares its connections among tabs). A POST's connection closes once answered,
+  // which is what engine.io-client does in node without an agent.
+  if (transport === "polling") options.agent = new http.Agent({ keepAlive: false, localAddress: address(i) });
   const socket = io(url, options);
   const client = { open: false, pings: 0, close: () => socket.disconnect() };
   socket.io.on("ping", () => { client.pings++; });
@@ -110,6 +113,18 @@ function wsClient(url, token, i, register) {
   return withTimeout(ready, `ws client ${i}`).catch((e) => { ws.terminate(); throw e; });
 }
 
+// An error and what caused it (an engine.io transport error keeps it in .description).
+function describe(e) {
+  if (!e) return String(e);
+  let text = String(e.message || e);
+  const cause = e.description;
+  if (cause !== undefined) {
+    text += `: ${cause && cause.message ? cause.message : JSON.stringify(cause)}`;
+    if (cause && cause.context) text += ` (status ${cause.context.status})`;
+  }
+  return text;
+}
+
 // Open count clients (make(k) opens the k-th), IN_FLIGHT at a time.
 async function openAll(count, make) {
   const started = Date.now();
@@ -123,7 +138,7 @@ async function openAll(count, make) {
         clients.push(await make(k));
       } catch (e) {
         failed++;
-        error = error || String(e && e.message || e);
+        error = error || describe(e);
       }
     }
   }

@@ -54,6 +54,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
@@ -396,7 +397,9 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 async def scrape(reactor: Any, port: int) -> dict[tuple[str, str, str, str], float]:
     """The tick histograms of GET /metrics: (metric, kind, game, le) → value."""
     response = await Agent(reactor).request(b"GET", f"http://127.0.0.1:{port}/metrics".encode())
-    text = (await readBody(response)).decode()
+    with warnings.catch_warnings():  # readBody's warning about Agent's own transport
+        warnings.simplefilter("ignore", DeprecationWarning)
+        text = (await readBody(response)).decode()
     samples = {}
     for metric, kind, labels, value in _SAMPLE.findall(text):
         label = dict(_LABEL.findall(labels))
