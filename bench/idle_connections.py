@@ -19,8 +19,9 @@ clients (and, for spectators and arena players, the matches and arenas they need
 those count in the growth); then the run waits until every client has had at least one
 heartbeat ping (Engine.IO's every 25 s on all three Socket.IO servers; the WebSocket
 ping of the match and arena endpoints every 30 s), reads the settled RSS again and
-prints (RSS - base) / N, then the server's CPU time over a 10 s idle window
-(utime + stime of /proc/PID/stat) and how many clients are still open.
+prints (RSS - base) / N, then the server's CPU time over a 30 s idle window (one ping
+interval of every protocol; utime + stime of /proc/PID/stat) and how many clients are
+still open.
 
 Per-tick cost: one started match (two players, as in bench/match_load.py) and one
 arena with four bots (as in bench/arena_load.py) on a gameproto node, once with no
@@ -586,7 +587,9 @@ def main() -> None:
                         help="gameproto-only parts (comma-separated; empty: none)")
     parser.add_argument("--ping-wait", type=float, default=120.0,
                         help="seconds to wait at most for every client's first ping")
-    parser.add_argument("--idle-window", type=float, default=10.0)
+    parser.add_argument("--idle-window", type=float, default=30.0,
+                        help="seconds over which the idle CPU is read: at least one ping "
+                             "interval of every protocol (25 s Engine.IO, 30 s WebSocket)")
     parser.add_argument("--duration", type=float, default=30.0,
                         help="per-tick cost: the measured window")
     parser.add_argument("--warmup-seconds", type=float, default=2.0,
