@@ -58,7 +58,7 @@ function withTimeout(promise, what) {
 function socketioClient(url, transport, i, roomSize) {
   const options = {
     transports: [transport], auth: { room: `idle${Math.floor(i / roomSize)}` },
-    forceNew: true, reconnection: false, localAddress: address(i),
+    forceNew: true, reconnection: false, localAddress: address(i), timeout: TIMEOUT,
   };
   // Polling requests go through an agent for the member's own address. Not kept alive:
   // while its long-poll GET waits, a member's POST would hold a second connection, and
