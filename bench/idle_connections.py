@@ -50,7 +50,6 @@ import math
 import os
 import re
 import resource
-import secrets
 import shutil
 import sys
 import tempfile

@@ -33,7 +33,7 @@ from twisted.internet import defer, task
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.idle_connections import (  # noqa: E402
-    IdleClients, raise_open_files, rss_kb, settled_rss, socketio_command)
+    IdleClients, raise_open_files, settled_rss, socketio_command)
 from gameproto.tap import Options, makeService  # noqa: E402
 
 
