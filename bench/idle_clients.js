@@ -11,7 +11,8 @@
 //    "first": I, "room_size": R}
 //       connects N chat members (clients I .. I+N-1: address and name from the index),
 //       member i in room "idle<i / R>", each registered as "u<i>" (the register ack
-//       awaited); answers {"connected", "failed", "seconds", "error"?}
+//       awaited); answers {"connected", "failed", "retried" (clients that failed once and
+//       were tried again), "seconds", "error"? (the first failure)}
 //   {"cmd": "ws", "sockets": [[URL, TOKEN|null], ...], "first": I, "expect": TYPE,
 //    "register": BOOL}
 //       opens one WebSocket a pair (Authorization: Token TOKEN), waits for its first
@@ -125,25 +126,32 @@ function describe(e) {
   return text;
 }
 
-// Open count clients (make(k) opens the k-th), IN_FLIGHT at a time.
+// Open count clients (make(k) opens the k-th), IN_FLIGHT at a time. A client that
+// fails is tried once more (answer.retried, and the first error); one that fails twice
+// counts as failed.
 async function openAll(count, make) {
   const started = Date.now();
   let next = 0;
   let failed = 0;
+  let retried = 0;
   let error;
   async function worker() {
     while (next < count) {
       const k = next++;
-      try {
-        clients.push(await make(k));
-      } catch (e) {
-        failed++;
-        error = error || describe(e);
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          clients.push(await make(k));
+          break;
+        } catch (e) {
+          error = error || describe(e);
+          if (attempt === 0) retried++;
+          else failed++;
+        }
       }
     }
   }
   await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count) }, worker));
-  const answer = { connected: count - failed, failed, seconds: (Date.now() - started) / 1000 };
+  const answer = { connected: count - failed, failed, retried, seconds: (Date.now() - started) / 1000 };
   if (error) answer.error = error;
   return answer;
 }

@@ -303,7 +303,8 @@ async def measure_memory(reactor: Any, kind: str, name: str, server: ServerProce
         await clients.connect(await batch(server, 0, options.warmup))
         base = await settled_rss(reactor, pid)
         began = time.monotonic()
-        await clients.connect(await batch(server, options.warmup, options.connections))
+        connected = await clients.connect(await batch(server, options.warmup,
+                                                      options.connections))
         connect_s = time.monotonic() - began
         status = await clients.until_pinged(options.ping_wait)
         if status["unpinged"]:
@@ -314,6 +315,8 @@ async def measure_memory(reactor: Any, kind: str, name: str, server: ServerProce
     finally:
         await clients.close()
         await server.stop()
+    if connected["retried"]:
+        status["retried"] = f"{connected['retried']} (first error: {connected.get('error')})"
     return Memory(kind, name, options.connections, base, rss, connect_s, cpu, status)
 
 
@@ -338,7 +341,9 @@ def print_memory(row: Memory) -> None:
     print(f"{row.kind:<22} {row.server:<16} {row.base_kb / 1024:>8.1f} {row.rss_kb / 1024:>8.1f} "
           f"{row.per_connection:>8.1f} {row.connect_s:>10.1f} {row.cpu:>8.1f}% "
           f"{row.status['open']:>6} {closed:>7}"
-          + (f"  closes: {row.status['reasons']}" if closed else ""), flush=True)
+          + (f"  closes: {row.status['reasons']}" if closed else "")
+          + (f"  connected at the second try: {row.status['retried']}"
+             if "retried" in row.status else ""), flush=True)
 
 
 async def memory_runs(reactor: Any, options: argparse.Namespace) -> list[Memory]:
