@@ -601,6 +601,9 @@ def main() -> None:
     options = parser.parse_args()
     options.transports = [t for t in options.transports.split(",") if t]
     options.servers = [s for s in options.servers.split(",") if s]
+    unknown = [s for s in options.servers if s not in SERVERS]
+    if unknown:
+        parser.error(f"--servers: unknown {', '.join(unknown)} (known: {', '.join(SERVERS)})")
     options.games = {g for g in options.games.split(",") if g}
     missing = peer_missing()
     if missing and options.transports:

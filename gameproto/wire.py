@@ -28,9 +28,11 @@ import orjson
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+from zope.interface import implementer
 
 from gameproto.connections import (
     Connections,
@@ -223,6 +225,35 @@ def peer_address(peer: str) -> str:
     return peer
 
 
+# The handshake's parts an Autobahn server protocol keeps once open (see
+# JSONProtocol._release_upgrade).
+_HANDSHAKE_LEFTOVERS = (
+    "http_request_data", "http_response_data", "http_headers", "http_status_line",
+    "http_request_uri", "http_request_path", "http_request_params", "http_request_host",
+)
+
+
+@implementer(IPushProducer)
+class PauseReading:
+    """
+    A WebSocket transport's producer after the upgrade: while the transport cannot
+    send what it was given, it reads nothing more from the peer, so a peer that
+    sends and never reads cannot make the server buffer without end.
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def pauseProducing(self) -> None:
+        self._transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass  # the connection is ending: nothing of ours to stop
+
+
 class JSONProtocol(WebSocketServerProtocol):
     """
     A WebSocket protocol of JSON-object text frames.
@@ -376,6 +407,24 @@ class JSONProtocol(WebSocketServerProtocol):
         metrics.opened(self.metrics_protocol, "websocket")
         self._traffic = metrics.traffic(self.metrics_protocol)
         self._guarded(self.connectionOpened)
+        self._release_upgrade()
+
+    def _release_upgrade(self) -> None:
+        """
+        Let go of what the upgrade left behind: the largest part of an idle connection's
+        memory (bench/idle_memory.py).  The handshake Autobahn keeps (the request and the
+        response, their parsed headers) is read by the protocols in C{connectionOpened}
+        only.  Twisted Web's channel of the upgrade request stays the transport's
+        producer, and with it the request; its one job there is to stop reading from a
+        peer whose writes back up, which L{PauseReading} does as well.
+        """
+        for name in _HANDSHAKE_LEFTOVERS:
+            if getattr(self, name, None) is not None:
+                setattr(self, name, None)
+        transport = self.transport
+        if isinstance(getattr(transport, "producer", None), HTTPChannel):
+            transport.unregisterProducer()
+            transport.registerProducer(PauseReading(transport), True)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not self._admitted:

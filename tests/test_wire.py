@@ -144,6 +144,26 @@ class JSONProtocolTests(SynchronousTestCase):
         ws.send_json({"x": 1})
         self.assertEqual(ws.json_messages(), [{"x": 1}])
 
+    def test_upgrade_let_go_once_open(self) -> None:
+        """
+        Once open, a connection keeps neither Autobahn's handshake nor Twisted Web's
+        channel of the upgrade request: its transport's producer only pauses and
+        resumes the transport's reading, as the channel did.
+        """
+        ws = self.connect({"Authorization": "Token good"})
+        self.assertEqual(ws.json_messages(), [{"hello": "ann"}])
+        self.assertIsNone(ws.protocol.http_headers)
+        self.assertIsNone(ws.protocol.http_request_data)
+        producer = ws.transport.producer
+        self.assertIsInstance(producer, wire.PauseReading)
+        self.assertTrue(ws.transport.streaming)
+        producer.pauseProducing()
+        self.assertEqual(ws.transport.producerState, "paused")
+        producer.resumeProducing()
+        self.assertEqual(ws.transport.producerState, "producing")
+        ws.send_json({"x": 1})
+        self.assertEqual(ws.json_messages(), [{"x": 1}])
+
     def test_unauthenticated_is_none(self) -> None:
         """Without a valid token the protocol opens with user None."""
         self.assertEqual(self.connect().json_messages(), [{"hello": None}])
