@@ -225,12 +225,12 @@ def peer_address(peer: str) -> str:
     return peer
 
 
-# The handshake's parts an Autobahn server protocol keeps once open (see
-# JSONProtocol._release_upgrade).
-_HANDSHAKE_LEFTOVERS = (
-    "http_request_data", "http_response_data", "http_headers", "http_status_line",
-    "http_request_uri", "http_request_path", "http_request_params", "http_request_host",
-)
+# The handshake's parts an Autobahn server protocol keeps once open that nothing reads
+# after it (see JSONProtocol._release_upgrade): the raw request and response and the
+# parsed headers.  The request's URI, path and query stay: a protocol may decide what
+# the connection is only once a lookup has answered (a match's replay or live game).
+_HANDSHAKE_LEFTOVERS = ("http_request_data", "http_response_data", "http_headers",
+                        "http_status_line")
 
 
 @implementer(IPushProducer)
@@ -413,8 +413,8 @@ class JSONProtocol(WebSocketServerProtocol):
         """
         Let go of what the upgrade left behind: the largest part of an idle connection's
         memory (bench/idle_memory.py).  The handshake Autobahn keeps (the request and the
-        response, their parsed headers) is read by the protocols in C{connectionOpened}
-        only.  Twisted Web's channel of the upgrade request stays the transport's
+        response, their parsed headers) is read by nothing once open; the request's URI
+        stays.  Twisted Web's channel of the upgrade request stays the transport's
         producer, and with it the request; its one job there is to stop reading from a
         peer whose writes back up, which L{PauseReading} does as well.
         """
