@@ -28,6 +28,14 @@ PROCESSOR_LANGUAGES = ("python", "javascript", "ruby", "php")
 PARAMETERS: list[list[Any]] = [
     ["port", "p", _DEFAULTS.port, "Listening endpoint (a Twisted strports description)."],
     [
+        "listen-backlog",
+        None,
+        _DEFAULTS.listen_backlog,
+        "Connections the kernel queues before gameproto accepts them, for a tcp, ssl or "
+        "unix --port that gives no backlog= of its own (capped by net.core.somaxconn).",
+        positive(int),
+    ],
+    [
         "store",
         None,
         _DEFAULTS.store,

@@ -118,6 +118,7 @@ class Options(usage.Options):
     def config(self) -> ServerConfig:
         return ServerConfig(
             port=self["port"],
+            listen_backlog=self["listen-backlog"],
             metrics_port=self["metrics-port"] or None,
             store=self["store"],
             allowed_origins=tuple(self["allowed-origins"]),

@@ -57,6 +57,7 @@ from gameproto.processor.match_engine import MatchSeats
 from gameproto.processor.protocol import processor_resource
 from gameproto.processor.sandbox import RunLimits, SandboxConfig
 from gameproto.processor.service import ProcessorService
+from gameproto.listening import DEFAULT_BACKLOG, with_backlog
 from gameproto.redis import RedisURL
 from gameproto.rest import JSONRouter
 from gameproto.session import SessionAPI, session_key
@@ -72,6 +73,8 @@ class ServerConfig:
 
     # None: listen nowhere; an embedding application serves GameprotoServer.root.
     port: str | None = "tcp:8000:interface=127.0.0.1"
+    # The listen queue of that port (see gameproto.listening), unless its description sets one.
+    listen_backlog: int = DEFAULT_BACKLOG
     # Where GET /metrics is served (a listening endpoint of its own); None: nowhere.
     metrics_port: str | None = None
     store: str = "sqlite:gameproto.sqlite3"
@@ -372,7 +375,8 @@ class GameprotoServer(MultiService):
             self._log.info("gameproto {version} started without a port of its own",
                            version=gameproto.__version__)
             return
-        endpoint = endpoints.serverFromString(self.reactor, self.config.port)
+        description = with_backlog(self.config.port, self.config.listen_backlog)
+        endpoint = endpoints.serverFromString(self.reactor, description)
         self.port = await endpoint.listen(self.site)
         address = self.port.getHost()
         self._log.info(
@@ -417,9 +421,11 @@ class GameprotoServer(MultiService):
         if self._started is not None:
             await self._started  # never close a store that is still opening
         if self.port is not None:
-            await self.port.stopListening()
+            # IListeningPort.stopListening returns a Deferred only when it does not finish
+            # at once.
+            await maybeDeferred(self.port.stopListening)
         if self.metrics_port is not None:
-            await self.metrics_port.stopListening()
+            await maybeDeferred(self.metrics_port.stopListening)
         await self.connections.close_all()
         for child in reversed(list(self)):
             await maybeDeferred(child.stopService)
