@@ -231,4 +231,4 @@ def metrics_site(metrics: Metrics, reactor: Any) -> Any:
 
     root = web.Tree()
     root.putChild(b"metrics", MetricsResource(metrics))
-    return web.make_site(root, reactor, access_log=False)
+    return web.make_site(root, reactor, access_log="off")

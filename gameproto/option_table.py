@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gameproto.option_types import (
+    access_log_policy,
     log_format,
     positive,
     rate_or_off,
@@ -282,6 +283,14 @@ PARAMETERS: list[list[Any]] = [
         positive(int),
     ],
     ["log-format", None, "text", "Log output: text or json (one object per line).", log_format],
+    [
+        "access-log",
+        None,
+        _DEFAULTS.access_log,
+        "Which HTTP requests are logged: requests (all but the polls of Engine.IO "
+        "sessions), all, or off.",
+        access_log_policy,
+    ],
     [
         "processor-dir",
         None,

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from gameproto.limits import Rate
 from gameproto.processor.sandbox import parse_uid_range
+from gameproto.web import ACCESS_LOG_POLICIES
 
 
 def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -65,6 +66,13 @@ def uid_range(value: str) -> range:
 
 
 uid_range.coerceDoc = "FIRST-LAST, inclusive."  # type: ignore[attr-defined]
+
+
+def access_log_policy(value: str) -> str:
+    """C{requests}, C{all} or C{off} (gameproto.web.ACCESS_LOG_POLICIES)."""
+    if value not in ACCESS_LOG_POLICIES:
+        raise ValueError("must be " + ", ".join(ACCESS_LOG_POLICIES[:-1]) + " or off")
+    return value
 
 
 def log_format(value: str) -> str:

@@ -119,6 +119,7 @@ class Options(usage.Options):
         return ServerConfig(
             port=self["port"],
             listen_backlog=self["listen-backlog"],
+            access_log=self["access-log"],
             metrics_port=self["metrics-port"] or None,
             store=self["store"],
             allowed_origins=tuple(self["allowed-origins"]),

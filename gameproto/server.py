@@ -75,6 +75,8 @@ class ServerConfig:
     port: str | None = "tcp:8000:interface=127.0.0.1"
     # The listen queue of that port (see gameproto.listening), unless its description sets one.
     listen_backlog: int = DEFAULT_BACKLOG
+    # Which requests the access log records (gameproto.web.ACCESS_LOG_POLICIES).
+    access_log: str = "requests"
     # Where GET /metrics is served (a listening endpoint of its own); None: nowhere.
     metrics_port: str | None = None
     store: str = "sqlite:gameproto.sqlite3"
@@ -211,7 +213,8 @@ class GameprotoServer(MultiService):
         self._mount_arenas()
         self._mount_processor()
         mount_page(self.root)
-        self.site: Site = web.make_site(self.root, reactor, metrics=self.metrics)
+        self.site: Site = web.make_site(self.root, reactor, metrics=self.metrics,
+                                        access_log=config.access_log)
         self.port: IListeningPort | None = None
         self.metrics_port: IListeningPort | None = None
         self._started: Deferred[None] | None = None

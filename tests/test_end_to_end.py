@@ -117,6 +117,56 @@ class RestartTests(TestCase):
 
         return ensureDeferred(scenario())
 
+    def polled_access_log(self, *options: str) -> Deferred[list[tuple[str, str, int]]]:
+        """
+        Open an Engine.IO session over polling, connect Socket.IO, read the answer and poll
+        an unknown session; the access log's (method, query-less path, status) records.
+        """
+        from io import BytesIO
+
+        from twisted.web.client import Agent, FileBodyProducer, readBody
+
+        async def scenario() -> list[tuple[str, str, int]]:
+            node = stop_on_cleanup(self, Node("--store", "memory:", "--log-format", "json",
+                                              *options))
+            await node.start()
+            agent = Agent(reactor)
+            base = node.url("/socket.io/?EIO=4&transport=polling")
+            response = await agent.request(b"GET", base.encode())
+            sid = wire.decode((await readBody(response))[1:])["sid"]
+            polled = f"{base}&sid={sid}".encode()
+            response = await agent.request(b"POST", polled, None,
+                                           FileBodyProducer(BytesIO(b"40")))
+            self.assertEqual(await readBody(response), b"ok")
+            response = await agent.request(b"GET", polled)
+            self.assertTrue((await readBody(response)).startswith(b"40"))
+            response = await agent.request(b"GET", f"{base}&sid=nosuchsession".encode())
+            self.assertEqual(response.code, 400)
+            await readBody(response)
+            self.assertEqual(await node.stop(), 0, node.text())
+            records = [wire.decode(line) for line in node.text().splitlines() if line.strip()]
+            return [(r["method"], r["path"], r["status"]) for r in records
+                    if r["namespace"] == "gameproto.access"]
+
+        return ensureDeferred(scenario())
+
+    def test_access_log_leaves_out_polls(self) -> Deferred[None]:
+        """
+        By default an Engine.IO session's answered polls are not in the access log (a
+        transport's traffic, like a WebSocket's frames); its handshake and a refused poll
+        are.  C{--access-log all} logs them too, C{--access-log off} nothing.
+        """
+        handshake = ("GET", "/socket.io/", 200)
+        refused = ("GET", "/socket.io/", 400)
+
+        async def scenario() -> None:
+            self.assertEqual(await self.polled_access_log(), [handshake, refused])
+            self.assertEqual(await self.polled_access_log("--access-log", "all"), [
+                handshake, ("POST", "/socket.io/", 200), ("GET", "/socket.io/", 200), refused])
+            self.assertEqual(await self.polled_access_log("--access-log", "off"), [])
+
+        return ensureDeferred(scenario())
+
     def test_chat_served_with_its_options(self) -> Deferred[None]:
         """The chat answers an Engine.IO handshake at /socket.io/ with the configured timings."""
         from twisted.web.client import Agent, readBody

@@ -110,9 +110,13 @@ class OptionsTests(SynchronousTestCase):
         self.assertIn("GAMEPROTO_RATE_LIMIT", str(e.exception))
 
     def test_bad_values(self) -> None:
-        """Non-positive numbers, unknown log formats and bare origins are usage errors."""
+        """
+        Non-positive numbers, unknown log formats and access-log policies and bare origins
+        are usage errors.
+        """
         for argv in [["--rate-limit", "0"], ["--max-message-size", "x"],
                      ["--log-format", "xml"], ["--allowed-origin", "example.org"],
+                     ["--access-log", "verbose"], ["--listen-backlog", "0"],
                      ["--redis", "127.0.0.1:6379"], ["--redis", "redis://h:port/0"]]:
             with self.assertRaises(usage.UsageError, msg=argv):
                 self.parse(*argv)

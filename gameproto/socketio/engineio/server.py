@@ -199,6 +199,8 @@ class EngineIOServer:
         if sid is None:
             return self._handshake(request)
         session = self.sessions[sid]
+        # A session's own poll: left out of the default access log (see gameproto.web).
+        request.transport_poll = True
         if request.method == b"GET":
             session.poll(request)
         elif request.method == b"POST":
