@@ -20,6 +20,7 @@ the hooks at the bottom of L{JSONProtocol} and delegates to its state machine.
 from __future__ import annotations
 
 import enum
+import inspect
 import re
 from typing import Any, Callable, ClassVar
 
@@ -210,7 +211,28 @@ def make_factory(
         allowNullOrigin=True,
         perMessageCompressionAccept=lambda offers: None,
     )
+    factory.protocol = _with_factory_options(protocol, factory)
     return factory
+
+
+def _with_factory_options(
+    protocol: type[JSONProtocol], factory: WebSocketServerFactory
+) -> type[JSONProtocol]:
+    """
+    A subclass of C{protocol} whose class attributes are C{factory}'s Autobahn options.
+
+    Autobahn copies each of its 29 options from the factory onto every connection, unless
+    the protocol already has it: as class attributes, the options are kept once per
+    factory instead of once per connection, and an idle connection's attribute dict is
+    about 1 KB smaller.  Options are set once, here, before any connection is made.
+    """
+    options = {name: getattr(factory, name) for name in protocol.CONFIG_ATTRS}
+    for name, value in options.items():
+        if inspect.isfunction(value):
+            # A function as a class attribute would be bound to the connection when read.
+            options[name] = staticmethod(value)
+    return type(protocol.__name__, (protocol,), {**options, "__module__": protocol.__module__,
+                                                 "__qualname__": protocol.__qualname__})
 
 
 # ---------------------------------------------------------------------------
