@@ -51,6 +51,8 @@ import random
 from collections.abc import Hashable
 from typing import assert_never
 
+import orjson
+
 from gameproto.arena.commands import (
     Command,
     ConfigurePlayerCommand,
@@ -65,6 +67,7 @@ from gameproto.arena.commands import (
 )
 from gameproto.arena.config import ArenaConfig
 from gameproto.arena.radar import radar_radius, radar_scan
+from gameproto.arena.shots import ShotsInFlight
 from gameproto.arena.spawn import random_spawn
 from gameproto.arena.world import (
     CONTROLLER,
@@ -74,16 +77,12 @@ from gameproto.arena.world import (
     PlayerState,
     Pose,
     Rejected,
-    Shot,
     coordinates,
-    first_reached,
     invalid_command_error,
     message,
-    reach_bands,
     refusal,
     rounded,
     scan_walls,
-    shot_snapshots,
 )
 
 __all__ = [
@@ -115,7 +114,7 @@ class ArenaEngine:
         # Keyed by client; insertion order is registration order, which decides who a shot
         # hits when it reaches two players at once.
         self._players: dict[Hashable, Player] = {}
-        self._shots: list[Shot] = []
+        self._shots = ShotsInFlight()
         # One command per client per tick; insertion order is arrival order.
         self._queue: dict[Hashable, PlayerCommand] = {}
         # The user each connection is attributed to, for the players it registers.
@@ -195,7 +194,9 @@ class ArenaEngine:
         out += self._apply_queued_commands()  # 5
         if someone_destroyed:
             out += self._end_round_if_decided()  # 6
-        snapshot = message("GameSnapshotNotification", arena_snapshot=self.snapshot())
+        # The shots' entries go as JSON already encoded (see ShotsInFlight.encoded).
+        shots = orjson.Fragment(self._shots.encoded()) if self._shots else []
+        snapshot = message("GameSnapshotNotification", arena_snapshot=self._snapshot(shots))
         out.append(Outgoing(CONTROLLER, snapshot))  # 7
         return out
 
@@ -211,10 +212,17 @@ class ArenaEngine:
         return [player.id for player in self._in_arena()]
 
     def snapshot(self) -> Message:
-        """@return: the C{arena_snapshot} of C{GameSnapshotNotification}, as the arena is now."""
+        """
+        @return: the C{arena_snapshot} of C{GameSnapshotNotification}, as the arena is now.
+            The one L{tick} sends encodes to the same bytes, but its C{shots_snapshots} is
+            an C{orjson.Fragment} of their JSON when there are shots in flight.
+        """
+        return self._snapshot(self._shots.snapshots())
+
+    def _snapshot(self, shots: object) -> Message:
         return {
             "players_snapshots": [self._player_snapshot(player) for player in self._in_arena()],
-            "shots_snapshots": shot_snapshots(self._shots),
+            "shots_snapshots": shots,
         }
 
     def _player_snapshot(self, player: Player) -> Message:
@@ -248,30 +256,9 @@ class ArenaEngine:
 
         @return: the player each hitting shot reached, in shot order (with repeats).
         """
-        # This loop runs for every shot in flight at every tick: what it needs is in locals,
-        # a shot far from every player costs one dict look-up (see reach_bands), and the
-        # shots' snapshot is made later, by the snapshot.
-        width, height = self.config.width, self.config.height
-        reach = self.config.player_radius + self.config.shot_radius
-        reach_squared = reach * reach
-        # The shooter is a target like any other: it can run into its own shot.
-        bands = reach_bands(self._in_arena(), reach)
-        hits: list[Player] = []
-        flying: list[Shot] = []
-        for shot in self._shots:
-            x = shot.x = shot.x + shot.dx
-            y = shot.y = shot.y + shot.dy
-            if not (0 < x < width and 0 < y < height):
-                continue  # into a wall
-            nearby = bands.get(x // reach)
-            if nearby is not None:
-                player = first_reached(nearby, x, y, reach_squared)
-                if player is not None:
-                    hits.append(player)
-                    continue
-            flying.append(shot)
-        self._shots = flying
-        return hits
+        config = self.config
+        reach = config.player_radius + config.shot_radius
+        return self._shots.move(config.width, config.height, self._in_arena(), reach)
 
     def _apply_hits(self, hits: list[Player]) -> tuple[list[Outgoing], bool]:
         """
@@ -425,7 +412,9 @@ class ArenaEngine:
         player.tokens -= self.config.shot_cost
         # Born on the shooter's edge; it first moves, and can first hit, in the next tick.
         muzzle = player.pose.advanced(self.config.player_radius)
-        self._shots.append(Shot(str(next(self._shot_ids)), muzzle, self.config.shot_speed))
+        config = self.config
+        self._shots.add(str(next(self._shot_ids)), muzzle, config.shot_speed, config.width,
+                        config.height)
         return [Outgoing(client, message("PlayerShotAck", shooting=self._shooting(player)))]
 
     def _configure(self, client: Hashable, command: ConfigurePlayerCommand) -> list[Outgoing]:
@@ -486,7 +475,7 @@ class ArenaEngine:
         out = [Outgoing(player.client, game_over) for player in self._players.values()]
         out.append(Outgoing(CONTROLLER, game_over))
         self._started = False
-        self._shots = []
+        self._shots.clear()
         self._players = {
             client: player
             for client, player in self._players.items()
