@@ -16,7 +16,9 @@ C{client} is any hashable key for a connection (the protocol instance itself wil
 call returns the messages to send, in order, as L{Outgoing} C{(recipient, message)} pairs whose
 recipient is a client key or L{CONTROLLER}; a message going to many recipients is one shared
 dict, so it can be encoded once.  Messages to L{CONTROLLER} while no controller is connected are
-simply dropped by the adapter.
+simply dropped by the adapter.  Messages are encoded with orjson: the controller's snapshot
+carries its shots as an C{orjson.Fragment} of their JSON (L{ArenaEngine.snapshot} has them as
+dicts).
 
 Geometry: x grows to the right and y with the sine of the heading; headings are absolute
 degrees, 0 being +x and 90 being +y.
@@ -114,7 +116,7 @@ class ArenaEngine:
         # Keyed by client; insertion order is registration order, which decides who a shot
         # hits when it reaches two players at once.
         self._players: dict[Hashable, Player] = {}
-        self._shots = ShotsInFlight()
+        self._shots = ShotsInFlight(config)
         # One command per client per tick; insertion order is arrival order.
         self._queue: dict[Hashable, PlayerCommand] = {}
         # The user each connection is attributed to, for the players it registers.
@@ -189,8 +191,10 @@ class ArenaEngine:
             hits = self._move_shots()  # 1
             hit_messages, someone_destroyed = self._apply_hits(hits)  # 2
             out += hit_messages
-            self._regenerate_tokens()  # 3
-            out += self._scan_radars()  # 4
+            # Who is in the arena changes at step 2 and again only at step 5.
+            players = self._in_arena()
+            self._regenerate_tokens(players)  # 3
+            out += self._scan_radars(players)  # 4
         out += self._apply_queued_commands()  # 5
         if someone_destroyed:
             out += self._end_round_if_decided()  # 6
@@ -219,7 +223,7 @@ class ArenaEngine:
         """
         return self._snapshot(self._shots.snapshots())
 
-    def _snapshot(self, shots: object) -> Message:
+    def _snapshot(self, shots: list[Message] | orjson.Fragment) -> Message:
         return {
             "players_snapshots": [self._player_snapshot(player) for player in self._in_arena()],
             "shots_snapshots": shots,
@@ -256,9 +260,7 @@ class ArenaEngine:
 
         @return: the player each hitting shot reached, in shot order (with repeats).
         """
-        config = self.config
-        reach = config.player_radius + config.shot_radius
-        return self._shots.move(config.width, config.height, self._in_arena(), reach)
+        return self._shots.move(self._in_arena())
 
     def _apply_hits(self, hits: list[Player]) -> tuple[list[Outgoing], bool]:
         """
@@ -281,14 +283,14 @@ class ArenaEngine:
                 someone_destroyed = True
         return out, someone_destroyed
 
-    def _regenerate_tokens(self) -> None:
-        """Step 3."""
-        for player in self._in_arena():
-            player.tokens = min(self.config.max_tokens, player.tokens + self.config.tokens_per_tick)
+    def _regenerate_tokens(self, players: list[Player]) -> None:
+        """Step 3, for C{players}, those in the arena."""
+        most, more = self.config.max_tokens, self.config.tokens_per_tick
+        for player in players:
+            player.tokens = min(most, player.tokens + more)
 
-    def _scan_radars(self) -> list[Outgoing]:
-        """Step 4: what each player's radar sees."""
-        players = self._in_arena()
+    def _scan_radars(self, players: list[Player]) -> list[Outgoing]:
+        """Step 4: what the radar of each of C{players}, those in the arena, sees."""
         out: list[Outgoing] = []
         # A scan that sees nothing (the common case in a roomy arena) is one message shared
         # by every player it goes to, so that it is encoded and framed once.
@@ -401,8 +403,10 @@ class ArenaEngine:
             or pose.y + radius > self.config.height
         ):
             raise Rejected("the move hits a wall")
-        for other in self._in_arena():
-            if other is not player and other.pose.distance_to(pose) <= 2 * radius:
+        # Every move command asks this: no list of the players in the arena for it.
+        for other in self._players.values():
+            if (other is not player and other.state is PlayerState.IN_ARENA
+                    and other.pose.distance_to(pose) <= 2 * radius):
                 raise Rejected("the move hits another player")
 
     def _shoot(self, client: Hashable) -> list[Outgoing]:
@@ -412,9 +416,7 @@ class ArenaEngine:
         player.tokens -= self.config.shot_cost
         # Born on the shooter's edge; it first moves, and can first hit, in the next tick.
         muzzle = player.pose.advanced(self.config.player_radius)
-        config = self.config
-        self._shots.add(str(next(self._shot_ids)), muzzle, config.shot_speed, config.width,
-                        config.height)
+        self._shots.add(str(next(self._shot_ids)), muzzle)
         return [Outgoing(client, message("PlayerShotAck", shooting=self._shooting(player)))]
 
     def _configure(self, client: Hashable, command: ConfigurePlayerCommand) -> list[Outgoing]:

@@ -20,9 +20,10 @@ from operator import add, floordiv
 
 import orjson
 
+from gameproto.arena.config import ArenaConfig
 from gameproto.arena.world import Message, Player, Pose, first_reached, reach_bands, rounded
 
-# A shot's step is the difference of two poses a tick apart, as it always was.
+# Between a shot's coordinates in its snapshot entry.
 _Y = b',"y":'
 
 # When a shot may first be past a wall is estimated once, at its birth, from its step; the
@@ -34,26 +35,31 @@ _STEP_SLACK = 1e-9
 
 class ShotsInFlight:
     """
-    The shots in flight, oldest first (the order of the snapshot and of the hits).
+    The shots in flight of one arena, oldest first (the order of the snapshot and of the
+    hits).
 
-    A shot's columns: C{_ids} (its serial number, for C{_wall_checks}), C{_xs} and C{_ys}
-    (its position), C{_dxs} and C{_dys} (its step of one tick: a shot keeps its heading,
-    so the trigonometry is done once, at its birth), C{_heads} and C{_tails} (its snapshot
-    entry's JSON around its coordinates, which do not change: C{{"id":"7","coordinates":{"x":}
-    and C{},"rotation":90},}) and C{_rotations} and C{_names} (its heading and id, for
-    L{snapshots}).
+    A shot's columns: C{_serials} (its serial number, for C{_wall_checks}), C{_xs} and
+    C{_ys} (its position), C{_dxs} and C{_dys} (its step of one tick: a shot keeps its
+    heading, so the trigonometry is done once, at its birth), C{_heads} and C{_tails} (its
+    snapshot entry's JSON around its coordinates, which does not change:
+    C{{"id":"7","coordinates":{"x":} and C{},"rotation":90},}), and C{_names} and
+    C{_rotations} (its id and heading, for L{snapshots}).
 
     @ivar _wall_checks: a heap of C{(move, serial)}: from its C{move}-th move on (counted by
         C{_moves}), the shot of that serial number may be past a wall and is tested at each
-        move until it is.  Before it, it certainly is not, so a tick tests only the few
-        shots that are due instead of every shot.  Entries of shots that hit a player stay
-        until they come up, then are skipped.
+        move until it is.  Before then it certainly is not, so a move tests the few shots
+        that are due instead of every shot.  Entries of shots that hit a player stay until
+        they come up, then are skipped.
     """
 
-    __slots__ = ("_serials", "_xs", "_ys", "_dxs", "_dys", "_heads", "_tails", "_rotations",
+    __slots__ = ("_width", "_height", "_speed", "_reach",
+                 "_serials", "_xs", "_ys", "_dxs", "_dys", "_heads", "_tails", "_rotations",
                  "_names", "_wall_checks", "_moves", "_next_serial")
 
-    def __init__(self) -> None:
+    def __init__(self, config: ArenaConfig) -> None:
+        self._width, self._height = config.width, config.height
+        self._speed = config.shot_speed
+        self._reach = config.player_radius + config.shot_radius
         self._next_serial = 0
         self.clear()
 
@@ -74,9 +80,11 @@ class ShotsInFlight:
     def __len__(self) -> int:
         return len(self._xs)
 
-    def add(self, id: str, muzzle: Pose, speed: float, width: int, height: int) -> None:
-        """A shot C{id} born at C{muzzle}, flying C{speed} a tick in the arena C{width} by C{height}."""
-        moved = muzzle.advanced(speed)
+    def add(self, id: str, muzzle: Pose) -> None:
+        """A shot C{id} born at C{muzzle}: it first moves, and can first hit, at the next move."""
+        # The step is the difference of two poses a tick apart, as it always was: the
+        # shot's path, float for float, does not depend on how it is stored.
+        moved = muzzle.advanced(self._speed)
         dx, dy = moved.x - muzzle.x, moved.y - muzzle.y
         serial = self._next_serial
         self._next_serial += 1
@@ -89,22 +97,25 @@ class ShotsInFlight:
         self._rotations.append(muzzle.rotation)
         self._heads.append(b'{"id":' + orjson.dumps(id) + b',"coordinates":{"x":')
         self._tails.append(b'},"rotation":' + orjson.dumps(muzzle.rotation) + b"},")
-        moves = min(_moves_inside(muzzle.x, dx, width), _moves_inside(muzzle.y, dy, height))
-        heapq.heappush(self._wall_checks, (self._moves + moves + 1, serial))
+        inside = min(_moves_inside(muzzle.x, dx, self._width),
+                     _moves_inside(muzzle.y, dy, self._height))
+        heapq.heappush(self._wall_checks, (self._moves + inside + 1, serial))
 
-    def move(self, width: int, height: int, players: list[Player], reach: float) -> list[Player]:
+    def move(self, players: list[Player]) -> list[Player]:
         """
         Move every shot by its step and drop those that are then past a wall (not strictly
-        inside C{width} by C{height}) or within C{reach} of one of C{players}: the first
-        in C{players}' order, when it reaches two at once.
+        inside the arena) or within reach of one of C{players} (the first in C{players}'
+        order, when it reaches two at once).  A shot past a wall reaches nobody.
 
+        @param players: the players in the arena, in registration order.
         @return: the player each shot that hit one reached, in shot order (with repeats).
         """
         xs = self._xs = list(map(add, self._xs, self._dxs))
         ys = self._ys = list(map(add, self._ys, self._dys))
         self._moves += 1
-        gone = self._past_walls(width, height)
+        gone = self._past_walls()
         hits: list[Player] = []
+        reach = self._reach
         # The shooter is a target like any other: it can run into its own shot.
         bands = reach_bands(players, reach)
         if bands:
@@ -123,10 +134,11 @@ class ShotsInFlight:
             self._drop(sorted(gone, reverse=True))
         return hits
 
-    def _past_walls(self, width: int, height: int) -> set[int]:
+    def _past_walls(self) -> set[int]:
         """@return: the indexes of the shots past a wall, of those due for the test."""
         gone: set[int] = set()
         checks, moves = self._wall_checks, self._moves
+        width, height = self._width, self._height
         serials, xs, ys = self._serials, self._xs, self._ys
         again: list[tuple[int, int]] = []
         while checks and checks[0][0] <= moves:
@@ -165,10 +177,9 @@ class ShotsInFlight:
         count = len(self._xs)
         if not count:
             return b"[]"
-        parts: list[bytes] = [b""] * (5 * count)
+        parts = [_Y] * (5 * count)  # the third of each five stays
         parts[0::5] = self._heads
         parts[1::5] = orjson.dumps(list(map(rounded, self._xs)))[1:-1].split(b",")
-        parts[2::5] = [_Y] * count
         parts[3::5] = orjson.dumps(list(map(rounded, self._ys)))[1:-1].split(b",")
         parts[4::5] = self._tails
         # Each tail ends with the comma before the next shot: the last one's closes the list.
