@@ -21,7 +21,9 @@ from operator import add, floordiv
 import orjson
 
 from gameproto.arena.config import ArenaConfig
-from gameproto.arena.world import Message, Player, Pose, first_reached, reach_bands, rounded
+from gameproto.arena.world import (
+    Message, Player, Pose, all_rounded, first_reached, reach_bands, rounded,
+)
 
 # Between a shot's coordinates in its snapshot entry.
 _Y = b',"y":'
@@ -179,8 +181,8 @@ class ShotsInFlight:
             return b"[]"
         parts = [_Y] * (5 * count)  # the third of each five stays
         parts[0::5] = self._heads
-        parts[1::5] = orjson.dumps(list(map(rounded, self._xs)))[1:-1].split(b",")
-        parts[3::5] = orjson.dumps(list(map(rounded, self._ys)))[1:-1].split(b",")
+        parts[1::5] = orjson.dumps(all_rounded(self._xs))[1:-1].split(b",")
+        parts[3::5] = orjson.dumps(all_rounded(self._ys))[1:-1].split(b",")
         parts[4::5] = self._tails
         # Each tail ends with the comma before the next shot: the last one's closes the list.
         parts[0] = b"[" + parts[0]

@@ -82,6 +82,24 @@ def rounded(value: float) -> float:
     return round(float(value), _DECIMALS) + 0.0
 
 
+def all_rounded(values: list[float]) -> list[float]:
+    """
+    C{[rounded(value) for value in values]}, bit for bit, a fifth faster: L{rounded}'s
+    arithmetic inline in one comprehension, without a call per value (the snapshot rounds
+    every coordinate of every shot in flight, every tick).  Values L{rounded} would hand
+    to Python's round are handed to L{rounded}.
+    """
+    return [
+        units / 100000.0
+        if -0.4999 < scaled - units < 0.4999 and -1e9 < scaled < 1e9
+        else rounded(value)
+        for value in values
+        # Assignments in a comprehension (Python makes them such since 3.9).
+        for scaled in (value * 100000.0,)
+        for units in ((scaled + 6755399441055744.0) - 6755399441055744.0,)
+    ]
+
+
 def coordinates(pose: Pose) -> dict[str, float]:
     return {"x": rounded(pose.x), "y": rounded(pose.y)}
 
