@@ -49,6 +49,7 @@ Decisions DESIGN.md leaves open:
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Hashable
 from typing import assert_never
@@ -374,16 +375,20 @@ class ArenaEngine:
 
     def _move(self, client: Hashable, command: MovePlayerCommand) -> list[Outgoing]:
         player = self._playing(client)
-        pose = player.pose
+        x, y, rotation = player.pose.x, player.pose.y, player.pose.rotation
         moved = False
         for step in command.steps:
             if isinstance(step, Rotate):
-                pose = Pose(pose.x, pose.y, step.degrees)
+                rotation = step.degrees
             else:
-                pose = pose.advanced(step.direction.sign * self.config.move_speed)
+                # Pose.advanced, float for float, without a pose for the way there.
+                distance = step.direction.sign * self.config.move_speed
+                heading = math.radians(rotation)
                 # Keep exactly what the ack reports, so a bot's arithmetic matches the engine's.
-                pose = Pose(rounded(pose.x), rounded(pose.y), pose.rotation)
+                x = rounded(x + distance * math.cos(heading))
+                y = rounded(y + distance * math.sin(heading))
                 moved = True
+        pose = Pose(x, y, rotation)
         if moved:
             self._check_room(player, pose)
         player.pose = pose
