@@ -2,8 +2,8 @@
 The shots in flight of an arena, for step 1 and the snapshot of L{gameproto.arena.engine}'s
 tick: kept column by column (ids, positions, steps, ...), so that moving them, testing them
 against the walls and players, and writing the controller's snapshot of them are a few
-C-level passes over lists per tick instead of Python code per shot.  Pure: no I/O, no clock,
-no randomness.
+C-level passes over lists per tick, with Python code per shot only for the few near a wall
+or a player.  Pure: no I/O, no clock, no randomness.
 
 Every value is what the one-object-per-shot engine computed, float for float: a shot's
 position is its previous one plus its step, and the snapshot's coordinates are
