@@ -12,6 +12,7 @@ import random
 from collections.abc import Hashable
 from typing import Any
 
+import orjson
 from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto.arena.commands import (
@@ -36,6 +37,7 @@ from gameproto.arena.engine import (
     invalid_command_error,
     scan_walls,
 )
+from gameproto.arena.world import message
 
 DEFAULTS = {
     "width": 800,
@@ -1288,7 +1290,8 @@ class SnapshotTests(SynchronousTestCase):
         user, and each shot's id, coordinates and rotation."""
         engine, ids = playing([[100, 100, 90]], ALICE)
         out = send(engine, ALICE, SHOOT)
-        snapshot = messages(out, CONTROLLER)[-1]
+        # The shots go as encoded JSON: read the snapshot as its controller does.
+        snapshot = orjson.loads(orjson.dumps(messages(out, CONTROLLER)[-1]))
         shot_id = snapshot["data"]["arena_snapshot"]["shots_snapshots"][0]["id"]
         self.assertIsInstance(shot_id, str)
         self.assertEqual(snapshot, {"type": "GameSnapshotNotification", "data": {
@@ -1322,6 +1325,48 @@ class SnapshotTests(SynchronousTestCase):
         engine.tick()
         users = {p["id"]: p["user"] for p in engine.snapshot()["players_snapshots"]}
         self.assertEqual(users, {"2": None, "3": None})
+
+    def test_encoded_shots_as_the_snapshot(self) -> None:
+        """
+        The snapshot a tick sends carries its shots as encoded JSON: byte for byte the
+        encoding of L{ArenaEngine.snapshot}'s dicts, tick after tick of a busy arena (shots
+        born, into walls, hitting players, at any heading; rounds ending).
+        """
+        rng = random.Random(7)
+        engine = make_engine(
+            width=120, height=100, shot_speed=3.7, shot_damage=1, shot_cost=1,
+            tokens_per_tick=5, initial_tokens=40, max_tokens=40, players_can_join_started_game=True,
+            spawn_points=[[20, 20, 0], [100, 80, 180], [60, 50, 33], [20, 80, 270]],
+        )
+        clients = [ALICE, BOB, CAROL, DAVE]
+        register(engine, *clients)
+        start(engine)
+        encoded = most = hits = 0
+        for _ in range(600):
+            for client in clients:
+                roll = rng.random()
+                if roll < 0.05:
+                    engine.submit(client, RegisterPlayerCommand())
+                elif roll < 0.6:
+                    engine.submit(client, parse_command(SHOOT))
+                else:
+                    engine.submit(client, parse_command(move_command(
+                        {"rotate": rng.choice([0, 90, 123.456789, 359.99, 0.001, 45])},
+                        {"move": rng.choice(["forward", "backward"])})))
+            if not engine.started:
+                start(engine)
+            out = engine.tick()
+            hits += sum(m["type"] == "PlayerHitByShotNotification" for _, m in out)
+            [sent] = messages(out, CONTROLLER, "GameSnapshotNotification")
+            shots = sent["data"]["arena_snapshot"]["shots_snapshots"]
+            if isinstance(shots, orjson.Fragment):
+                encoded += 1
+            expected = message("GameSnapshotNotification", arena_snapshot=engine.snapshot())
+            most = max(most, len(expected["data"]["arena_snapshot"]["shots_snapshots"]))
+            self.assertEqual(orjson.dumps(sent), orjson.dumps(expected))
+        self.assertGreater(encoded, 300)
+        self.assertGreater(most, 30)
+        self.assertGreater(hits, 10)
 
     def test_snapshot_last(self) -> None:
         """Within a tick, the snapshot comes last and reflects the tick's commands."""

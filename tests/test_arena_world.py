@@ -1,7 +1,7 @@
 """
 Properties of the arena's geometry helpers (gameproto.arena.world) that the engine's
-per-tick speed rests on: the fast rounding gives Python's C{round(value, 5)} bit for bit,
-and the reach bands never hide a player that a shot reaches.
+per-tick speed rests on: the fast rounding (of one value or of a list) gives Python's
+C{round(value, 5)} bit for bit, and the reach bands never hide a player that a shot reaches.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 # Importing it loads the project's deterministic Hypothesis profile.
 from tests.propertysupport import settings
-from gameproto.arena.world import Player, PlayerState, Pose, first_reached, reach_bands, rounded
+from gameproto.arena.world import (
+    Player, PlayerState, Pose, all_rounded, first_reached, reach_bands, rounded,
+)
 
 
 def bits(value: float) -> bytes:
@@ -55,6 +57,14 @@ class RoundedTests(SynchronousTestCase):
     def test_as_python_rounds(self, value: float) -> None:
         """C{rounded} is C{round(value, 5)}, with -0.0 as 0.0, to the last bit."""
         self.assertEqual(bits(rounded(value)), bits(python_rounded(value)))
+
+    @settings(max_examples=500)
+    @given(st.lists(coordinates | near_halves() | st.floats(allow_nan=False), max_size=50))
+    @example([0.0, -0.0, -0.000004, 1.234565, 2.5e-06, 799.999995, 1e9, 10_000.0, -1e300])
+    def test_all_rounded(self, values: list[float]) -> None:
+        """C{all_rounded} is C{rounded} of each value, to the last bit."""
+        self.assertEqual([bits(value) for value in all_rounded(values)],
+                         [bits(python_rounded(value)) for value in values])
 
     @given(st.integers(min_value=-10_000, max_value=10_000))
     def test_integers(self, value: int) -> None:

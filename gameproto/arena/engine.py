@@ -16,7 +16,9 @@ C{client} is any hashable key for a connection (the protocol instance itself wil
 call returns the messages to send, in order, as L{Outgoing} C{(recipient, message)} pairs whose
 recipient is a client key or L{CONTROLLER}; a message going to many recipients is one shared
 dict, so it can be encoded once.  Messages to L{CONTROLLER} while no controller is connected are
-simply dropped by the adapter.
+simply dropped by the adapter.  Messages are encoded with orjson: the controller's snapshot
+carries its shots as an C{orjson.Fragment} of their JSON (L{ArenaEngine.snapshot} has them as
+dicts).
 
 Geometry: x grows to the right and y with the sine of the heading; headings are absolute
 degrees, 0 being +x and 90 being +y.
@@ -47,9 +49,12 @@ Decisions DESIGN.md leaves open:
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Hashable
 from typing import assert_never
+
+import orjson
 
 from gameproto.arena.commands import (
     Command,
@@ -65,6 +70,7 @@ from gameproto.arena.commands import (
 )
 from gameproto.arena.config import ArenaConfig
 from gameproto.arena.radar import radar_radius, radar_scan
+from gameproto.arena.shots import ShotsInFlight
 from gameproto.arena.spawn import random_spawn
 from gameproto.arena.world import (
     CONTROLLER,
@@ -74,16 +80,12 @@ from gameproto.arena.world import (
     PlayerState,
     Pose,
     Rejected,
-    Shot,
     coordinates,
-    first_reached,
     invalid_command_error,
     message,
-    reach_bands,
     refusal,
     rounded,
     scan_walls,
-    shot_snapshots,
 )
 
 __all__ = [
@@ -115,7 +117,7 @@ class ArenaEngine:
         # Keyed by client; insertion order is registration order, which decides who a shot
         # hits when it reaches two players at once.
         self._players: dict[Hashable, Player] = {}
-        self._shots: list[Shot] = []
+        self._shots = ShotsInFlight(config)
         # One command per client per tick; insertion order is arrival order.
         self._queue: dict[Hashable, PlayerCommand] = {}
         # The user each connection is attributed to, for the players it registers.
@@ -190,12 +192,16 @@ class ArenaEngine:
             hits = self._move_shots()  # 1
             hit_messages, someone_destroyed = self._apply_hits(hits)  # 2
             out += hit_messages
-            self._regenerate_tokens()  # 3
-            out += self._scan_radars()  # 4
+            # Who is in the arena changes at step 2 and again only at step 5.
+            players = self._in_arena()
+            self._regenerate_tokens(players)  # 3
+            out += self._scan_radars(players)  # 4
         out += self._apply_queued_commands()  # 5
         if someone_destroyed:
             out += self._end_round_if_decided()  # 6
-        snapshot = message("GameSnapshotNotification", arena_snapshot=self.snapshot())
+        # The shots' entries go as JSON already encoded (see ShotsInFlight.encoded).
+        shots = orjson.Fragment(self._shots.encoded()) if self._shots else []
+        snapshot = message("GameSnapshotNotification", arena_snapshot=self._snapshot(shots))
         out.append(Outgoing(CONTROLLER, snapshot))  # 7
         return out
 
@@ -211,10 +217,17 @@ class ArenaEngine:
         return [player.id for player in self._in_arena()]
 
     def snapshot(self) -> Message:
-        """@return: the C{arena_snapshot} of C{GameSnapshotNotification}, as the arena is now."""
+        """
+        @return: the C{arena_snapshot} of C{GameSnapshotNotification}, as the arena is now.
+            The one L{tick} sends encodes to the same bytes, but its C{shots_snapshots} is
+            an C{orjson.Fragment} of their JSON when there are shots in flight.
+        """
+        return self._snapshot(self._shots.snapshots())
+
+    def _snapshot(self, shots: list[Message] | orjson.Fragment) -> Message:
         return {
             "players_snapshots": [self._player_snapshot(player) for player in self._in_arena()],
-            "shots_snapshots": shot_snapshots(self._shots),
+            "shots_snapshots": shots,
         }
 
     def _player_snapshot(self, player: Player) -> Message:
@@ -248,30 +261,7 @@ class ArenaEngine:
 
         @return: the player each hitting shot reached, in shot order (with repeats).
         """
-        # This loop runs for every shot in flight at every tick: what it needs is in locals,
-        # a shot far from every player costs one dict look-up (see reach_bands), and the
-        # shots' snapshot is made later, by the snapshot.
-        width, height = self.config.width, self.config.height
-        reach = self.config.player_radius + self.config.shot_radius
-        reach_squared = reach * reach
-        # The shooter is a target like any other: it can run into its own shot.
-        bands = reach_bands(self._in_arena(), reach)
-        hits: list[Player] = []
-        flying: list[Shot] = []
-        for shot in self._shots:
-            x = shot.x = shot.x + shot.dx
-            y = shot.y = shot.y + shot.dy
-            if not (0 < x < width and 0 < y < height):
-                continue  # into a wall
-            nearby = bands.get(x // reach)
-            if nearby is not None:
-                player = first_reached(nearby, x, y, reach_squared)
-                if player is not None:
-                    hits.append(player)
-                    continue
-            flying.append(shot)
-        self._shots = flying
-        return hits
+        return self._shots.move(self._in_arena())
 
     def _apply_hits(self, hits: list[Player]) -> tuple[list[Outgoing], bool]:
         """
@@ -294,14 +284,14 @@ class ArenaEngine:
                 someone_destroyed = True
         return out, someone_destroyed
 
-    def _regenerate_tokens(self) -> None:
-        """Step 3."""
-        for player in self._in_arena():
-            player.tokens = min(self.config.max_tokens, player.tokens + self.config.tokens_per_tick)
+    def _regenerate_tokens(self, players: list[Player]) -> None:
+        """Step 3, for C{players}, those in the arena."""
+        most, more = self.config.max_tokens, self.config.tokens_per_tick
+        for player in players:
+            player.tokens = min(most, player.tokens + more)
 
-    def _scan_radars(self) -> list[Outgoing]:
-        """Step 4: what each player's radar sees."""
-        players = self._in_arena()
+    def _scan_radars(self, players: list[Player]) -> list[Outgoing]:
+        """Step 4: what the radar of each of C{players}, those in the arena, sees."""
         out: list[Outgoing] = []
         # A scan that sees nothing (the common case in a roomy arena) is one message shared
         # by every player it goes to, so that it is encoded and framed once.
@@ -385,16 +375,20 @@ class ArenaEngine:
 
     def _move(self, client: Hashable, command: MovePlayerCommand) -> list[Outgoing]:
         player = self._playing(client)
-        pose = player.pose
+        x, y, rotation = player.pose.x, player.pose.y, player.pose.rotation
         moved = False
         for step in command.steps:
             if isinstance(step, Rotate):
-                pose = Pose(pose.x, pose.y, step.degrees)
+                rotation = step.degrees
             else:
-                pose = pose.advanced(step.direction.sign * self.config.move_speed)
+                # Pose.advanced, float for float, without a pose for the way there.
+                distance = step.direction.sign * self.config.move_speed
+                heading = math.radians(rotation)
                 # Keep exactly what the ack reports, so a bot's arithmetic matches the engine's.
-                pose = Pose(rounded(pose.x), rounded(pose.y), pose.rotation)
+                x = rounded(x + distance * math.cos(heading))
+                y = rounded(y + distance * math.sin(heading))
                 moved = True
+        pose = Pose(x, y, rotation)
         if moved:
             self._check_room(player, pose)
         player.pose = pose
@@ -414,8 +408,10 @@ class ArenaEngine:
             or pose.y + radius > self.config.height
         ):
             raise Rejected("the move hits a wall")
-        for other in self._in_arena():
-            if other is not player and other.pose.distance_to(pose) <= 2 * radius:
+        # Every move command asks this: no list of the players in the arena for it.
+        for other in self._players.values():
+            if (other is not player and other.state is PlayerState.IN_ARENA
+                    and other.pose.distance_to(pose) <= 2 * radius):
                 raise Rejected("the move hits another player")
 
     def _shoot(self, client: Hashable) -> list[Outgoing]:
@@ -425,7 +421,7 @@ class ArenaEngine:
         player.tokens -= self.config.shot_cost
         # Born on the shooter's edge; it first moves, and can first hit, in the next tick.
         muzzle = player.pose.advanced(self.config.player_radius)
-        self._shots.append(Shot(str(next(self._shot_ids)), muzzle, self.config.shot_speed))
+        self._shots.add(str(next(self._shot_ids)), muzzle)
         return [Outgoing(client, message("PlayerShotAck", shooting=self._shooting(player)))]
 
     def _configure(self, client: Hashable, command: ConfigurePlayerCommand) -> list[Outgoing]:
@@ -486,7 +482,7 @@ class ArenaEngine:
         out = [Outgoing(player.client, game_over) for player in self._players.values()]
         out.append(Outgoing(CONTROLLER, game_over))
         self._started = False
-        self._shots = []
+        self._shots.clear()
         self._players = {
             client: player
             for client, player in self._players.items()

@@ -24,27 +24,30 @@ def radar_scan(
     config: ArenaConfig, scanner: Player, players: list[Player]
 ) -> tuple[list[Any], list[Any]]:
     """@return: the elements and walls C{scanner}'s radar sees among C{players}."""
-    elements = [
-        {"type": "unknown", "coordinates": coordinates(other.pose)}
-        for other in players
-        if other is not scanner and sees(config, scanner, other)
-    ]
+    # Every player scans every tick: what the test of each other player needs is in locals.
+    radius = radar_radius(config, scanner.radar)
+    circular = scanner.radar is RadarType.CIRCULAR_SCAN
+    pose = scanner.pose
+    x, y = pose.x, pose.y
+    elements = []
+    for other in players:
+        if other is scanner:
+            continue
+        # Pose.distance_to, float for float.
+        distance = math.hypot(other.pose.x - x, other.pose.y - y)
+        if distance > radius:
+            continue
+        # A player on top of the scanner has no bearing; it is certainly close enough.
+        if circular or distance == 0 or _in_cone(config, scanner, other):
+            elements.append({"type": "unknown", "coordinates": coordinates(other.pose)})
     walls: list[Any] = []
-    if scanner.radar is RadarType.CIRCULAR_SCAN:
-        walls = scan_walls(
-            scanner.pose.x, scanner.pose.y, config.circular_scan_radius,
-            config.width, config.height,
-        )
+    if circular:
+        walls = scan_walls(x, y, config.circular_scan_radius, config.width, config.height)
     return elements, walls
 
 
-def sees(config: ArenaConfig, scanner: Player, other: Player) -> bool:
-    distance = scanner.pose.distance_to(other.pose)
-    if distance > radar_radius(config, scanner.radar):
-        return False
-    if scanner.radar is RadarType.CIRCULAR_SCAN or distance == 0:
-        # A player on top of the scanner has no bearing; it is certainly close enough.
-        return True
+def _in_cone(config: ArenaConfig, scanner: Player, other: Player) -> bool:
+    """Whether C{other} is within the half angle of C{scanner}'s long range scan."""
     bearing = math.degrees(
         math.atan2(other.pose.y - scanner.pose.y, other.pose.x - scanner.pose.x)
     )

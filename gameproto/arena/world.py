@@ -1,7 +1,8 @@
 """
 The things of an arena and the messages about them, for L{gameproto.arena.engine}: the
-recipients and messages an engine returns, poses, players and shots, and the radar's
-geometry.  Pure: no I/O, no clock, no randomness.
+recipients and messages an engine returns, poses and players, where shots can reach players,
+and the radar's geometry (the shots in flight are in L{gameproto.arena.shots}).  Pure: no
+I/O, no clock, no randomness.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def rounded(value: float) -> float:
     """
     C{round(value, 5)}, with -0.0 read as 0.0 (nobody wants it on the wire); bit for bit the
     same float, in a fraction of the time (a snapshot rounds two coordinates per shot in
-    flight, every tick).
+    flight, every tick: see L{gameproto.arena.shots.ShotsInFlight.encoded}).
 
     C{round(value, 5)} is the float nearest to the decimal C{k / 10**5}, C{k} the exact
     C{value * 10**5} rounded half to even; C{k / 100000.0} is that float (a correctly rounded
@@ -79,6 +80,24 @@ def rounded(value: float) -> float:
             return units / 100000.0
     # Adding 0.0 turns -0.0 into 0.0.
     return round(float(value), _DECIMALS) + 0.0
+
+
+def all_rounded(values: list[float]) -> list[float]:
+    """
+    C{[rounded(value) for value in values]}, bit for bit, a fifth faster: L{rounded}'s
+    arithmetic inline in one comprehension, without a call per value (the snapshot rounds
+    every coordinate of every shot in flight, every tick).  Values L{rounded} would hand
+    to Python's round are handed to L{rounded}.
+    """
+    return [
+        units / 100000.0
+        if -0.4999 < scaled - units < 0.4999 and -1e9 < scaled < 1e9
+        else rounded(value)
+        for value in values
+        # Assignments in a comprehension (Python makes them such since 3.9).
+        for scaled in (value * 100000.0,)
+        for units in ((scaled + 6755399441055744.0) - 6755399441055744.0,)
+    ]
 
 
 def coordinates(pose: Pose) -> dict[str, float]:
@@ -138,44 +157,6 @@ class Player:
     radar: RadarType = RadarType.CIRCULAR_SCAN
     user: str | None = None
     """The user the player's connection is attributed to, if any."""
-
-
-class Shot:
-    """
-    A shot in flight.  Mutable and slotted, unlike the poses of players: an arena moves
-    every one of its 100-odd shots every tick, and a new frozen record per shot per tick
-    was most of an arena's work.
-
-    @ivar dx: the move of one tick along x (C{dy} along y): a shot keeps its heading, so
-        the trigonometry is done once, at its birth.
-    """
-
-    __slots__ = ("id", "x", "y", "dx", "dy", "rotation")
-
-    def __init__(self, id: str, muzzle: Pose, speed: float) -> None:
-        self.id = id
-        self.x = muzzle.x
-        self.y = muzzle.y
-        self.rotation = muzzle.rotation
-        # The step is the difference of two poses a tick apart, as it always was: the shot's
-        # path, float for float, does not depend on how the engine stores it.
-        moved = muzzle.advanced(speed)
-        self.dx = moved.x - muzzle.x
-        self.dy = moved.y - muzzle.y
-
-
-def shot_snapshots(shots: list[Shot]) -> list[Message]:
-    """
-    The C{shots_snapshots} of a snapshot: one comprehension, not a call per shot.  Made when
-    the snapshot is, and gone once it is sent: kept on the shots from one tick to the next,
-    a node's tens of thousands of small dicts no longer fit the processor's caches, and freeing
-    them cost more than making them (bench/arena_engine_tick.py -K 80).
-    """
-    return [
-        {"id": shot.id, "coordinates": {"x": rounded(shot.x), "y": rounded(shot.y)},
-         "rotation": shot.rotation}
-        for shot in shots
-    ]
 
 
 Target: TypeAlias = tuple[Player, float, float]
