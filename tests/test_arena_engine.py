@@ -1368,6 +1368,27 @@ class SnapshotTests(SynchronousTestCase):
         self.assertGreater(most, 30)
         self.assertGreater(hits, 10)
 
+    def test_tick_without_snapshot(self) -> None:
+        """
+        C{tick(snapshot=False)} (no controller to read it) plays the tick as C{tick()} does,
+        messages and state alike, without the controller's snapshot.
+        """
+        engines = []
+        for _ in range(2):
+            engine, ids = playing([[100, 100, 0], [160, 100, 180]], ALICE, BOB, shot_damage=20)
+            engines.append(engine)
+        watched, unwatched = engines
+        for step in range(40):
+            command = SHOOT if step % 3 else move_command({"rotate": step * 7})
+            for engine in engines:
+                engine.submit(ALICE, parse_command(command))
+                engine.submit(BOB, parse_command(SHOOT))
+            out = watched.tick()
+            self.assertEqual((out[-1].recipient, out[-1].message["type"]),
+                             (CONTROLLER, "GameSnapshotNotification"))
+            self.assertEqual(unwatched.tick(snapshot=False), out[:-1])
+            self.assertEqual(orjson.dumps(unwatched.snapshot()), orjson.dumps(watched.snapshot()))
+
     def test_snapshot_last(self) -> None:
         """Within a tick, the snapshot comes last and reflects the tick's commands."""
         engine, ids = playing([[100, 100, 0]], ALICE)

@@ -233,7 +233,9 @@ class Arena:
         """One engine tick and its messages.  Never raises: the loop must keep running."""
         self.ticks += 1
         try:
-            outgoing = self.engine.tick()
+            # An arena nobody controls still ticks (its players play); the snapshot, a
+            # message per shot and player, is only made for a controller to read.
+            outgoing = self.engine.tick(snapshot=self.controller is not None)
         except Exception:
             self._log.failure("Arena {arena}: tick failed", arena=self.id)
             return

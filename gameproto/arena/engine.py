@@ -179,11 +179,13 @@ class ArenaEngine:
             return []
         return self._end_round_if_decided()
 
-    def tick(self) -> list[Outgoing]:
+    def tick(self, snapshot: bool = True) -> list[Outgoing]:
         """
         Advance the arena by one tick, in the order of DESIGN.md; steps 1 to 4 only run while
         a game is started.
 
+        @param snapshot: whether to make the controller's snapshot (step 7); not when no
+            controller would receive it.
         @return: every notification, reply and the controller's snapshot of this tick.
         """
         out: list[Outgoing] = []
@@ -199,10 +201,12 @@ class ArenaEngine:
         out += self._apply_queued_commands()  # 5
         if someone_destroyed:
             out += self._end_round_if_decided()  # 6
-        # The shots' entries go as JSON already encoded (see ShotsInFlight.encoded).
-        shots = orjson.Fragment(self._shots.encoded()) if self._shots else []
-        snapshot = message("GameSnapshotNotification", arena_snapshot=self._snapshot(shots))
-        out.append(Outgoing(CONTROLLER, snapshot))  # 7
+        if snapshot:
+            # The shots' entries go as JSON already encoded (see ShotsInFlight.encoded).
+            shots = orjson.Fragment(self._shots.encoded()) if self._shots else []
+            view = self._snapshot(shots)
+            out.append(Outgoing(CONTROLLER, message("GameSnapshotNotification",
+                                                    arena_snapshot=view)))  # 7
         return out
 
     # -- views ---------------------------------------------------------------
