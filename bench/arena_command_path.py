@@ -28,6 +28,7 @@ from bench.arena_load import COMMANDS, SPAWNS  # noqa: E402
 from gameproto import wire  # noqa: E402
 from gameproto.server import GameprotoServer, ServerConfig  # noqa: E402
 from gameproto.store.memory import MemoryStore  # noqa: E402
+from gameproto.throttle import RequestLimits  # noqa: E402
 from gameproto.testing import WebSocketClient, request  # noqa: E402
 
 TICK = 0.02  # the default tick_ms, in seconds
@@ -38,8 +39,11 @@ def make_server(arenas: int) -> GameprotoServer:
     clock = Clock()
     clock.advance(1_800_000_000.25)
     txaio.config.loop = clock
+    # One user creates every arena, faster than anyone may.
     config = ServerConfig(store="memory:", port=None, arena_max_per_user=arenas + 1,
-                          arena_max=arenas + 1)
+                          arena_max=arenas + 1,
+                          request_limits=RequestLimits(creations_per_account=None,
+                                                       creations_per_address=None))
     return GameprotoServer(config, clock, store=MemoryStore(),
                            run_in_thread=lambda f, *args: maybeDeferred(f, *args))
 
