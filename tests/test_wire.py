@@ -79,6 +79,22 @@ class TokenBucketTests(SynchronousTestCase):
         clock.advance(100)
         self.assertEqual(sum(bucket.take() for _ in range(10)), 3)
 
+    def test_fractions_carry_over(self) -> None:
+        """A refused take keeps the fraction refilled so far; a full bucket stays full."""
+        clock = Clock()
+        bucket = wire.TokenBucket(rate=10, burst=2, clock=clock)
+        bucket.take()
+        bucket.take()
+        clock.advance(0.06)
+        self.assertFalse(bucket.take())  # 0.6 of a token
+        self.assertAlmostEqual(bucket.wait(), 0.04)
+        clock.advance(0.05)
+        self.assertTrue(bucket.take())  # 1.1 tokens, 0.1 left
+        self.assertAlmostEqual(bucket.wait(), 0.09)
+        clock.advance(1)
+        self.assertTrue(bucket.full)
+        self.assertEqual([bucket.take() for _ in range(3)], [True, True, False])
+
 
 class RateLimiterTests(SynchronousTestCase):
     def test_verdicts(self) -> None:

@@ -205,7 +205,10 @@ class Arena:
     def submit(self, socket: ArenaSocket, command: Command) -> None:
         """A player's command: queued for the next tick (or refused at once)."""
         if socket in self._players:
-            self.deliver(self.engine.submit(socket, command))
+            # Most commands are queued, with nothing to deliver now.
+            refusal = self.engine.submit(socket, command)
+            if refusal:
+                self.deliver(refusal)
 
     def control(self, socket: ArenaSocket, command: Command) -> None:
         """The controller's command, applied at once."""

@@ -12,38 +12,16 @@ the machine's lifecycle inputs.  Whether a command is legal now is the engine's 
 made when its tick applies it (see gameproto.arena.engine); the machines decide who is
 attached to the arena, when, and how each connection ends.
 
-Attaching is asynchronous on any number of nodes: a connection starts in C{Joining}
-while the service finds where its arena runs (L{ArenaService.locate}: here, or on
-another node through the relay); the commands and malformed frames it receives meanwhile
-wait, and are applied in order once it has joined.
-
-A player's connection::
-
-    Joining ──refused (no such arena: 4004; Redis unreachable: 4011)─────▶ Closed
-       │ joined                                                             ▲
-       ▼                                                                    │ lost,
-    Connected ──RegisterPlayerAck──▶ Registered ──StartGameOrder──▶ Playing  │ arenaClosed
-       ▲                              (parked: stays    │                   │ (from any
-       │                               on game over)    │ PlayerDestroyed    │  state)
-       │                                                ▼                   │
-       └────────────── GameOverNotification ◀──── Destroyed ◀───────────────┘
-                       (from Playing or Destroyed)
-
-A controller's connection::
-
-    Joining ──refused (4001 unauthenticated, 4003 not the owner, 4004, 4011)──▶ Closed
-       │ authorized                                                           ▲
-       ▼                                                                      │
-    Controlling ──replaced (4009), arenaClosed (1000), lost──────────────────┘
+The machines, and where each of their states sends a command, are in
+L{gameproto.arena.machines}.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Any
 from urllib.parse import unquote
 
-import attrs
-from automat import NoTransition, TypeMachineBuilder
+from automat import NoTransition
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import Deferred
@@ -51,272 +29,30 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 
 from gameproto import wire, web
-from gameproto.arena.commands import Command, InvalidCommand, parse_command
+from gameproto.arena.commands import InvalidCommand, parse_command
 from gameproto.arena.engine import invalid_command_error
 from gameproto.arena.arena import ArenaHandle, Frame
+from gameproto.arena.machines import (
+    Connection,
+    ControllerCore,
+    ControllerMachine,
+    PlayerCore,
+    PlayerMachine,
+)
 from gameproto.arena.service import ArenaService
 from gameproto.store import StoreError
 from gameproto.wire import CloseCode, Malformed
 
-_log = Logger()
+__all__ = [
+    "NO_SUCH_ARENA", "UNAUTHENTICATED", "UNREACHABLE", "arena_id_of",
+    "ArenaPlayerProtocol", "ArenaControllerProtocol", "arena_resource",
+    # gameproto.arena.machines, where they are defined
+    "Connection", "PlayerCore", "PlayerMachine", "ControllerCore", "ControllerMachine",
+]
 
 NO_SUCH_ARENA = "no such arena"
 UNAUTHENTICATED = "unauthenticated"
 UNREACHABLE = "the arena's node cannot be reached; try again"
-
-
-class Connection(Protocol):
-    """What the machines need of their WebSocket: the adapter below, or a fake in tests."""
-
-    def sendObject(self, message: Any) -> bool: ...
-
-    def closeWith(self, code: CloseCode, reason: str) -> None: ...
-
-
-def _refuse(connection: Connection, reason: str, code: CloseCode) -> None:
-    connection.sendObject(invalid_command_error(reason))
-    connection.closeWith(code, reason)
-
-
-# ---------------------------------------------------------------------------
-# The player's machine
-
-
-class PlayerInputs(Protocol):
-    """Everything that can happen to one player connection."""
-
-    # The handshake's outcome.
-    def joined(self, arena: ArenaHandle) -> None: ...
-
-    def refused(self, reason: str, code: CloseCode) -> None: ...
-
-    # The client's frames.
-    def command(self, command: Command) -> None: ...
-
-    def invalid(self, reason: str) -> None: ...
-
-    # What the arena tells this player.
-    def acknowledged(self, player_id: str) -> None: ...
-
-    def startOrdered(self) -> None: ...
-
-    def destroyed(self) -> None: ...
-
-    def gameOver(self) -> None: ...
-
-    def arenaClosed(self, reason: str) -> None: ...
-
-    # The connection is gone.
-    def lost(self) -> None: ...
-
-
-@attrs.define
-class PlayerCore:
-    """
-    A player connection's dependencies and what it knows: C{socket} is its key in the
-    arena (the protocol itself), C{username} the user it is attributed to, if any.
-    """
-
-    connection: Connection
-    socket: Any
-    username: str | None = None
-    arena: ArenaHandle | None = None
-    player_id: str | None = None
-    waiting: list[tuple[Callable[..., None], Any]] = attrs.Factory(list)
-
-
-player = TypeMachineBuilder(PlayerInputs, PlayerCore)
-PJoining = player.state("Joining")
-PConnected = player.state("Connected")
-PRegistered = player.state("Registered")
-PPlaying = player.state("Playing")
-PDestroyed = player.state("Destroyed")
-PClosed = player.state("Closed")
-_LIVE_PLAYER = (PConnected, PRegistered, PPlaying, PDestroyed)
-
-
-@PJoining.upon(PlayerInputs.refused).to(PClosed)
-def _player_refused(
-    inputs: PlayerInputs, core: PlayerCore, reason: str, code: CloseCode
-) -> None:
-    _refuse(core.connection, reason, code)
-
-
-def _submit(inputs: PlayerInputs, core: PlayerCore, command: Command) -> None:
-    assert core.arena is not None
-    core.arena.submit(core.socket, command)
-
-
-def _player_invalid(inputs: PlayerInputs, core: PlayerCore, reason: str) -> None:
-    core.connection.sendObject(invalid_command_error(reason))
-
-
-def _player_lost(inputs: PlayerInputs, core: PlayerCore) -> None:
-    assert core.arena is not None
-    core.arena.remove_player(core.socket)
-
-
-def _player_arena_closed(inputs: PlayerInputs, core: PlayerCore, reason: str) -> None:
-    core.connection.closeWith(CloseCode.NORMAL, reason)
-
-
-@PJoining.upon(PlayerInputs.joined).to(PConnected)
-def _player_joined(inputs: PlayerInputs, core: PlayerCore, arena: ArenaHandle) -> None:
-    core.arena = arena
-    arena.add_player(core.socket)
-    _replay(inputs, core)
-
-
-@PJoining.upon(PlayerInputs.command).loop()
-def _player_command_waits(inputs: PlayerInputs, core: PlayerCore, command: Command) -> None:
-    core.waiting.append((_submit, command))
-
-
-@PJoining.upon(PlayerInputs.invalid).loop()
-def _player_invalid_waits(inputs: PlayerInputs, core: PlayerCore, reason: str) -> None:
-    core.waiting.append((_player_invalid, reason))
-
-
-for _state in _LIVE_PLAYER:
-    _state.upon(PlayerInputs.command).loop()(_submit)
-    _state.upon(PlayerInputs.invalid).loop()(_player_invalid)
-    _state.upon(PlayerInputs.lost).to(PClosed)(_player_lost)
-    _state.upon(PlayerInputs.arenaClosed).to(PClosed)(_player_arena_closed)
-
-
-@PConnected.upon(PlayerInputs.acknowledged).to(PRegistered)
-def _registered(inputs: PlayerInputs, core: PlayerCore, player_id: str) -> None:
-    core.player_id = player_id
-    _log.debug(
-        "Arena {arena}: player {player} registered (user {user})",
-        arena=core.arena.id if core.arena else None, player=player_id, user=core.username,
-    )
-
-
-PRegistered.upon(PlayerInputs.startOrdered).to(PPlaying).returns(None)
-# A player parked during a started game stays registered into the next round.
-PRegistered.upon(PlayerInputs.gameOver).loop().returns(None)
-PPlaying.upon(PlayerInputs.destroyed).to(PDestroyed).returns(None)
-# The round is cleared: register again to play the next one.
-PPlaying.upon(PlayerInputs.gameOver).to(PConnected).returns(None)
-PDestroyed.upon(PlayerInputs.gameOver).to(PConnected).returns(None)
-
-# Before it joins, a connection has nothing to leave; once closed, nothing matters (the
-# arena located for a connection that is gone meanwhile is not joined).
-PJoining.upon(PlayerInputs.lost).to(PClosed).returns(None)
-for _input in (PlayerInputs.command, PlayerInputs.invalid, PlayerInputs.lost,
-               PlayerInputs.arenaClosed, PlayerInputs.gameOver, PlayerInputs.joined,
-               PlayerInputs.refused):
-    PClosed.upon(_input).loop().returns(None)  # type: ignore[arg-type]
-
-PlayerMachine = player.build()
-
-
-# ---------------------------------------------------------------------------
-# The controller's machine
-
-
-class ControllerInputs(Protocol):
-    """Everything that can happen to one controller connection."""
-
-    def authorized(self, arena: ArenaHandle) -> None: ...
-
-    def refused(self, reason: str, code: CloseCode) -> None: ...
-
-    def command(self, command: Command) -> None: ...
-
-    def invalid(self, reason: str) -> None: ...
-
-    def replaced(self) -> None: ...
-
-    def arenaClosed(self, reason: str) -> None: ...
-
-    def lost(self) -> None: ...
-
-
-@attrs.define
-class ControllerCore:
-    connection: Connection
-    socket: Any
-    username: str | None = None
-    arena: ArenaHandle | None = None
-    waiting: list[tuple[Callable[..., None], Any]] = attrs.Factory(list)
-
-
-def _replay(inputs: Any, core: PlayerCore | ControllerCore) -> None:
-    """Apply what the connection sent while it was joining, in order."""
-    waiting, core.waiting = core.waiting, []
-    for handler, argument in waiting:
-        handler(inputs, core, argument)
-
-
-controller = TypeMachineBuilder(ControllerInputs, ControllerCore)
-CJoining = controller.state("Joining")
-CControlling = controller.state("Controlling")
-CClosed = controller.state("Closed")
-
-
-@CJoining.upon(ControllerInputs.authorized).to(CControlling)
-def _controller_authorized(
-    inputs: ControllerInputs, core: ControllerCore, arena: ArenaHandle
-) -> None:
-    core.arena = arena
-    arena.set_controller(core.socket)
-    _replay(inputs, core)
-
-
-@CJoining.upon(ControllerInputs.refused).to(CClosed)
-def _controller_refused(
-    inputs: ControllerInputs, core: ControllerCore, reason: str, code: CloseCode
-) -> None:
-    _refuse(core.connection, reason, code)
-
-
-@CControlling.upon(ControllerInputs.command).loop()
-def _control(inputs: ControllerInputs, core: ControllerCore, command: Command) -> None:
-    assert core.arena is not None
-    core.arena.control(core.socket, command)
-
-
-@CControlling.upon(ControllerInputs.invalid).loop()
-def _controller_invalid(inputs: ControllerInputs, core: ControllerCore, reason: str) -> None:
-    core.connection.sendObject(invalid_command_error(reason))
-
-
-@CControlling.upon(ControllerInputs.replaced).to(CClosed)
-def _replaced(inputs: ControllerInputs, core: ControllerCore) -> None:
-    # The arena already points at the newer controller: nothing to detach.
-    core.connection.closeWith(CloseCode.REPLACED, "replaced by a newer controller")
-
-
-@CControlling.upon(ControllerInputs.arenaClosed).to(CClosed)
-def _controller_arena_closed(inputs: ControllerInputs, core: ControllerCore, reason: str) -> None:
-    core.connection.closeWith(CloseCode.NORMAL, reason)
-
-
-@CControlling.upon(ControllerInputs.lost).to(CClosed)
-def _controller_lost(inputs: ControllerInputs, core: ControllerCore) -> None:
-    assert core.arena is not None
-    core.arena.remove_controller(core.socket)
-
-
-@CJoining.upon(ControllerInputs.command).loop()
-def _control_waits(inputs: ControllerInputs, core: ControllerCore, command: Command) -> None:
-    core.waiting.append((_control, command))
-
-
-@CJoining.upon(ControllerInputs.invalid).loop()
-def _controller_invalid_waits(inputs: ControllerInputs, core: ControllerCore, reason: str) -> None:
-    core.waiting.append((_controller_invalid, reason))
-
-
-CJoining.upon(ControllerInputs.lost).to(CClosed).returns(None)
-for _input in (ControllerInputs.command, ControllerInputs.invalid, ControllerInputs.lost,
-               ControllerInputs.replaced, ControllerInputs.arenaClosed,
-               ControllerInputs.authorized, ControllerInputs.refused):
-    CClosed.upon(_input).loop().returns(None)  # type: ignore[arg-type]
-
-ControllerMachine = controller.build()
 
 
 # ---------------------------------------------------------------------------
@@ -337,6 +73,7 @@ class _ArenaProtocol(wire.JSONProtocol):
 
     _log = Logger()
     _machine: Any = None
+    _core: Any = None
     _arena_id = ""
 
     @property
@@ -369,7 +106,9 @@ class _ArenaProtocol(wire.JSONProtocol):
         except InvalidCommand as e:
             self._machine.invalid(e.reason)
             return
-        self._machine.command(command)
+        # What the machine's state does with a command, without a transition (see
+        # gameproto.arena.machines): the same as self._machine.command(command).
+        self._core.command_handler(command)
 
     def malformedFrame(self, problem: Malformed) -> None:
         self._machine.invalid(problem.value)
@@ -451,7 +190,8 @@ class ArenaControllerProtocol(_ArenaProtocol):
     metrics_protocol = "arena"
 
     def connectionOpened(self) -> None:
-        self._machine = ControllerMachine(ControllerCore(self, self, self._username()))
+        self._core = ControllerCore(self, self, self._username())
+        self._machine = ControllerMachine(self._core)
         self._join()
 
     def _located(self, arena: ArenaHandle | None) -> None:
