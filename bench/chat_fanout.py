@@ -39,7 +39,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, endpoints, protocol, task
@@ -124,6 +124,33 @@ class Bench:
         return member
 
 
+async def send_until(reactor: Any, member: Member, done: Callable[[], bool],
+                     rate: float = SENDER_RATE) -> tuple[int, int]:
+    """
+    Send messages from C{member} at C{rate} a second, each waiting for its ack, until
+    C{done()} says to stop; C{(acknowledged, lost)}.
+
+    The sender stays under its packet budget (past it the server drops packets, whose
+    acks then never come), and gives up on an ack that does not come within
+    ACK_TIMEOUT rather than waiting forever.
+    """
+    sent = lost = 0
+    began = time.perf_counter()
+    mine = 0
+    while not done():
+        ahead = mine / rate - (time.perf_counter() - began)
+        if ahead > 0:
+            await task.deferLater(reactor, ahead, lambda: None)
+        ack = member.call("message", {"message": repr(time.perf_counter())})
+        try:
+            await ack.addTimeout(ACK_TIMEOUT, reactor)
+            sent += 1
+        except defer.TimeoutError:
+            lost += 1
+        mine += 1
+    return sent, lost
+
+
 async def run(reactor: Any, nodes: int, clients: int, senders: int, duration: float) -> dict[str, float]:
     redis = RedisServer()
     await redis.start()
@@ -139,30 +166,16 @@ async def run(reactor: Any, nodes: int, clients: int, senders: int, duration: fl
         for member in members:
             member.received = 0
         bench.latencies.clear()
-        sent = lost = 0
         stop_at = time.perf_counter() + duration
-
-        async def sender(member: Member) -> None:
-            # Each sender stays under its packet budget (past it the server
-            # drops packets, whose acks then never come), and gives up on an ack that
-            # does not come within ACK_TIMEOUT rather than waiting forever.
-            nonlocal sent, lost
-            began = time.perf_counter()
-            mine = 0
-            while time.perf_counter() < stop_at:
-                ahead = mine / SENDER_RATE - (time.perf_counter() - began)
-                if ahead > 0:
-                    await task.deferLater(reactor, ahead, lambda: None)
-                ack = member.call("message", {"message": repr(time.perf_counter())})
-                try:
-                    await ack.addTimeout(ACK_TIMEOUT, reactor)
-                    sent += 1
-                except defer.TimeoutError:
-                    lost += 1
-                mine += 1
-
         started = time.perf_counter()
-        await defer.gatherResults([defer.ensureDeferred(sender(m)) for m in members[:senders]])
+
+        def done() -> bool:
+            return time.perf_counter() >= stop_at
+
+        counts = await defer.gatherResults(
+            [defer.ensureDeferred(send_until(reactor, m, done)) for m in members[:senders]])
+        sent = sum(mine for mine, _ in counts)
+        lost = sum(missed for _, missed in counts)
         # Let the last messages reach every node before counting.
         await task.deferLater(reactor, 1.0, lambda: None)
         elapsed = time.perf_counter() - started
