@@ -32,6 +32,9 @@ from twisted.web.resource import Resource
 #: Tick durations and lateness: a match ticks every 10 ms, an arena every 20 ms.
 TICK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 #: HTTP and store latencies.
+# The methods counted by name; any other a client sends is counted as "other".
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 #: A processor run's start-up: a launcher, bubblewrap, the interpreter.
 SPAWN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -119,12 +122,34 @@ class Metrics:
             "gameproto_store_operation_errors",
             "Store and Redis operations that failed, by operation.",
             ["backend", "operation"], registry=r)
+        # The children of http_requests and http_latency by their labels: labels() costs as
+        # much as the rest of counting a request, and a polling client makes many.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.bus_reconnects = Counter(
             "gameproto_bus_reconnects", "Times the publish/subscribe bus connected again.",
             registry=r)
 
     # -- plain figures, read at scrape time ------------------------------------
 
+
+    def request_answered(self, method: str, route: str, status: int,
+                         seconds: float | None) -> None:
+        """
+        Count an HTTP request and its duration.  A method outside HTTP's usual ones is
+        counted as C{other}: the client chooses it, and each label value is a series kept
+        for the process's life.
+        """
+        if method not in HTTP_METHODS:
+            method = "other"
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.http_requests.labels(method, route, str(status)),
+                        self.http_latency.labels(method, route))
+            self._request_children[key] = children
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
     def traffic(self, protocol: str) -> Traffic:
         """The L{Traffic} of C{protocol} (one object per protocol: keep it)."""
         traffic = self._traffic.get(protocol)

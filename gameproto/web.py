@@ -186,9 +186,7 @@ class GameprotoSite(Site):
             route = "/" + "/".join(_clipped(s) or "" for s in request.prepath)
         method = request.method.decode("ascii", "replace")
         if self.metrics is not None:
-            self.metrics.http_requests.labels(method, route, str(request.code)).inc()
-            if seconds is not None:
-                self.metrics.http_latency.labels(method, route).observe(seconds)
+            self.metrics.request_answered(method, route, request.code, seconds)
         policy = self.access_log
         if policy == "off" or (policy == "requests" and request.transport_poll
                                and request.code < 400):

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
@@ -22,6 +22,7 @@ from gameproto.client import arena as arena_client
 from gameproto.client import match as match_client
 from gameproto.client import processor as processor_client
 from gameproto.client.rest import RestClient
+from gameproto.metrics import Metrics
 from tests.nodes import Node, stop_on_cleanup
 from tests.processor_support import HELLO, require_root, run_uids
 from tests.support import wait_for
@@ -208,3 +209,32 @@ class RedisCommandMetricsTests(TestCase):
             self.assertEqual(await node.stop(), 0, node.text())
 
         return ensureDeferred(scenario())
+
+
+class RequestMetricsTests(SynchronousTestCase):
+    """L{Metrics.request_answered}: what a request adds to the HTTP series."""
+
+    def sample(self, metrics: Metrics, name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    def test_counted_with_duration(self) -> None:
+        metrics = Metrics(process=False)
+        for _ in range(3):
+            metrics.request_answered("GET", "/healthz", 200, 0.002)
+        metrics.request_answered("GET", "/healthz", 503, None)
+        self.assertEqual(self.sample(metrics, "gameproto_http_requests_total",
+                                     method="GET", route="/healthz", status="200"), 3)
+        self.assertEqual(self.sample(metrics, "gameproto_http_requests_total",
+                                     method="GET", route="/healthz", status="503"), 1)
+        self.assertEqual(self.sample(metrics, "gameproto_http_request_duration_seconds_count",
+                                     method="GET", route="/healthz"), 3)
+
+    def test_unknown_methods_are_other(self) -> None:
+        """A client's own methods share one series: their names would grow the registry."""
+        metrics = Metrics(process=False)
+        for name in ("FOO", "BAR", "get", "X" * 100):
+            metrics.request_answered(name, "/healthz", 405, 0.001)
+        self.assertEqual(self.sample(metrics, "gameproto_http_requests_total",
+                                     method="other", route="/healthz", status="405"), 4)
+        self.assertIsNone(self.sample(metrics, "gameproto_http_requests_total",
+                                      method="FOO", route="/healthz", status="405"))
