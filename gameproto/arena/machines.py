@@ -77,6 +77,15 @@ def _dropped(command: Command) -> None:
     """The command handler of a closed connection: nothing to apply a command to."""
 
 
+def _close(core: PlayerCore | ControllerCore) -> None:
+    """
+    Whichever way a connection ends: its commands go nowhere from now on, and what waited
+    for its arena (a connection that ends while joining) is let go.
+    """
+    core.command_handler = _dropped
+    core.waiting.clear()
+
+
 # ---------------------------------------------------------------------------
 # The player's machine
 
@@ -148,7 +157,7 @@ _LIVE_PLAYER = (PConnected, PRegistered, PPlaying, PDestroyed)
 def _player_refused(
     inputs: PlayerInputs, core: PlayerCore, reason: str, code: CloseCode
 ) -> None:
-    core.command_handler = _dropped
+    _close(core)
     _refuse(core.connection, reason, code)
 
 
@@ -167,17 +176,17 @@ def _player_invalid(inputs: PlayerInputs, core: PlayerCore, reason: str) -> None
 
 def _player_lost(inputs: PlayerInputs, core: PlayerCore) -> None:
     assert core.arena is not None
-    core.command_handler = _dropped
+    _close(core)
     core.arena.remove_player(core.socket)
 
 
 def _player_arena_closed(inputs: PlayerInputs, core: PlayerCore, reason: str) -> None:
-    core.command_handler = _dropped
+    _close(core)
     core.connection.closeWith(CloseCode.NORMAL, reason)
 
 
 def _player_lost_joining(inputs: PlayerInputs, core: PlayerCore) -> None:
-    core.command_handler = _dropped
+    _close(core)
 
 
 @PJoining.upon(PlayerInputs.joined).to(PConnected)
@@ -297,7 +306,7 @@ def _controller_authorized(
 def _controller_refused(
     inputs: ControllerInputs, core: ControllerCore, reason: str, code: CloseCode
 ) -> None:
-    core.command_handler = _dropped
+    _close(core)
     _refuse(core.connection, reason, code)
 
 
@@ -322,25 +331,25 @@ def _controller_invalid(inputs: ControllerInputs, core: ControllerCore, reason: 
 @CControlling.upon(ControllerInputs.replaced).to(CClosed)
 def _replaced(inputs: ControllerInputs, core: ControllerCore) -> None:
     # The arena already points at the newer controller: nothing to detach.
-    core.command_handler = _dropped
+    _close(core)
     core.connection.closeWith(CloseCode.REPLACED, "replaced by a newer controller")
 
 
 @CControlling.upon(ControllerInputs.arenaClosed).to(CClosed)
 def _controller_arena_closed(inputs: ControllerInputs, core: ControllerCore, reason: str) -> None:
-    core.command_handler = _dropped
+    _close(core)
     core.connection.closeWith(CloseCode.NORMAL, reason)
 
 
 @CControlling.upon(ControllerInputs.lost).to(CClosed)
 def _controller_lost(inputs: ControllerInputs, core: ControllerCore) -> None:
     assert core.arena is not None
-    core.command_handler = _dropped
+    _close(core)
     core.arena.remove_controller(core.socket)
 
 
 def _controller_lost_joining(inputs: ControllerInputs, core: ControllerCore) -> None:
-    core.command_handler = _dropped
+    _close(core)
 
 
 @CJoining.upon(ControllerInputs.invalid).loop()
