@@ -37,6 +37,7 @@ from gameproto.arena.service import (
 from gameproto.auth import Accounts
 from gameproto.chat import mount_chat
 from gameproto.chat.cluster import RedisPresence, RoomRelay
+from gameproto.listening import DEFAULT_BACKLOG, with_backlog
 from gameproto.match.api import MatchAPI
 from gameproto.metrics import Metrics, metrics_site
 from gameproto.match.replay import ReplayLimits
@@ -57,7 +58,6 @@ from gameproto.processor.match_engine import MatchSeats
 from gameproto.processor.protocol import processor_resource
 from gameproto.processor.sandbox import RunLimits, SandboxConfig
 from gameproto.processor.service import ProcessorService
-from gameproto.listening import DEFAULT_BACKLOG, with_backlog
 from gameproto.redis import RedisURL
 from gameproto.rest import JSONRouter
 from gameproto.session import SessionAPI, session_key
