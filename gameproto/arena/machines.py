@@ -77,7 +77,7 @@ def _dropped(command: Command) -> None:
     """The command handler of a closed connection: nothing to apply a command to."""
 
 
-def _close(core: PlayerCore | ControllerCore) -> None:
+def _close(core: _ConnectionCore) -> None:
     """
     Whichever way a connection ends: its commands go nowhere from now on, and what waited
     for its arena (a connection that ends while joining) is let go.
@@ -119,19 +119,19 @@ class PlayerInputs(Protocol):
 
 
 @attrs.define
-class PlayerCore:
+class _ConnectionCore:
     """
-    A player connection's dependencies and what it knows: C{socket} is its key in the
-    arena (the protocol itself), C{username} the user it is attributed to, if any.
-    C{command_handler} is what its state does with a command (see the module's docstring):
-    only the machine's transitions set it.
+    What a player's and a controller's connection both hold: C{socket} is its key in the
+    arena (the protocol itself), C{username} the user it is attributed to, if any,
+    C{waiting} what waits for the arena while joining.  C{command_handler} is what its
+    state does with a command (see the module's docstring): only the machine's
+    transitions set it, and it starts as C{wait}.
     """
 
     connection: Connection
     socket: Any
     username: str | None = None
     arena: ArenaHandle | None = None
-    player_id: str | None = None
     waiting: list[tuple[Callable[..., None], Any]] = attrs.Factory(list)
     command_handler: Callable[[Command], None] = attrs.field(init=False)
 
@@ -140,6 +140,17 @@ class PlayerCore:
 
     def wait(self, command: Command) -> None:
         """While joining: the command waits for the arena."""
+        raise NotImplementedError
+
+
+@attrs.define
+class PlayerCore(_ConnectionCore):
+    """A player connection's dependencies and what it knows, with its player's id."""
+
+    player_id: str | None = None
+
+    def wait(self, command: Command) -> None:
+        """While joining: the command waits for the arena's C{submit}."""
         self.waiting.append((_submit, command))
 
 
@@ -261,25 +272,15 @@ class ControllerInputs(Protocol):
 
 
 @attrs.define
-class ControllerCore:
-    """A controller connection's dependencies and what it knows, as L{PlayerCore}'s."""
-
-    connection: Connection
-    socket: Any
-    username: str | None = None
-    arena: ArenaHandle | None = None
-    waiting: list[tuple[Callable[..., None], Any]] = attrs.Factory(list)
-    command_handler: Callable[[Command], None] = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.command_handler = self.wait  # Joining
+class ControllerCore(_ConnectionCore):
+    """A controller connection's dependencies and what it knows."""
 
     def wait(self, command: Command) -> None:
-        """While joining: the command waits for the arena."""
+        """While joining: the command waits for the arena's C{control}."""
         self.waiting.append((_control, command))
 
 
-def _replay(inputs: Any, core: PlayerCore | ControllerCore) -> None:
+def _replay(inputs: Any, core: _ConnectionCore) -> None:
     """Apply what the connection sent while it was joining, in order."""
     waiting, core.waiting = core.waiting, []
     for handler, argument in waiting:
