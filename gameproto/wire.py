@@ -248,11 +248,14 @@ def peer_address(peer: str) -> str:
 
 
 # The handshake's parts an Autobahn server protocol keeps once open that nothing reads
-# after it (see JSONProtocol._release_upgrade): the raw request and response and the
-# parsed headers.  The request's URI, path and query stay: a protocol may decide what
-# the connection is only once a lookup has answered (a match's replay or live game).
+# after it (see JSONProtocol._release_upgrade): the raw request and response, the parsed
+# headers, and the request's path, parsed query and host (Autobahn reads them only while
+# it answers the upgrade).  The request's URI stays: a protocol may decide what the
+# connection is only once a lookup has answered (a match's replay or live game), and it
+# reads the query from there.
 _HANDSHAKE_LEFTOVERS = ("http_request_data", "http_response_data", "http_headers",
-                        "http_status_line")
+                        "http_status_line", "http_request_path", "http_request_params",
+                        "http_request_host")
 
 
 @implementer(IPushProducer)
@@ -435,8 +438,8 @@ class JSONProtocol(WebSocketServerProtocol):
         """
         Let go of what the upgrade left behind: the largest part of an idle connection's
         memory (bench/idle_memory.py).  The handshake Autobahn keeps (the request and the
-        response, their parsed headers) is read by nothing once open; the request's URI
-        stays.  Twisted Web's channel of the upgrade request stays the transport's
+        response, their parsed headers, the path, query and host) is read by nothing once
+        open; the request's URI stays, for L{connectionOpened} and what it defers.  Twisted Web's channel of the upgrade request stays the transport's
         producer, and with it the request; its one job there is to stop reading from a
         peer whose writes back up, which L{PauseReading} does as well.
         """

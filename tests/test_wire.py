@@ -168,8 +168,11 @@ class JSONProtocolTests(SynchronousTestCase):
         """
         ws = self.connect({"Authorization": "Token good"})
         self.assertEqual(ws.json_messages(), [{"hello": "ann"}])
-        self.assertIsNone(ws.protocol.http_headers)
-        self.assertIsNone(ws.protocol.http_request_data)
+        for leftover in ("http_headers", "http_request_data", "http_request_path",
+                         "http_request_params", "http_request_host"):
+            self.assertIsNone(getattr(ws.protocol, leftover), leftover)
+        # What a protocol reads to decide what the connection is, perhaps after a lookup.
+        self.assertIsNotNone(ws.protocol.http_request_uri)
         producer = ws.transport.producer
         self.assertIsInstance(producer, wire.PauseReading)
         self.assertTrue(ws.transport.streaming)
