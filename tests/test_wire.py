@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameproto import wire, web
 from gameproto.testing import WebSocketClient
+from gameproto.testing.websocket import PONG, TEXT, client_frame
 from gameproto.wire import Malformed
 from tests.echo import Echo
 
@@ -182,6 +183,24 @@ class JSONProtocolTests(SynchronousTestCase):
         self.assertEqual(ws.transport.producerState, "producing")
         ws.send_json({"x": 1})
         self.assertEqual(ws.json_messages(), [{"x": 1}])
+
+    def test_frame_unmasker_let_go(self) -> None:
+        """
+        Once a message or a pong has been read, the connection keeps no unmasker for it;
+        the next frames are unmasked as before, whole or a byte at a time.
+        """
+        ws = self.connect({"Authorization": "Token good"})
+        self.assertEqual(ws.json_messages(), [{"hello": "ann"}])
+        ws.send_json({"x": 1})
+        self.assertIsNone(ws.protocol.current_frame_masker)
+        self.assertEqual(ws.json_messages(), [{"x": 1}])
+        ws.send(b"beat", PONG)
+        self.assertIsNone(ws.protocol.current_frame_masker)
+        for byte in client_frame(TEXT, wire.encode({"y": "two"})):
+            ws.protocol.dataReceived(bytes([byte]))
+        self.assertIsNone(ws.protocol.current_frame_masker)
+        self.assertEqual(ws.json_messages(), [{"y": "two"}])
+        self.assertFalse(ws.disconnected)
 
     def test_unauthenticated_is_none(self) -> None:
         """Without a valid token the protocol opens with user None."""
