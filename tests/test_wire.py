@@ -202,6 +202,26 @@ class JSONProtocolTests(SynchronousTestCase):
         self.assertEqual(ws.json_messages(), [{"y": "two"}])
         self.assertFalse(ws.disconnected)
 
+    def test_send_queue_made_on_demand(self) -> None:
+        """
+        An open connection holds no queue of chopped and synchronous sends until one is
+        sent; then such sends go out in order, after what was sent before them.
+        """
+        ws = self.connect({"Authorization": "Token good"})
+        self.assertEqual(ws.json_messages(), [{"hello": "ann"}])
+        protocol = ws.protocol
+        self.assertIsInstance(protocol.send_queue, wire.SendQueueOnDemand)
+        protocol.sendMessage(b'{"n":1}', sync=True)
+        protocol.sendMessage(b'{"n":2}')
+        protocol.sendFrame(opcode=1, payload=b'{"n":3}', chopsize=2)
+        # Autobahn writes a chop per reactor turn.
+        for _ in range(10):
+            self.clock.advance(0.001)
+        self.assertEqual(ws.json_messages(), [{"n": 1}, {"n": 2}, {"n": 3}])
+        self.assertEqual(len(protocol.send_queue), 0)
+        ws.send_json({"x": 1})
+        self.assertEqual(ws.json_messages(), [{"x": 1}])
+
     def test_unauthenticated_is_none(self) -> None:
         """Without a valid token the protocol opens with user None."""
         self.assertEqual(self.connect().json_messages(), [{"hello": None}])
