@@ -34,6 +34,7 @@ comparison with the bare server shows it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -44,7 +45,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import UNTHROTTLED, percentile, serve_bare  # noqa: E402
+from bench.common import UNTHROTTLED, cpu_seconds, percentile, serve_bare  # noqa: E402
 from gameproto.client import arena as client  # noqa: E402
 from tests.nodes import Node, ServerProcess, http_json  # noqa: E402
 
@@ -250,7 +251,7 @@ class Controllers:
         socket.on_message = seen
 
 
-Setup = Callable[[Any, ServerProcess, int, int],
+Setup = Callable[[Any, ServerProcess, int, int, dict[str, Any]],
                  Awaitable[tuple[list[client.ArenaClient], list[Bot]]]]
 
 
@@ -262,9 +263,14 @@ async def user(server: ServerProcess, name: str) -> str:
     return str(body["token"])
 
 
-async def gameproto_arenas(reactor: Any, server: ServerProcess, arenas: int,
-                           tick_ms: int) -> tuple[list[client.ArenaClient], list[Bot]]:
-    """Users, arenas over REST, a controller and 4 registered bots each, games started."""
+async def gameproto_arenas(reactor: Any, server: ServerProcess, arenas: int, tick_ms: int,
+                           settings: dict[str, Any] | None = None,
+                           ) -> tuple[list[client.ArenaClient], list[Bot]]:
+    """
+    Users, arenas over REST, a controller and 4 registered bots each, games started.
+    C{settings} are more of the arenas' settings (an experiment's).
+    """
+    config = {"tick_ms": tick_ms, "shot_damage": 0, "spawn_points": SPAWNS, **(settings or {})}
     tokens = [await user(server, f"bench{n}") for n in range((arenas + 9) // 10)]
     controllers: list[client.ArenaClient] = []
     bots: list[Bot] = []
@@ -272,16 +278,16 @@ async def gameproto_arenas(reactor: Any, server: ServerProcess, arenas: int,
         token = tokens[index // 10]
         status, body = await http_json(
             "POST", server.url("/api/arenas/"),
-            {"id": f"bench-{index}", "config": {
-                "tick_ms": tick_ms, "shot_damage": 0, "spawn_points": SPAWNS}},
+            {"id": f"bench-{index}", "config": config},
             token=token)
         assert status == 201, body
         controllers.append(await start_arena(reactor, server, f"bench-{index}", token, bots))
     return controllers, bots
 
 
-async def bare_arenas(reactor: Any, server: ServerProcess, arenas: int,
-                      tick_ms: int) -> tuple[list[client.ArenaClient], list[Bot]]:
+async def bare_arenas(reactor: Any, server: ServerProcess, arenas: int, tick_ms: int,
+                      settings: dict[str, Any] | None = None,
+                      ) -> tuple[list[client.ArenaClient], list[Bot]]:
     """The same sockets and commands on the bare server (which needs no user or arena)."""
     controllers: list[client.ArenaClient] = []
     bots: list[Bot] = []
@@ -311,9 +317,10 @@ _LATENESS = re.compile(r"lateness p50 ([\d.]+) ms, p99 ([\d.]+) ms")
 
 
 class Row:
-    def __init__(self, name: str, elapsed: float, bots: list[Bot], controllers: Controllers,
-                 log: str) -> None:
+    def __init__(self, name: str, elapsed: float, cpu: float, bots: list[Bot],
+                 controllers: Controllers, log: str) -> None:
         self.name = name
+        self.cpu = cpu / elapsed  # the server's share of one core over the window
         self.commands = sum(bot.replies for bot in bots) / elapsed
         self.errors = sum(bot.errors for bot in bots) / elapsed
         found = _LATENESS.search(log)
@@ -328,15 +335,18 @@ async def measure(reactor: Any, name: str, server: ServerProcess, setup: Setup,
                   options: argparse.Namespace) -> Row:
     await server.start()
     try:
-        sockets, bots = await setup(reactor, server, options.arenas, options.tick_ms)
+        sockets, bots = await setup(reactor, server, options.arenas, options.tick_ms,
+                                    options.arena_config)
         controllers = Controllers(sockets)
         await task.deferLater(reactor, options.warmup, lambda: None)
         for bot in bots:
             bot.measuring = True
         controllers.measuring = True
         started = time.perf_counter()
+        cpu_began = cpu_seconds(server.process.pid)
         await task.deferLater(reactor, options.duration, lambda: None)
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(server.process.pid) - cpu_began
         for bot in bots:
             bot.measuring = False
         controllers.measuring = False
@@ -344,7 +354,7 @@ async def measure(reactor: Any, name: str, server: ServerProcess, setup: Setup,
             socket.dropConnection(abort=True)
     finally:
         await server.stop()
-    return Row(name, elapsed, bots, controllers, server.log())
+    return Row(name, elapsed, cpu, bots, controllers, server.log())
 
 
 async def run(reactor: Any, options: argparse.Namespace) -> None:
@@ -367,11 +377,12 @@ async def run(reactor: Any, options: argparse.Namespace) -> None:
         rows.append(row)
     print(f"{'server':<14} {'commands/s':>10} {'of ideal':>9} {'errors/s':>9} "
           f"{'tick late p50':>14} {'p99':>9} {'snapshot gap p50':>17} {'p99':>9} "
-          f"{'snapshot bytes':>15}")
+          f"{'snapshot bytes':>15} {'server CPU':>11}")
     for row in rows:
         print(f"{row.name:<14} {row.commands:>10,.0f} {row.commands / ideal:>8.1%} "
               f"{row.errors:>9,.0f} {row.late50:>11.2f} ms {row.late99:>6.2f} ms "
-              f"{row.gap50:>14.1f} ms {row.gap99:>6.1f} ms {row.snapshot_bytes:>15,.0f}")
+              f"{row.gap50:>14.1f} ms {row.gap99:>6.1f} ms {row.snapshot_bytes:>15,.0f} "
+              f"{row.cpu:>11.0%}")
     ours = [row for row in rows if row.name == "gameproto"]
     theirs = [row for row in rows if row.name != "gameproto"]
     if ours and theirs:
@@ -397,6 +408,9 @@ def main() -> None:
     parser.add_argument("--snapshot-bytes", type=int, default=None,
                         help="size of the bare server's snapshot (default: the mean seen "
                              f"in the first gameproto run, else {SNAPSHOT_BYTES})")
+    parser.add_argument("--arena-config", type=json.loads, default={},
+                        help="more settings of gameproto's arenas, as a JSON object; for "
+                             "experiments: '{\"shot_speed\": 100}' keeps about one shot in flight")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     options.servers = [n for n in ("gameproto", "bare autobahn")

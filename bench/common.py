@@ -1,10 +1,12 @@
 """
-What the benchmark scripts share: percentiles, serving a bare comparison server, and the
-options of a gameproto node that lets one address sign up and create without limits.
+What the benchmark scripts share: percentiles, a process's CPU time, serving a bare
+comparison server, and the options of a gameproto node that lets one address sign up and
+create without limits.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.web.resource import Resource
@@ -16,6 +18,13 @@ UNTHROTTLED = (
     "--sign-ups-per-address", "off", "--logins-per-address", "off",
     "--creations-per-account", "off", "--creations-per-address", "off",
 )
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process, in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], fraction: float, empty: float = 0.0) -> float:

@@ -65,7 +65,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import arena_load, match_load  # noqa: E402
 from bench.chat_fanout import NODE_PEER, PEER, peer_missing  # noqa: E402
-from bench.common import UNTHROTTLED  # noqa: E402
+from bench.common import UNTHROTTLED, cpu_seconds  # noqa: E402
 from gameproto.auth import hash_password, new_token, token_digest  # noqa: E402
 from gameproto.store import TokenRecord, User  # noqa: E402
 from gameproto.store.sqlite import SQLiteStore  # noqa: E402
@@ -93,13 +93,6 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process, in seconds."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
