@@ -22,7 +22,6 @@ from __future__ import annotations
 import enum
 import inspect
 import re
-from collections import deque
 from typing import Any, Callable, ClassVar
 
 import attrs
@@ -259,29 +258,19 @@ _HANDSHAKE_LEFTOVERS = ("http_request_data", "http_response_data", "http_headers
                         "http_request_host")
 
 
-class SendQueueOnDemand:
+class SendQueue(list[Any]):
     """
-    Stands in for Autobahn's queue of chopped and synchronous sends
-    (C{sendMessage(..., sync=True)} or with a C{chopsize}) until one is made: then it
-    puts a real queue in its place on the protocol.  Autobahn gives every connection an
-    empty C{deque} for them, 0.7 KB (bench/idle_memory.py), and gameproto's own sends
-    never go through it.  It is what Autobahn reads of an empty queue: a length of 0.
+    Autobahn's queue of chopped and synchronous sends (C{sendMessage(..., sync=True)} or
+    with a C{chopsize}), as a list.  Autobahn gives every connection an empty C{deque}
+    for them, 0.7 KB (bench/idle_memory.py), where an empty list is a small object; and
+    gameproto's own sends never use it.  Such a queue holds a few frames at most, so
+    taking from its front costs nothing that matters.
     """
 
-    __slots__ = ("_protocol",)
-
-    def __init__(self, protocol: WebSocketServerProtocol) -> None:
-        self._protocol = protocol
-
-    def __len__(self) -> int:
-        return 0
-
-    def append(self, item: Any) -> None:
-        queue: deque[Any] = deque((item,))
-        self._protocol.send_queue = queue
+    __slots__ = ()
 
     def popleft(self) -> Any:
-        raise IndexError("pop from an empty deque")
+        return self.pop(0)
 
 
 @implementer(IPushProducer)
@@ -466,16 +455,16 @@ class JSONProtocol(WebSocketServerProtocol):
         memory (bench/idle_memory.py).  The handshake Autobahn keeps (the request and the
         response, their parsed headers, the path, query and host) is read by nothing once
         open; the request's URI stays, for L{connectionOpened} and what it defers.  The
-        empty queue of chopped and synchronous sends is made again if one is sent
-        (L{SendQueueOnDemand}).  Twisted Web's channel of the upgrade request stays the transport's
-        producer, and with it the request; its one job there is to stop reading from a
-        peer whose writes back up, which L{PauseReading} does as well.
+        empty queue of chopped and synchronous sends becomes a smaller one
+        (L{SendQueue}).  Twisted Web's channel of the upgrade request stays the
+        transport's producer, and with it the request; its one job there is to stop
+        reading from a peer whose writes back up, which L{PauseReading} does as well.
         """
         for name in _HANDSHAKE_LEFTOVERS:
             if getattr(self, name, None) is not None:
                 setattr(self, name, None)
         if not self.send_queue:
-            self.send_queue = SendQueueOnDemand(self)
+            self.send_queue = SendQueue()
         transport = self.transport
         if isinstance(getattr(transport, "producer", None), HTTPChannel):
             transport.unregisterProducer()

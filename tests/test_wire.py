@@ -202,15 +202,15 @@ class JSONProtocolTests(SynchronousTestCase):
         self.assertEqual(ws.json_messages(), [{"y": "two"}])
         self.assertFalse(ws.disconnected)
 
-    def test_send_queue_made_on_demand(self) -> None:
+    def test_send_queue(self) -> None:
         """
-        An open connection holds no queue of chopped and synchronous sends until one is
-        sent; then such sends go out in order, after what was sent before them.
+        An open connection's queue of chopped and synchronous sends is a L{wire.SendQueue};
+        such sends go out in order, after what was sent before them.
         """
         ws = self.connect({"Authorization": "Token good"})
         self.assertEqual(ws.json_messages(), [{"hello": "ann"}])
         protocol = ws.protocol
-        self.assertIsInstance(protocol.send_queue, wire.SendQueueOnDemand)
+        self.assertIsInstance(protocol.send_queue, wire.SendQueue)
         protocol.sendMessage(b'{"n":1}', sync=True)
         protocol.sendMessage(b'{"n":2}')
         protocol.sendFrame(opcode=1, payload=b'{"n":3}', chopsize=2)
