@@ -492,7 +492,7 @@ class JSONProtocol(WebSocketServerProtocol):
         Let go of the unmasker of the frame just read.  Autobahn keeps it until the next
         frame's header replaces it, and an idle connection's last frame is its heartbeat,
         so every idle connection would hold one: a cffi object and its buffers, about
-        0.3 KB (bench/idle_memory.py).  Autobahn calls this once the frame is complete,
+        0.2 KB (bench/idle_memory.py).  Autobahn calls this once the frame is complete,
         and reads its unmasker again only for the next frame, after making a new one.
         """
         self.current_frame_masker = None
